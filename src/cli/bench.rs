@@ -1,0 +1,18 @@
+//! `dams bench <name>`: speed measured against a reference in the same run, reported as ratios.
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::Ctx;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: BenchWhich,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWhich {}
+
+pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
+    match a.which {}
+}

@@ -1,0 +1,180 @@
+//! The `dams` command line. Each subcommand's arguments and handler live next to the area they
+//! drive (`cli/<area>.rs`); handlers call the same core functions the TUI uses.
+
+pub mod audio;
+pub mod bench;
+pub mod manifest;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Dirs};
+use crate::workspace::Workspace;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dams",
+    version,
+    about = "Label radio audio as speech / music / noise, and study how teacher models label it",
+    long_about = "dams is a terminal workbench for speech/music/noise labeling of radio audio.\n\n\
+        Run it with no subcommand to open the TUI on the workspace in the current directory \
+        (or, if there is none, on the embedded demo workspace)."
+)]
+pub struct Cli {
+    /// Workspace folder (default: the workspace containing the current directory).
+    #[arg(long, short = 'w', global = true, env = "DAMS_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
+    /// Annotator name stored with gold labels (default: from config.toml, else $USER).
+    #[arg(long, global = true, env = "DAMS_ANNOTATOR")]
+    pub annotator: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a workspace (data/raw, data/segments, data/metadata, the database).
+    Init(InitArgs),
+    /// Import a DAMS manifest CSV (upsert by segment path; a malformed file is refused whole).
+    Import(manifest::ImportArgs),
+    /// Export the manifest, blocs_smad_labels.csv, dated snapshots and Parquet.
+    Export(manifest::ExportArgs),
+    /// Cut long recordings into 16 kHz mono windows (10 s, 5 s hop) under data/segments/.
+    Segment(audio::SegmentArgs),
+    /// Compute the acoustic statistics of every segment.
+    Stats(audio::StatsArgs),
+    /// Show the workspace: segments per split, labels, teacher runs.
+    Info,
+    /// Where the embedded demo workspace lives; `--reset` rebuilds it.
+    Demo(DemoArgs),
+    /// Open the terminal UI (the default without a subcommand).
+    Tui,
+    /// Measure dams' speed against a reference (ratios in one run).
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder to create the workspace in (default: the current directory).
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Delete and rebuild the demo workspace from the embedded data.
+    #[arg(long)]
+    pub reset: bool,
+}
+
+/// What every handler gets: the parsed global options, user dirs and config.
+pub struct Ctx {
+    pub workspace_arg: Option<PathBuf>,
+    pub dirs: Dirs,
+    pub config: Config,
+}
+
+impl Ctx {
+    /// The workspace named by `--workspace`, or the one containing the current directory.
+    pub fn workspace(&self) -> Result<Workspace> {
+        match &self.workspace_arg {
+            Some(p) => Ok(Workspace::open(p)?),
+            None => {
+                let cwd = std::env::current_dir().context("cannot read the current directory")?;
+                Workspace::discover(&cwd).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no dams workspace in {} or its parents; create one with `dams init`, or pass --workspace DIR",
+                        cwd.display()
+                    )
+                })
+            }
+        }
+    }
+
+    pub fn annotator(&self) -> &str {
+        &self.config.annotator
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let dirs = Dirs::get();
+    let mut config = Config::load(&dirs)?;
+    if let Some(a) = cli.annotator {
+        config.annotator = a;
+    }
+    let ctx = Ctx { workspace_arg: cli.workspace, dirs, config };
+    match cli.command {
+        Some(Command::Init(a)) => {
+            let dir = a.dir.unwrap_or_else(|| PathBuf::from("."));
+            let ws = Workspace::init(&dir)?;
+            println!("initialised dams workspace at {}", ws.root().display());
+            Ok(())
+        }
+        Some(Command::Import(a)) => manifest::run_import(&ctx, a),
+        Some(Command::Export(a)) => manifest::run_export(&ctx, a),
+        Some(Command::Segment(a)) => audio::run_segment(&ctx, a),
+        Some(Command::Stats(a)) => audio::run_stats(&ctx, a),
+        Some(Command::Info) => info(&ctx.workspace()?),
+        Some(Command::Demo(a)) => {
+            let ws = crate::demo::ensure(&ctx.dirs, a.reset)?;
+            println!("demo workspace: {}", ws.root().display());
+            info(&ws)
+        }
+        Some(Command::Bench(a)) => bench::run(&ctx, a),
+        Some(Command::Tui) | None => {
+            let ws = match &ctx.workspace_arg {
+                Some(_) => ctx.workspace()?,
+                None => match Workspace::discover(std::env::current_dir()?) {
+                    Some(ws) => ws,
+                    None => crate::demo::ensure(&ctx.dirs, false)?,
+                },
+            };
+            open_tui(&ctx, ws)
+        }
+    }
+}
+
+fn open_tui(_ctx: &Ctx, ws: Workspace) -> Result<()> {
+    // The annotation TUI lands with its own issue; until then show what the workspace holds.
+    info(&ws)
+}
+
+/// Print a summary of a workspace.
+pub fn info(ws: &Workspace) -> Result<()> {
+    let store = ws.open_store()?;
+    println!("workspace {}", ws.root().display());
+    let total = store.segment_count()?;
+    println!("  segments: {total}");
+    let mut stmt = store.conn().prepare("SELECT split, count(*) FROM segments GROUP BY split ORDER BY split")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for r in rows {
+        let (split, n) = r?;
+        println!("    {split:<10} {n}");
+    }
+    let gold: i64 = store.conn().query_row("SELECT count(DISTINCT segment_id) FROM gold_labels", [], |r| r.get(0))?;
+    println!("  segments with gold labels: {gold}");
+    for (id, name) in store.annotators()? {
+        let n: i64 =
+            store.conn().query_row("SELECT count(*) FROM gold_labels WHERE annotator_id = ?1", [id], |r| r.get(0))?;
+        println!("    annotator {name}: {n}");
+    }
+    let runs = store.runs()?;
+    println!("  teacher runs: {}", runs.len());
+    for r in runs {
+        println!("    #{} {} ({}, {} scores, {})", r.id, r.teacher, r.kind, r.n_scores, r.state);
+    }
+    Ok(())
+}

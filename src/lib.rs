@@ -1,0 +1,12 @@
+//! dams — a terminal workbench for labeling radio audio as speech / music / noise and for
+//! studying how pretrained teacher models label it.
+//!
+//! Core modules know nothing of the terminal; [`tui`] renders core state and the CLI calls the
+//! same job functions.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod labels;
+pub mod store;
+pub mod workspace;
