@@ -4,9 +4,13 @@
 //! Core modules know nothing of the terminal; [`tui`] renders core state and the CLI calls the
 //! same job functions.
 
+pub mod browse;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod dsp;
+pub mod keymap;
 pub mod labels;
+pub mod playback;
 pub mod store;
 pub mod workspace;

@@ -6,6 +6,9 @@
 //! transaction.
 
 pub mod schema;
+mod tui;
+
+pub use tui::BrowseRow;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
