@@ -13,4 +13,5 @@ pub mod keymap;
 pub mod labels;
 pub mod playback;
 pub mod store;
+pub mod tui;
 pub mod workspace;

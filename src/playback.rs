@@ -158,7 +158,7 @@ impl Playback {
     /// `DAMS_AUDIO=none` forces the no-output path.
     pub fn start() -> Playback {
         if std::env::var("DAMS_AUDIO").is_ok_and(|v| v.eq_ignore_ascii_case("none")) {
-            return Self::headless("disabled by DAMS_AUDIO=none").0;
+            return Self::headless("DAMS_AUDIO=none").0;
         }
         Self::start_device()
     }

@@ -1,0 +1,113 @@
+//! The analysis worker: decodes segments and computes their spectrograms off the UI thread.
+//! The UI sends the ids it wants (current first, then the neighbours to prefetch); a newer
+//! request replaces whatever was still queued, so the worker never lags behind fast scrolling.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use crate::dsp::spectrogram::{MelSpectrogrammer, Spectrogram};
+
+/// A decoded, analysed segment.
+#[derive(Debug)]
+pub struct Analysis {
+    pub id: i64,
+    pub samples: Arc<Vec<f32>>,
+    pub spec: Spectrogram,
+    /// Display range of the spectrogram in dB (robust percentiles).
+    pub range: (f32, f32),
+    pub took: Duration,
+}
+
+/// What the worker sends back.
+pub type Reply = (i64, Result<Arc<Analysis>, String>);
+
+pub struct Worker {
+    tx: Sender<Vec<(i64, PathBuf)>>,
+    rx: Receiver<Reply>,
+}
+
+/// Decode a segment to 16 kHz mono samples.
+// TODO(merge audio): replace with crate::audio::load_mono_16k.
+pub fn load_samples(path: &std::path::Path) -> Result<Vec<f32>, String> {
+    let err = |e: hound::Error| format!("{}: {e}", path.display());
+    let mut r = hound::WavReader::open(path).map_err(err)?;
+    let spec = r.spec();
+    if spec.sample_rate != 16_000 || spec.channels != 1 {
+        return Err(format!(
+            "{}: expected 16 kHz mono, found {} Hz with {} channels",
+            path.display(),
+            spec.sample_rate,
+            spec.channels
+        ));
+    }
+    match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.map_err(err)).collect(),
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            r.samples::<i32>().map(|s| s.map(|v| v as f32 * scale).map_err(err)).collect()
+        }
+    }
+}
+
+/// Decode and analyse one file.
+pub fn analyse(sg: &mut MelSpectrogrammer, id: i64, path: &std::path::Path) -> Result<Arc<Analysis>, String> {
+    let t0 = Instant::now();
+    let samples = load_samples(path)?;
+    let spec = sg.compute(&samples);
+    let range = spec.db_range();
+    Ok(Arc::new(Analysis { id, samples: Arc::new(samples), spec, range, took: t0.elapsed() }))
+}
+
+impl Worker {
+    pub fn start() -> std::io::Result<Worker> {
+        let (tx, req_rx) = mpsc::channel::<Vec<(i64, PathBuf)>>();
+        let (reply_tx, rx) = mpsc::channel::<Reply>();
+        std::thread::Builder::new().name("dams-analysis".into()).spawn(move || {
+            let mut sg = MelSpectrogrammer::default();
+            let mut queue: Vec<(i64, PathBuf)> = Vec::new();
+            loop {
+                if queue.is_empty() {
+                    match req_rx.recv() {
+                        Ok(q) => queue = q,
+                        Err(_) => return,
+                    }
+                }
+                // Only the newest request matters.
+                loop {
+                    match req_rx.try_recv() {
+                        Ok(q) => queue = q,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => return,
+                    }
+                }
+                if queue.is_empty() {
+                    continue;
+                }
+                let (id, path) = queue.remove(0);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| analyse(&mut sg, id, &path)))
+                    .unwrap_or_else(|_| Err("internal error while analysing".into()));
+                if reply_tx.send((id, result)).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Worker { tx, rx })
+    }
+
+    /// Replace the worker's queue.
+    pub fn request(&self, ids: Vec<(i64, PathBuf)>) {
+        let _ = self.tx.send(ids);
+    }
+
+    /// A finished analysis, if any (non-blocking).
+    pub fn try_recv(&self) -> Option<Reply> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Wait up to `timeout` for a finished analysis (benchmarks).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Reply> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}
