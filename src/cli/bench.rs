@@ -11,8 +11,31 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchWhich {}
+pub enum BenchWhich {
+    /// Segment switch: decode + spectrogram + first frame, cold and with prefetch (p50/p99).
+    TuiSwitch {
+        /// Number of 10-s segments to switch through.
+        #[arg(long, default_value_t = 60)]
+        segments: usize,
+    },
+    /// Keypress to durable label (p50/p99) against a bare SQLite INSERT+commit.
+    TuiLabel {
+        #[arg(long, default_value_t = 500)]
+        keys: usize,
+    },
+    /// Frame time of a 200x60 terminal with many rows loaded, against a plain ratatui Table.
+    TuiRender {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+    },
+}
 
 pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
-    match a.which {}
+    match a.which {
+        BenchWhich::TuiSwitch { segments } => crate::tui::bench::switch(segments),
+        BenchWhich::TuiLabel { keys } => crate::tui::bench::label(keys),
+        BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
+    }
 }

@@ -6,9 +6,13 @@
 //! next key is read.
 
 pub mod app;
+pub mod bench;
 pub mod colormap;
 pub mod view;
 pub mod worker;
+
+#[cfg(test)]
+mod tests;
 
 use std::io::Write;
 use std::time::Duration;

@@ -55,9 +55,19 @@ pub fn load_samples(path: &std::path::Path) -> Result<Vec<f32>, String> {
 pub fn analyse(sg: &mut MelSpectrogrammer, id: i64, path: &std::path::Path) -> Result<Arc<Analysis>, String> {
     let t0 = Instant::now();
     let samples = load_samples(path)?;
+    let mut a = analyse_samples(sg, id, samples);
+    if let Some(a) = Arc::get_mut(&mut a) {
+        a.took = t0.elapsed();
+    }
+    Ok(a)
+}
+
+/// Analyse decoded samples.
+pub fn analyse_samples(sg: &mut MelSpectrogrammer, id: i64, samples: Vec<f32>) -> Arc<Analysis> {
+    let t0 = Instant::now();
     let spec = sg.compute(&samples);
     let range = spec.db_range();
-    Ok(Arc::new(Analysis { id, samples: Arc::new(samples), spec, range, took: t0.elapsed() }))
+    Arc::new(Analysis { id, samples: Arc::new(samples), spec, range, took: t0.elapsed() })
 }
 
 impl Worker {
