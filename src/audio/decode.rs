@@ -189,6 +189,19 @@ impl DecodeStream {
         self.frames
     }
 
+    /// Frames left in the stream, from packet durations, without decoding (consumes the stream).
+    pub fn count_remaining_frames(&mut self) -> Result<u64, AudioError> {
+        let mut n = 0u64;
+        loop {
+            match self.format.next_packet() {
+                Ok(Some(p)) if p.track_id == self.track_id => n += p.dur.get(),
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(n),
+                Err(e) => return Err(self.corrupt(describe(&e))),
+            }
+        }
+    }
+
     fn corrupt(&self, detail: String) -> AudioError {
         AudioError::Corrupt {
             path: self.path.clone(),
