@@ -105,6 +105,13 @@ pub struct DecodeStream {
     sample_rate: u32,
     channels: u16,
     frames_hint: Option<u64>,
+    /// Frames the stream may fall short of `frames_hint` without being called truncated (MP3
+    /// VBRI headers count the encoder delay too).
+    hint_slack: u64,
+    /// Packet timestamps count sample frames (time base 1/rate): gaps between packets can be seen.
+    pts_in_frames: bool,
+    /// End timestamp of the previous packet, to spot packets the demuxer skipped.
+    next_pts: Option<i64>,
     /// Frames delivered so far (after gapless trimming).
     frames: u64,
     interleaved: Vec<f32>,
@@ -133,7 +140,16 @@ impl DecodeStream {
         }
         let format = symphonia::default::get_probe()
             .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
-            .map_err(|e| AudioError::Unsupported { path: p(), detail: describe(&e) })?;
+            .map_err(|e| match e {
+                // A recognised container whose header is cut short or malformed.
+                SymError::IoError(_) | SymError::DecodeError(_) => AudioError::Corrupt {
+                    path: p(),
+                    at_sec: 0.0,
+                    at_frame: 0,
+                    detail: format!("unreadable header: {}", describe(&e)),
+                },
+                _ => AudioError::Unsupported { path: p(), detail: describe(&e) },
+            })?;
         let track = format
             .default_track(TrackType::Audio)
             .ok_or_else(|| AudioError::Unsupported { path: p(), detail: "no audio track".into() })?;
@@ -153,6 +169,9 @@ impl DecodeStream {
         let channels = u16::try_from(channels)
             .map_err(|_| AudioError::Unsupported { path: p(), detail: format!("{channels} channels") })?;
         let frames_hint = track.num_frames;
+        let pts_in_frames = track.time_base.is_some_and(|tb| tb.numer.get() == 1 && tb.denom.get() == sample_rate);
+        let hint_slack =
+            if params.codec == symphonia::core::codecs::audio::well_known::CODEC_ID_MP3 { 4608 } else { 0 };
         let track_id = track.id;
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(params, &AudioDecoderOptions::default())
@@ -165,6 +184,9 @@ impl DecodeStream {
             sample_rate,
             channels,
             frames_hint,
+            hint_slack,
+            pts_in_frames,
+            next_pts: None,
             frames: 0,
             interleaved: Vec::new(),
             mono: Vec::new(),
@@ -216,7 +238,23 @@ impl DecodeStream {
         loop {
             let packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    // The container states its length (FLAC STREAMINFO, WAV data size, MP3 Xing
+                    // header...): fewer frames means frames were lost (truncation, or a corrupt
+                    // frame the demuxer skipped), which would shift every later window.
+                    if let Some(h) = self.frames_hint
+                        && self.frames + self.hint_slack < h
+                    {
+                        let msg = format!(
+                            "the stream ends after {} of the {} frames its header announces ({:.3} s missing): truncated or corrupt",
+                            self.frames,
+                            h,
+                            (h - self.frames) as f64 / self.sample_rate as f64
+                        );
+                        return Err(self.corrupt(msg));
+                    }
+                    return Ok(None);
+                }
                 Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Err(self.corrupt("the file ends in the middle of a packet (truncated)".into()));
                 }
@@ -224,6 +262,23 @@ impl DecodeStream {
             };
             if packet.track_id != self.track_id {
                 continue;
+            }
+            // A demuxer that meets a corrupt frame resynchronises on the next one: the audio in
+            // between is lost and everything after it would be shifted in time.
+            if self.pts_in_frames {
+                let pts = packet.pts.get();
+                if let Some(expect) = self.next_pts
+                    && pts > expect
+                {
+                    let msg = format!(
+                        "{} frames ({:.3} s) are missing before this point (corrupt data skipped)",
+                        pts - expect,
+                        (pts - expect) as f64 / self.sample_rate as f64
+                    );
+                    return Err(self.corrupt(msg));
+                }
+                let block = packet.dur.get() + packet.trim_start.get() + packet.trim_end.get();
+                self.next_pts = Some(pts.saturating_add(i64::try_from(block).unwrap_or(i64::MAX)));
             }
             let (trim_start, trim_end, dur) =
                 (packet.trim_start.get() as usize, packet.trim_end.get() as usize, packet.dur.get() as usize);
