@@ -11,8 +11,13 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchWhich {}
+pub enum BenchWhich {
+    /// Segmentation throughput (decode + resample + write windows) vs ffmpeg on the same file.
+    Segment(super::audio::SegmentBenchArgs),
+}
 
-pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
-    match a.which {}
+pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
+    match a.which {
+        BenchWhich::Segment(b) => super::audio::run_bench_segment(ctx, b),
+    }
 }
