@@ -12,6 +12,8 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchWhich {
+    /// Segmentation throughput (decode + resample + write windows) vs ffmpeg on the same file.
+    Segment(super::audio::SegmentBenchArgs),
     /// Segment switch: decode + spectrogram + first frame, cold and with prefetch (p50/p99).
     TuiSwitch {
         /// Number of 10-s segments to switch through.
@@ -32,8 +34,9 @@ pub enum BenchWhich {
     },
 }
 
-pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
+pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     match a.which {
+        BenchWhich::Segment(b) => super::audio::run_bench_segment(ctx, b),
         BenchWhich::TuiSwitch { segments } => crate::tui::bench::switch(segments),
         BenchWhich::TuiLabel { keys } => crate::tui::bench::label(keys),
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),

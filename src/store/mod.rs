@@ -5,10 +5,13 @@
 //! locked", and versioned migrations (see [`schema`]). Every label write is one committed
 //! transaction.
 
+mod audio;
 pub mod schema;
 mod tui;
 
 pub use tui::BrowseRow;
+
+pub use audio::RawFile;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

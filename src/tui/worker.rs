@@ -28,27 +28,9 @@ pub struct Worker {
     rx: Receiver<Reply>,
 }
 
-/// Decode a segment to 16 kHz mono samples.
-// TODO(merge audio): replace with crate::audio::load_mono_16k.
+/// Decode a segment to 16 kHz mono samples (any format the audio module reads).
 pub fn load_samples(path: &std::path::Path) -> Result<Vec<f32>, String> {
-    let err = |e: hound::Error| format!("{}: {e}", path.display());
-    let mut r = hound::WavReader::open(path).map_err(err)?;
-    let spec = r.spec();
-    if spec.sample_rate != 16_000 || spec.channels != 1 {
-        return Err(format!(
-            "{}: expected 16 kHz mono, found {} Hz with {} channels",
-            path.display(),
-            spec.sample_rate,
-            spec.channels
-        ));
-    }
-    match spec.sample_format {
-        hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.map_err(err)).collect(),
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            r.samples::<i32>().map(|s| s.map(|v| v as f32 * scale).map_err(err)).collect()
-        }
-    }
+    crate::audio::load_mono_16k(path).map_err(|e| e.to_string())
 }
 
 /// Decode and analyse one file.
