@@ -357,3 +357,50 @@ fn kill_9_while_labeling_never_loses_a_committed_label() {
         confirmed[cur] = after;
     }
 }
+
+/// `dams` with no arguments, outside any workspace, opens the embedded demo workspace; moving
+/// through it shows each segment's spectrogram. Prints a text capture of the screen.
+#[test]
+fn no_arguments_opens_the_demo_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    let env = Env { ws: PathBuf::new(), dir };
+    let pty = native_pty_system().openpty(PtySize { rows: 32, cols: 100, pixel_width: 0, pixel_height: 0 }).unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_dams"));
+    cmd.cwd(env.dir.path());
+    cmd.env("DAMS_CONFIG_DIR", env.config());
+    cmd.env("DAMS_DATA_DIR", env.dir.path().join("data"));
+    cmd.env("DAMS_CACHE_DIR", env.dir.path().join("cache"));
+    cmd.env("DAMS_ANNOTATOR", "demo");
+    cmd.env("DAMS_AUDIO", "none");
+    cmd.env_remove("DAMS_WORKSPACE");
+    let child = pty.slave.spawn_command(cmd).unwrap();
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().unwrap();
+    let writer = pty.master.take_writer().unwrap();
+    let parser = Arc::new(Mutex::new(vt100::Parser::new(32, 100, 0)));
+    let p = parser.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65_536];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            p.lock().unwrap().process(&buf[..n]);
+        }
+    });
+    let mut t = Tui { parser, writer, child, _master: pty.master };
+    t.wait_for("demo ·");
+    t.wait_for("segments/a009_s0001.wav  dev");
+    // The spectrogram of the first segment arrives (the player then knows its length).
+    t.wait_for("0.0/10.0s");
+    t.keys("jj");
+    t.wait_for("segments/a013_s0001.wav  dev");
+    t.keys("j");
+    t.wait_for("segments/a013_s0002.wav  dev");
+    t.wait_for("0.0/5.0s");
+    let s = t.wait_for("energy");
+    println!("{s}");
+    t.keys("q");
+    t.wait_exit();
+}
