@@ -174,7 +174,7 @@ pub fn switch(n: usize) -> Result<()> {
         live.push(t.elapsed());
     }
 
-    println!("tui-switch: {} segments of 10 s, 200x60 frame ({} build)", paths.len(), build_kind());
+    println!("tui-switch: {} segments of 10 s, 200x60 frame ({} build{})", paths.len(), build_kind(), load_note());
     println!(
         "  decode                      p50 {:7.2} ms  p99 {:7.2} ms",
         percentile(&dec, 50.0),
@@ -240,7 +240,11 @@ pub fn label(n: usize) -> Result<()> {
         conn.execute_batch("COMMIT")?;
         t_bare.push(t.elapsed());
     }
-    println!("tui-label: {n} keypresses, each one committed transaction with history ({} build)", build_kind());
+    println!(
+        "tui-label: {n} keypresses, each one committed transaction with history ({} build{})",
+        build_kind(),
+        load_note()
+    );
     println!(
         "  keypress -> durable label p50 {:7.3} ms  p99 {:7.3} ms   goal p99 < 5 ms",
         percentile(&t_key, 50.0),
@@ -363,9 +367,10 @@ pub fn render(n: usize, frames: usize) -> Result<()> {
         plain.push(t.elapsed());
     }
     let p50 = percentile(&times, 50.0);
-    println!("tui-render: 200x60 terminal, {n} rows loaded, {frames} frames ({} build)", build_kind());
+    println!("tui-render: 200x60 terminal, {n} rows loaded, {frames} frames ({} build{})", build_kind(), load_note());
     println!(
-        "  full frame (list + spectrogram + bars) p50 {p50:7.3} ms  p99 {:7.3} ms  max {:7.3} ms   goal < 5 ms",
+        "  full frame (list + spectrogram + bars) p50 {p50:7.3} ms  p90 {:7.3} ms  p99 {:7.3} ms  max {:7.3} ms   goal < 5 ms",
+        percentile(&times, 90.0),
         percentile(&times, 99.0),
         percentile(&times, 100.0)
     );
@@ -385,6 +390,18 @@ pub fn render(n: usize, frames: usize) -> Result<()> {
         sort_t.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// The machine's load average (shared build machines make tail latencies noisy).
+fn load_note() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(|l| format!(", load average {l} on {} cores", cores())))
+        .unwrap_or_default()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn build_kind() -> &'static str {
