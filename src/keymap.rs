@@ -132,10 +132,10 @@ impl std::str::FromStr for Key {
             return Err(format!("invalid key {s:?}: unknown key name {rest:?}"));
         };
         // Ctrl-letters arrive lowercase from terminals.
-        if key.ctrl {
-            if let KeyCode::Char(c) = key.code {
-                key.code = KeyCode::Char(c.to_ascii_lowercase());
-            }
+        if key.ctrl
+            && let KeyCode::Char(c) = key.code
+        {
+            key.code = KeyCode::Char(c.to_ascii_lowercase());
         }
         Ok(key)
     }
@@ -171,6 +171,7 @@ pub enum Action {
     Quit,
     Help,
     ToggleLayout,
+    CycleColormap,
     // list
     MoveDown,
     MoveUp,
@@ -223,6 +224,7 @@ pub const ACTIONS: &[(&str, Action)] = &[
     ("quit", Action::Quit),
     ("help", Action::Help),
     ("toggle_layout", Action::ToggleLayout),
+    ("cycle_colormap", Action::CycleColormap),
     ("move_down", Action::MoveDown),
     ("move_up", Action::MoveUp),
     ("page_down", Action::PageDown),

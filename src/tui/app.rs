@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::browse::{Column, Filter, Labeled, SegmentIndex, Sort};
+use crate::config::Config;
 use crate::keymap::{Action, Diagnostic, Key, KeyCode, Keymap};
 use crate::labels::{Class, LabelSet};
 use crate::playback::{Output, Playback};
@@ -43,14 +44,22 @@ pub struct Current {
     pub gold: Option<LabelSet>,
     pub review: bool,
     pub note: Option<String>,
-    /// `(teacher, run id, scores, thresholds)`.
-    pub scores: Vec<(String, i64, [f32; 3], [Option<f64>; 3])>,
+    pub scores: Vec<TeacherScores>,
     pub stats: Option<AcousticStats>,
     pub neighbours: (Option<Segment>, Option<Segment>),
     pub analysis: Option<Arc<Analysis>>,
     pub analysis_error: Option<String>,
     /// When the segment was selected (for the switch-time figure in the status bar).
     pub selected_at: Instant,
+}
+
+/// One teacher's scores for the current segment, with the active threshold of each class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeacherScores {
+    pub teacher: String,
+    pub run_id: i64,
+    pub scores: [f32; 3],
+    pub thresholds: [Option<f64>; 3],
 }
 
 /// Screen regions recorded by the last draw (for mouse hit-testing).
@@ -94,17 +103,17 @@ pub struct App {
 }
 
 impl App {
-    /// Build the app on a workspace. Opens the store, loads the segment index, starts the worker.
+    /// Build the app on a workspace (annotator, gold policy and auto-play from `config`).
+    /// Opens the store and loads the segment index.
     pub fn new(
         ws: Workspace,
-        annotator: &str,
-        allow_any_split: bool,
-        autoplay: bool,
+        config: &Config,
         keymap: Keymap,
         diagnostics: Vec<Diagnostic>,
         playback: Playback,
         worker: Option<Worker>,
     ) -> anyhow::Result<App> {
+        let annotator = config.annotator.as_str();
         let mut store = ws.open_store()?;
         let annotator_id = store.annotator_id(annotator)?;
         let index = SegmentIndex::load(&store, annotator_id)?;
@@ -114,7 +123,7 @@ impl App {
             store,
             annotator: annotator.to_string(),
             annotator_id,
-            allow_any_split,
+            allow_any_split: config.allow_gold_on_all_splits,
             index,
             cursor: 0,
             offset: 0,
@@ -123,7 +132,7 @@ impl App {
             mode,
             message: String::new(),
             playback,
-            autoplay,
+            autoplay: config.autoplay,
             loop_in: None,
             current: None,
             cache: HashMap::new(),
@@ -189,7 +198,8 @@ impl App {
         let mut scores = Vec::new();
         for (teacher, run, s) in self.store.segment_scores(id)? {
             let th: [Option<Threshold>; 3] = self.store.thresholds(&teacher)?;
-            scores.push((teacher, run, s, th.map(|t| t.and_then(|t| t.value))));
+            let thresholds = th.map(|t| t.and_then(|t| t.value));
+            scores.push(TeacherScores { teacher, run_id: run, scores: s, thresholds });
         }
         Ok(Current {
             stats: self.store.stats(id)?,
@@ -213,10 +223,10 @@ impl App {
             if p < 0 {
                 continue;
             }
-            if let Some((_, r)) = self.index.view_row(p as usize) {
-                if !self.cache.contains_key(&r.id) {
-                    want.push((r.id, self.ws.abs_data_path(self.index.path(r))));
-                }
+            if let Some((_, r)) = self.index.view_row(p as usize)
+                && !self.cache.contains_key(&r.id)
+            {
+                want.push((r.id, self.ws.abs_data_path(self.index.path(r))));
             }
         }
         if !want.is_empty() {
@@ -226,14 +236,15 @@ impl App {
 
     fn install_analysis(&mut self, a: Arc<Analysis>) {
         let autoplay_now = self.autoplay;
-        if let Some(c) = &mut self.current {
-            if c.segment.id == a.id && c.analysis.is_none() {
-                self.playback.load(a.samples.clone());
-                self.last_switch_ms = Some(c.selected_at.elapsed().as_secs_f64() * 1e3);
-                c.analysis = Some(a);
-                if autoplay_now {
-                    self.playback.play();
-                }
+        if let Some(c) = &mut self.current
+            && c.segment.id == a.id
+            && c.analysis.is_none()
+        {
+            self.playback.load(a.samples.clone());
+            self.last_switch_ms = Some(c.selected_at.elapsed().as_secs_f64() * 1e3);
+            c.analysis = Some(a);
+            if autoplay_now {
+                self.playback.play();
             }
         }
     }
@@ -257,10 +268,10 @@ impl App {
                     self.install_analysis(a);
                 }
                 Err(e) => {
-                    if let Some(c) = &mut self.current {
-                        if c.segment.id == id {
-                            c.analysis_error = Some(e);
-                        }
+                    if let Some(c) = &mut self.current
+                        && c.segment.id == id
+                    {
+                        c.analysis_error = Some(e);
                     }
                 }
             }
@@ -271,10 +282,10 @@ impl App {
     /// Pick up news from the audio thread; a missing device is announced in the message line.
     pub fn poll_playback(&mut self) -> bool {
         let changed = self.playback.poll();
-        if let Output::None(reason) = self.playback.output() {
-            if self.message.is_empty() || changed {
-                self.message = format!("no audio output: {reason}");
-            }
+        if let Output::None(reason) = self.playback.output()
+            && (self.message.is_empty() || changed)
+        {
+            self.message = format!("no audio output: {reason}");
         }
         changed
     }
@@ -353,6 +364,10 @@ impl App {
                 }
             }
             ToggleLayout => self.expanded = !self.expanded,
+            CycleColormap => {
+                self.colormap = self.colormap.next();
+                self.message = format!("colour map {}", self.colormap.name());
+            }
             MoveDown => self.select(self.cursor + 1),
             MoveUp => self.select(self.cursor.saturating_sub(1)),
             PageDown => self.select(self.cursor + self.page()),
@@ -460,13 +475,13 @@ impl App {
             ToggleMusic => self.toggle_class(Class::Music),
             ToggleNoise => self.toggle_class(Class::Noise),
             CommitNext => {
-                if let Some(c) = &self.current {
-                    if c.gold.is_none() {
-                        // Commit "none of the three" explicitly.
-                        let review = c.review;
-                        if !self.write_label(Some(LabelSet::default()), review) {
-                            return;
-                        }
+                if let Some(c) = &self.current
+                    && c.gold.is_none()
+                {
+                    // Commit "none of the three" explicitly.
+                    let review = c.review;
+                    if !self.write_label(Some(LabelSet::default()), review) {
+                        return;
                     }
                 }
                 self.select(self.cursor + 1);
@@ -570,20 +585,20 @@ impl App {
         match r {
             Ok(Some(ch)) => {
                 self.index.set_label_state(ch.segment_id, ch.labels, ch.needs_review);
-                if let Some(c) = &mut self.current {
-                    if c.segment.id == ch.segment_id {
-                        c.gold = ch.labels;
-                        c.review = ch.needs_review;
-                    }
+                if let Some(c) = &mut self.current
+                    && c.segment.id == ch.segment_id
+                {
+                    c.gold = ch.labels;
+                    c.review = ch.needs_review;
                 }
                 let name = self.index.by_id(ch.segment_id).map(|r| self.index.path(r).to_string()).unwrap_or_default();
                 let what = ch.labels.map(describe).unwrap_or_else(|| "no label".into());
                 self.message = format!("{} {name}: now {what}", if undo { "undid" } else { "redid" });
                 // Jump to the segment that changed, if it is in the view.
-                if self.current_id() != Some(ch.segment_id) {
-                    if let Some(p) = self.index.view_position(ch.segment_id) {
-                        self.select(p);
-                    }
+                if self.current_id() != Some(ch.segment_id)
+                    && let Some(p) = self.index.view_position(ch.segment_id)
+                {
+                    self.select(p);
                 }
             }
             Ok(None) => self.message = format!("nothing to {}", if undo { "undo" } else { "redo" }),

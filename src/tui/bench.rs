@@ -101,7 +101,8 @@ pub fn scratch_workspace(n: usize) -> Result<Scratch> {
 
 pub(crate) fn app_on(ws: &Workspace, worker: Option<Worker>) -> Result<App> {
     let (keymap, _) = Keymap::from_layers(&[("keymaps/default.toml", PRESETS[0].1)]);
-    App::new(ws.clone(), "bench", false, false, keymap, Vec::new(), Playback::headless("bench").0, worker)
+    let config = crate::config::Config { annotator: "bench".into(), ..Default::default() };
+    App::new(ws.clone(), &config, keymap, Vec::new(), Playback::headless("bench").0, worker)
 }
 
 fn frame(term: &mut Terminal<TestBackend>, app: &mut App, cache: &mut SpecCells) -> Result<()> {

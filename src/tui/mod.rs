@@ -63,16 +63,7 @@ pub fn run(ws: Workspace, dirs: &Dirs, config: &Config) -> Result<()> {
     let (keymap, diagnostics) = Keymap::load(&config.keymap, &dirs.user_keymap());
     let playback = Playback::start();
     let worker = worker::Worker::start().context("cannot start the analysis thread")?;
-    let mut app = App::new(
-        ws,
-        &config.annotator,
-        config.allow_gold_on_all_splits,
-        config.autoplay,
-        keymap,
-        diagnostics,
-        playback,
-        Some(worker),
-    )?;
+    let mut app = App::new(ws, config, keymap, diagnostics, playback, Some(worker))?;
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let _ = crossterm::execute!(std::io::stdout(), event::EnableMouseCapture);
     let result = event_loop(&mut terminal, &mut app);

@@ -68,7 +68,7 @@ fn spectrogram_cells_use_the_colour_map_and_put_high_frequencies_on_top() {
     let lum = |c: (u8, u8, u8)| c.0 as u32 + c.1 as u32 + c.2 as u32;
     let pixel_row = |py: usize| {
         (0..40)
-            .map(|x| lum(if py % 2 == 0 { cells[(py / 2) * 40 + x].0 } else { cells[(py / 2) * 40 + x].1 }))
+            .map(|x| lum(if py.is_multiple_of(2) { cells[(py / 2) * 40 + x].0 } else { cells[(py / 2) * 40 + x].1 }))
             .sum::<u32>()
     };
     let bands = &a.spec.band_hz;
@@ -92,9 +92,9 @@ fn labels_toggle_commit_refuse_and_undo_through_the_store() {
     assert_eq!(app.store.gold(id, app.annotator_id).unwrap(), (Some(LabelSet::new(true, false, true)), true));
     assert!(app.index.by_id(id).unwrap().needs_review());
     app.on_key(Key::ch('u'));
-    assert_eq!(app.store.gold(id, app.annotator_id).unwrap().1, false);
+    assert!(!app.store.gold(id, app.annotator_id).unwrap().1);
     app.on_key(Key::ctrl('r'));
-    assert_eq!(app.store.gold(id, app.annotator_id).unwrap().1, true);
+    assert!(app.store.gold(id, app.annotator_id).unwrap().1);
     // Enter commits "none" on an unlabeled segment and moves on.
     app.on_key(Key::plain(KeyCode::Enter));
     let second = app.current_id().unwrap();

@@ -22,11 +22,14 @@ const DIM: Color = Color::DarkGray;
 const CLASS_COLORS: [Color; 3] =
     [Color::Rgb(0x4e, 0xa8, 0xde), Color::Rgb(0xe6, 0x91, 0x3c), Color::Rgb(0xb0, 0x7c, 0xd8)];
 
+/// An RGB colour.
+pub type Rgb = (u8, u8, u8);
+
 /// The rendered spectrogram cells of one segment at one size: `(top, bottom)` colours per cell.
 #[derive(Debug, Clone, Default)]
 pub struct SpecCells {
     key: (i64, u16, u16, Option<ColorMap>),
-    cells: Vec<((u8, u8, u8), (u8, u8, u8))>,
+    cells: Vec<(Rgb, Rgb)>,
 }
 
 /// Draw the whole screen.
@@ -310,7 +313,7 @@ fn draw_spectrogram(buf: &mut Buffer, area: Rect, a: &Analysis, cmap: ColorMap, 
 }
 
 /// Downsample a spectrogram to `w × 2h` pixels (max over the frames and bands of each pixel).
-pub fn spectrogram_cells(a: &Analysis, w: u16, h: u16, cmap: ColorMap) -> Vec<((u8, u8, u8), (u8, u8, u8))> {
+pub fn spectrogram_cells(a: &Analysis, w: u16, h: u16, cmap: ColorMap) -> Vec<(Rgb, Rgb)> {
     let s = &a.spec;
     let (w, ph) = (w as usize, 2 * h as usize);
     let (lo, hi) = a.range;
@@ -428,7 +431,8 @@ fn draw_scores(buf: &mut Buffer, area: Rect, cur: &super::app::Current) {
     let name_w = 8usize;
     let per = (area.width as usize).saturating_sub(name_w + 1) / 3;
     let bw = per.saturating_sub(6).max(1);
-    for (teacher, _run, s, th) in &cur.scores {
+    for ts in &cur.scores {
+        let (teacher, s, th) = (&ts.teacher, &ts.scores, &ts.thresholds);
         let mut spans = vec![Span::raw(format!("{:<name_w$.name_w$} ", teacher))];
         for c in CLASSES {
             let i = c.index();
