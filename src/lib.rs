@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod eval;
 pub mod labels;
 pub mod store;
 pub mod workspace;
