@@ -9,5 +9,6 @@ pub mod config;
 pub mod demo;
 pub mod eval;
 pub mod labels;
+pub mod pseudo;
 pub mod store;
 pub mod workspace;

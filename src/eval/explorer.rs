@@ -63,7 +63,9 @@ pub struct ClassExplorer {
     range: (f64, f64),
     threshold: f64,
     metrics: LiveMetrics,
-    flips: Vec<Flip>,
+    /// The last move's flips as a range of the sorted gold arrays, and whether it raised the
+    /// threshold: kept as a range so a move stays O(log n) however many segments it flips.
+    flip_range: (usize, usize, bool),
 }
 
 impl ClassExplorer {
@@ -114,7 +116,7 @@ impl ClassExplorer {
                 unlabeled_predicted: 0,
                 unlabeled_n: 0,
             },
-            flips: Vec::new(),
+            flip_range: (0, 0, false),
         };
         e.metrics = e.metrics_at(threshold);
         e
@@ -159,18 +161,8 @@ impl ClassExplorer {
         }
         let t = t.clamp(self.range.0, self.range.1);
         let (old, new) = (self.split_gold(self.threshold), self.split_gold(t));
-        self.flips.clear();
         let raised = new > old;
-        let (a, b) = if raised { (old, new) } else { (new, old) };
-        for i in a..b {
-            let kind = match (raised, self.gold_pos[i]) {
-                (true, true) => FlipKind::BecameFn,
-                (true, false) => FlipKind::NoLongerFp,
-                (false, true) => FlipKind::NoLongerFn,
-                (false, false) => FlipKind::BecameFp,
-            };
-            self.flips.push(Flip { segment_id: self.gold_ids[i], score: self.gold_scores[i], kind });
-        }
+        self.flip_range = if raised { (old, new, true) } else { (new, old, false) };
         self.threshold = t;
         self.metrics = self.metrics_at(t);
         &self.metrics
@@ -190,9 +182,23 @@ impl ClassExplorer {
     pub fn metrics(&self) -> &LiveMetrics {
         &self.metrics
     }
-    /// The gold segments that changed state with the last move (in ascending score order).
-    pub fn flips(&self) -> &[Flip] {
-        &self.flips
+    /// The gold segments that changed state with the last move, in ascending score order
+    /// (produced lazily: a view shows the first screenful without touching the rest).
+    pub fn flips(&self) -> impl ExactSizeIterator<Item = Flip> + '_ {
+        let (a, b, raised) = self.flip_range;
+        (a..b).map(move |i| {
+            let kind = match (raised, self.gold_pos[i]) {
+                (true, true) => FlipKind::BecameFn,
+                (true, false) => FlipKind::NoLongerFp,
+                (false, true) => FlipKind::NoLongerFn,
+                (false, false) => FlipKind::BecameFp,
+            };
+            Flip { segment_id: self.gold_ids[i], score: self.gold_scores[i], kind }
+        })
+    }
+    /// How many gold segments the last move flipped.
+    pub fn flip_count(&self) -> usize {
+        self.flip_range.1 - self.flip_range.0
     }
     /// The precomputed PR curve (ascending thresholds).
     pub fn curve(&self) -> &[PrPoint] {
@@ -278,14 +284,14 @@ mod tests {
         let m = *e.set_threshold(0.3);
         assert_eq!((m.tp, m.fp, m.fn_), (3, 1, 0));
         assert!((m.f1 - 6.0 / 7.0).abs() < 1e-12);
-        assert_eq!(e.flips(), &[Flip { segment_id: 4, score: 0.4, kind: FlipKind::NoLongerFn }]);
+        assert_eq!(e.flips().collect::<Vec<_>>(), vec![Flip { segment_id: 4, score: 0.4, kind: FlipKind::NoLongerFn }]);
         // t = 0.85: drops .8−, .6+, .4+ → flips in score order
         e.set_threshold(0.85);
-        let kinds: Vec<(i64, FlipKind)> = e.flips().iter().map(|f| (f.segment_id, f.kind)).collect();
+        let kinds: Vec<(i64, FlipKind)> = e.flips().map(|f| (f.segment_id, f.kind)).collect();
         assert_eq!(kinds, vec![(4, FlipKind::BecameFn), (3, FlipKind::BecameFn), (2, FlipKind::NoLongerFp)]);
         // back down to 0.05: everything predicted; 5 becomes FP
         e.set_threshold(0.05);
-        assert!(e.flips().iter().any(|f| f.segment_id == 5 && f.kind == FlipKind::BecameFp));
+        assert!(e.flips().any(|f| f.segment_id == 5 && f.kind == FlipKind::BecameFp));
         assert_eq!(e.metrics().unlabeled_predicted, 4);
     }
 

@@ -5,6 +5,7 @@
 pub mod calibrate;
 pub mod disagreement;
 pub mod explorer;
+pub mod import;
 pub mod metrics;
 
 use std::collections::HashMap;
