@@ -16,17 +16,8 @@ use crate::eval::disagreement::{self, Filter, Order, TeacherVotes};
 use crate::eval::explorer::ClassExplorer;
 use crate::eval::metrics::SplitMix64;
 use crate::eval::{self, AnnotatorKappa, Level, TeacherEval};
-use crate::labels::{CLASSES, Class, LabelSet, Split, parse_splits};
+use crate::labels::{CLASSES, Class, LabelSet, Split};
 use crate::store::{NewThreshold, Store};
-
-fn parse_split_list(s: &str) -> Result<Vec<Split>, String> {
-    let v = parse_splits(s)?;
-    if v.is_empty() { Err("name at least one split".into()) } else { Ok(v) }
-}
-
-fn parse_class_list(s: &str) -> Result<Vec<Class>, String> {
-    s.split(',').filter(|p| !p.trim().is_empty()).map(|p| p.parse()).collect()
-}
 
 fn split_names(s: &[Split]) -> String {
     s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(",")
@@ -69,7 +60,7 @@ pub struct EvalArgs {
     #[arg(long, conflicts_with = "teacher")]
     pub all: bool,
     /// Splits whose gold labels are used.
-    #[arg(long, default_value = "dev,test", value_parser = parse_split_list)]
+    #[arg(long, default_value = "dev,test", value_delimiter = ',')]
     pub split: Vec<Split>,
     /// segment, or file: windows of one raw file aggregated (gold: class on if on in ANY window;
     /// scores: MAX over windows, so a file is predicted positive if any window is).
@@ -336,10 +327,10 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub target: Option<f64>,
     /// Classes to calibrate (default: all three).
-    #[arg(long, value_parser = parse_class_list)]
+    #[arg(long, value_delimiter = ',')]
     pub class: Option<Vec<Class>>,
     /// Splits whose gold is used by target-precision and f1.
-    #[arg(long, default_value = "dev", value_parser = parse_split_list)]
+    #[arg(long, default_value = "dev", value_delimiter = ',')]
     pub split: Vec<Split>,
     /// Store the thresholds that reached their goal (with provenance).
     #[arg(long)]
@@ -452,7 +443,7 @@ pub enum ThresholdsAction {
         #[arg(long)]
         to: String,
         /// Classes to copy (default: all three).
-        #[arg(long, value_parser = parse_class_list)]
+        #[arg(long, value_delimiter = ',')]
         class: Option<Vec<Class>>,
     },
 }
@@ -575,7 +566,7 @@ pub struct PseudoArgs {
     #[arg(long)]
     pub residual_noise: bool,
     /// Splits that receive pseudo-labels (segments with gold never do).
-    #[arg(long, default_value = "train,unlabeled", value_parser = parse_split_list)]
+    #[arg(long, default_value = "train,unlabeled", value_delimiter = ',')]
     pub splits: Vec<Split>,
 }
 
@@ -621,7 +612,7 @@ pub struct DisagreementsArgs {
     #[arg(long)]
     pub class: Option<Class>,
     /// Only these splits.
-    #[arg(long, value_parser = parse_split_list)]
+    #[arg(long, value_delimiter = ',')]
     pub split: Option<Vec<Split>>,
     /// How many to list.
     #[arg(long, default_value_t = 20)]
