@@ -149,7 +149,9 @@ pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
     }
     // Gather inputs.
     let mut snaps = Vec::new();
-    let mut inputs: Vec<(HashMap<i64, [f64; 3]>, [f64; 3])> = Vec::new();
+    // per teacher: (scores by segment, thresholds)
+    type Input = (HashMap<i64, [f64; 3]>, [f64; 3]);
+    let mut inputs: Vec<Input> = Vec::new();
     for t in &p.teachers {
         let run = eval::resolve_run(store, t, None)?;
         let th = store.thresholds(t)?;

@@ -121,7 +121,8 @@ pub fn compute_eval(store: &Store, a: &EvalArgs) -> Result<EvalOutput> {
         let run = eval::resolve_run(store, t, None)?;
         let (th, _) = eval::required_thresholds(store, t)?;
         let scores = eval::run_scores(store, run.id)?;
-        evals.push(eval::evaluate_run(&run, &scores, th, &gold, &index, a.level, a.bootstrap, a.seed));
+        let opts = eval::EvalOptions { level: a.level, bootstrap: a.bootstrap, seed: a.seed };
+        evals.push(eval::evaluate_run(&run, &scores, th, &gold, &index, opts));
         votes.push(TeacherVotes { teacher: t.clone(), run_id: run.id, scores, thresholds: th });
     }
     let teacher_kappa = if votes.len() >= 2 {
@@ -292,7 +293,7 @@ fn eval_csv(o: &EvalOutput) -> Result<Vec<u8>> {
         row.extend([mf.value.to_string(), f(mf.lo), f(mf.hi)]);
         w.write_record(row)?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{}", e.error()))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{}", e.error()))
 }
 
 pub fn run_eval(ctx: &Ctx, a: EvalArgs) -> Result<()> {

@@ -206,7 +206,7 @@ pub fn evaluate(gold: &[LabelSet], pred: &[LabelSet], bootstrap: usize, seed: u6
     let mut hi = [None; 10];
     if bootstrap > 0 && n > 0 {
         let mut rng = SplitMix64::new(seed);
-        let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(bootstrap); 10];
+        let mut samples: Vec<Vec<f64>> = (0..10).map(|_| Vec::with_capacity(bootstrap)).collect();
         for _ in 0..bootstrap {
             let mut c = [Confusion2::default(); 3];
             for _ in 0..n {

@@ -65,8 +65,7 @@ pub fn resolve_run(store: &Store, teacher: &str, run_id: Option<i64>) -> Result<
         Some(id) => runs.into_iter().find(|r| r.id == id).ok_or(EvalError::NoRunId(id)),
         None => runs
             .into_iter()
-            .filter(|r| r.teacher == teacher && r.n_scores > 0)
-            .next_back()
+            .rfind(|r| r.teacher == teacher && r.n_scores > 0)
             .ok_or_else(|| EvalError::NoRun(teacher.to_string())),
     }
 }
@@ -137,6 +136,14 @@ pub struct TeacherEval {
     pub report: metrics::Report,
 }
 
+/// How `dams eval` evaluates: level, bootstrap resamples (0: none) and their seed.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    pub level: Level,
+    pub bootstrap: usize,
+    pub seed: u64,
+}
+
 /// Evaluate one run with the given thresholds against `gold`. At file level, windows of the
 /// same raw file are aggregated first (gold: OR over windows; scores: max over windows).
 pub fn evaluate_run(
@@ -145,10 +152,9 @@ pub fn evaluate_run(
     thresholds: [f64; 3],
     gold: &HashMap<i64, LabelSet>,
     index: &HashMap<i64, SegInfo>,
-    level: Level,
-    bootstrap: usize,
-    seed: u64,
+    opts: EvalOptions,
 ) -> TeacherEval {
+    let EvalOptions { level, bootstrap, seed } = opts;
     let mut ids: Vec<i64> = gold.keys().copied().collect();
     ids.sort_unstable();
     let mut items = Vec::with_capacity(ids.len());
