@@ -287,6 +287,10 @@ fn calibrate_eval_and_pseudo_label_end_to_end() {
     ok(d, &["import-scores", "--teacher", "m2d", csv.to_str().unwrap()]);
     assert!(fail(d, &["pseudo-label", "--teacher", "m2d"]).contains("no usable speech threshold"));
 
+    // A single zero-shot teacher labels as <teacher>_zero_shot.
+    let out = ok(d, &["pseudo-label", "--teacher", "clap"]);
+    assert!(out.contains("(clap_zero_shot;"), "{out}");
+
     let out = ok(d, &["disagreements", "--teacher", "ast,clap", "--order", "spread"]);
     println!("{out}");
     assert!(out.contains("segments/"), "{out}");
@@ -316,4 +320,27 @@ fn live_threshold_explorer_on_a_store() {
     assert_eq!(flips[0].kind, FlipKind::NoLongerFp);
     assert_eq!(flips[0].segment_id, store.segment_by_path("segments/d4.wav").unwrap().unwrap().id);
     assert_eq!(e.metrics().unlabeled_predicted, 1, "u1 (.5) dropped, t2 (.8) stays");
+}
+
+#[test]
+fn kappa_between_annotators() {
+    let (_dir, ws) = workspace();
+    let mut store = ws.open_store().unwrap();
+    let bob = store.annotator_id("bob").unwrap();
+    // alice (from the fixture) on d1..d6 speech: 1 1 0 0 1 0
+    // bob on d1..d6 speech:                      1 0 0 0 1 1  → κ = 1/3 (po 2/3, pe 1/2)
+    // music: alice 0 0 1 0 1 0, bob 0 0 1 0 1 0 → κ = 1
+    // noise: alice 0 0 0 0 0 1, bob all 0 → po 5/6, pa 1/6, pb 0 → pe 5/6 → κ = 0
+    let bob_labels = ["S", "", "M", "", "SM", "S"];
+    for (i, l) in bob_labels.iter().enumerate() {
+        let id = store.segment_by_path(&format!("segments/d{}.wav", i + 1)).unwrap().unwrap().id;
+        store.set_gold(id, bob, Some(ls(l)), false, false).unwrap();
+    }
+    let index = dams::eval::segment_index(&store).unwrap();
+    let k = dams::eval::annotator_kappas(&store, &index, Some(&[Split::Dev])).unwrap();
+    assert_eq!(k.len(), 1);
+    assert_eq!((k[0].a.as_str(), k[0].b.as_str(), k[0].n), ("alice", "bob", 6));
+    assert!((k[0].kappa[0].unwrap() - 1.0 / 3.0).abs() < 1e-12);
+    assert_eq!(k[0].kappa[1], Some(1.0));
+    assert!(k[0].kappa[2].unwrap().abs() < 1e-12);
 }
