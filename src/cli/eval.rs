@@ -316,6 +316,7 @@ pub fn run_eval(ctx: &Ctx, a: EvalArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
+    /// Teacher to calibrate.
     #[arg(long)]
     pub teacher: String,
     /// A specific run (default: the teacher's newest run with scores).
@@ -402,7 +403,11 @@ pub fn run_calibrate(ctx: &Ctx, a: CalibrateArgs) -> Result<()> {
                     gold_n: (a.method != Method::Quantile).then_some(cal.n as i64),
                     source: None,
                     created_by: ctx.annotator().to_string(),
-                    note: (a.method == Method::Quantile).then(|| format!("{} unlabeled scores", cal.n)),
+                    note: Some(if a.method == Method::Quantile {
+                        format!("quantile of {} unlabeled scores", cal.n)
+                    } else {
+                        format!("calibrated on gold of {}", split_names(&a.split))
+                    }),
                 })?;
                 println!("  saved {} threshold #{id}", c.name());
             }
@@ -516,6 +521,9 @@ pub fn run_thresholds(ctx: &Ctx, a: ThresholdsArgs) -> Result<()> {
                                 prov.push(format!("from {s}"));
                             }
                             prov.push(format!("by {} at {}", th.created_by, th.created_at));
+                            if let Some(n) = &th.note {
+                                prov.push(n.clone());
+                            }
                             let v = th.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "unset".into());
                             println!("  {:<7} {v:<8} #{} {}", c.name(), th.id, prov.join(", "));
                         }
