@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod eval;
 pub mod jobs;
 pub mod labels;
+pub mod pseudo;
 pub mod store;
 pub mod workspace;

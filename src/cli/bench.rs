@@ -11,8 +11,13 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchWhich {}
+pub enum BenchWhich {
+    /// Threshold move → recomputed metrics at 100,000 scored segments, vs a full rescan.
+    Thresholds(super::eval::BenchThresholdsArgs),
+}
 
 pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
-    match a.which {}
+    match a.which {
+        BenchWhich::Thresholds(b) => super::eval::run_bench_thresholds(b),
+    }
 }
