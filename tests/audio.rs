@@ -339,6 +339,33 @@ fn interrupted_run_resumes() {
     assert_eq!((rep.written, rep.skipped, rep.rows_inserted), (25, 10, 35));
 }
 
+/// Two recordings with the same stem would share window names: the second is refused.
+#[test]
+fn same_stem_recordings_are_refused() {
+    let (_d, ws) = temp_ws();
+    let mut store = ws.open_store().unwrap();
+    segment_file(&ws, &mut store, &fixture("ex_44k1_stereo.wav"), &SegmentOptions::default()).unwrap();
+    let e = segment_file(&ws, &mut store, &fixture("ex_44k1_stereo.mp3"), &SegmentOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("ex_44k1_stereo.wav"), "{e}");
+    assert_eq!(store.segment_count().unwrap(), 1);
+}
+
+/// A recording that turns out corrupt half-way leaves no window files and no rows behind.
+#[test]
+fn failed_recording_leaves_nothing_behind() {
+    let (d, ws) = temp_ws();
+    let mut store = ws.open_store().unwrap();
+    let mut flac = std::fs::read(fixture("ex_16k_mono.flac")).unwrap();
+    flac[20_000..20_004].copy_from_slice(&[0xff; 4]);
+    let p = d.path().join("broken.flac");
+    std::fs::write(&p, flac).unwrap();
+    let o = SegmentOptions { window: 0.5, hop: 0.25, min_tail: 0.1, ..Default::default() };
+    let e = segment_file(&ws, &mut store, &p, &o).unwrap_err();
+    assert!(e.to_string().contains("missing"), "{e}");
+    assert_eq!(std::fs::read_dir(ws.segments_dir()).unwrap().count(), 0);
+    assert_eq!(store.segment_count().unwrap(), 0);
+}
+
 #[test]
 fn bad_options_are_refused() {
     let (_d, ws) = temp_ws();

@@ -215,6 +215,21 @@ pub fn segment_file_with_progress(
     let total_windows = windows_started(expected_n, opts);
     let name_of = |index: u64| segment_name(&stem, index, total_windows);
 
+    // Two recordings with the same stem (show.flac, show.mp3) would write the same window names.
+    if let Some(other) = store.segment_by_path(&format!("segments/{}", name_of(1)))?
+        && other.raw_file != file_name
+        && !other.raw_file.is_empty()
+    {
+        return Err(SegmentError::File {
+            path: path.to_path_buf(),
+            detail: format!(
+                "its windows would be named like those of {} already in the workspace ({}); rename the file",
+                other.raw_file,
+                name_of(1)
+            ),
+        });
+    }
+
     // Fast path: a finished earlier run (raw row present, all files and rows there).
     if let Some(raw) = store.raw_file(&raw_path)?
         && let Some(d) = raw.duration
@@ -240,6 +255,44 @@ pub fn segment_file_with_progress(
         }
     }
 
+    let mut written_now: Vec<PathBuf> = Vec::new();
+    let result = stream_windows(
+        ws,
+        store,
+        path,
+        opts,
+        &mut stream,
+        &file_name,
+        &raw_path,
+        &name_of,
+        &mut report,
+        &mut written_now,
+        progress,
+    );
+    if result.is_err() {
+        // A recording that fails leaves no new files behind (windows already there are kept).
+        for p in &written_now {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    result.map(|()| report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stream_windows(
+    ws: &Workspace,
+    store: &mut Store,
+    path: &Path,
+    opts: &SegmentOptions,
+    stream: &mut DecodeStream,
+    file_name: &str,
+    raw_path: &str,
+    name_of: &dyn Fn(u64) -> String,
+    report: &mut SegmentReport,
+    written_now: &mut Vec<PathBuf>,
+    progress: ProgressFn<'_>,
+) -> Result<(), SegmentError> {
+    let (rate, channels) = (stream.sample_rate(), stream.channels());
     let (win, hop, min) = opts.samples();
     let min = min.max(1);
     let mut resampler = StreamResampler::new(rate, TARGET_RATE)?;
@@ -254,7 +307,8 @@ pub fn segment_file_with_progress(
                 buf_start: u64,
                 w: Window,
                 report: &mut SegmentReport,
-                rows: &mut Vec<NewSegment>|
+                rows: &mut Vec<NewSegment>,
+                written_now: &mut Vec<PathBuf>|
      -> Result<(), SegmentError> {
         let name = name_of(w.index);
         let rel = format!("segments/{name}");
@@ -265,13 +319,14 @@ pub fn segment_file_with_progress(
             let a = (w.start - buf_start) as usize;
             let b = (w.end - buf_start) as usize;
             write_wav_16k(&abs, &buf[a..b])?;
+            written_now.push(abs);
             report.written += 1;
         }
         report.windows += 1;
         report.segment_paths.push(rel.clone());
         rows.push(NewSegment {
             segment_path: rel,
-            raw_file: file_name.clone(),
+            raw_file: file_name.to_string(),
             start_time: w.start_sec(),
             end_time: w.end_sec(),
             split: opts.split,
@@ -301,7 +356,7 @@ pub fn segment_file_with_progress(
         // Emit every full window now covered.
         while next_k * hop + win <= buf_end {
             let w = Window { index: next_k + 1, start: next_k * hop, end: next_k * hop + win };
-            emit(&buf, buf_start, w, &mut report, &mut rows)?;
+            emit(&buf, buf_start, w, report, &mut rows, written_now)?;
             next_k += 1;
             let keep_from = next_k * hop;
             if keep_from > buf_start {
@@ -324,16 +379,16 @@ pub fn segment_file_with_progress(
         let start = next_k * hop;
         let w = Window { index: next_k + 1, start, end: (start + win).min(n) };
         if w.len() >= min {
-            emit(&buf, buf_start, w, &mut report, &mut rows)?;
+            emit(&buf, buf_start, w, report, &mut rows, written_now)?;
         } else {
             report.dropped_tail += 1;
         }
         next_k += 1;
     }
     report.duration = n as f64 / TARGET_RATE as f64;
-    report.rows_inserted = store.add_segmented_file(&raw_path, report.duration, rate, channels, &rows)?;
+    report.rows_inserted = store.add_segmented_file(raw_path, report.duration, rate, channels, &rows)?;
     progress(report.duration, Some(report.duration));
-    Ok(report)
+    Ok(())
 }
 
 /// Whether `path` is a 16 kHz mono 16-bit WAV of exactly `len` samples (reads the header only).
