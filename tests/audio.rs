@@ -543,8 +543,8 @@ fn demo_show_window_labels_match_the_dataset_table() {
         let want = LabelSet::new(&row[5] == "1", &row[6] == "1", &row[7] == "1");
         assert_eq!(dams::demo::window_labels(&tl, f(0), f(1)), want, "window {}-{}", f(0), f(1));
         let secs = dams::demo::class_seconds(&tl, f(0), f(1));
-        for c in 0..3 {
-            assert!((secs[c] - f(2 + c)).abs() < 0.006, "window {}: class {c} {} vs {}", f(0), secs[c], f(2 + c));
+        for (c, got) in secs.iter().enumerate() {
+            assert!((got - f(2 + c)).abs() < 0.006, "window {}: class {c} {got} vs {}", f(0), f(2 + c));
         }
         n += 1;
     }
