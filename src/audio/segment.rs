@@ -5,8 +5,9 @@
 //! `start < duration`; `end = min(start + window, duration)`; windows shorter than
 //! `min_tail` seconds are dropped. Times are computed on the 16 kHz sample grid.
 //!
-//! **Streaming:** the recording is decoded packet by packet and resampled as it goes; only the
-//! samples of the windows still open (about one window) are held in memory.
+//! **Streaming:** the recording is decoded packet by packet (on a second thread, a few chunks
+//! ahead) and resampled as it goes; only the samples of the windows still open (about one
+//! window) are held in memory.
 //!
 //! **Resume:** each window file is written atomically (temp file + rename); rows for one recording
 //! go in with one transaction after its windows are written, together with its `raw_files` row.
@@ -25,6 +26,9 @@ use crate::store::{NewSegment, Store, StoreError};
 use crate::workspace::Workspace;
 
 use super::{AudioError, DecodeStream, StreamResampler, TARGET_RATE, resampled_len, write_wav_16k};
+
+/// Mono samples per message from the decoding thread.
+const DECODE_BATCH: usize = 32_768;
 
 /// How to cut recordings.
 #[derive(Debug, Clone, PartialEq)]
@@ -338,38 +342,73 @@ fn stream_windows(
         Ok(())
     };
 
+    // Decoding runs on its own thread, one step ahead of resampling and writing (a bounded
+    // channel keeps at most a few chunks in flight, so memory stays small).
     let mut pending: Vec<f32> = Vec::new();
-    loop {
-        pending.clear();
-        let more = match stream.next_chunk()? {
-            Some(chunk) => {
-                resampler.push(chunk, &mut pending)?;
-                true
+    std::thread::scope(|scope| -> Result<(), SegmentError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<f32>, AudioError>>(8);
+        scope.spawn(move || {
+            let mut batch: Vec<f32> = Vec::with_capacity(DECODE_BATCH + 8192);
+            loop {
+                match stream.next_chunk() {
+                    Ok(Some(c)) => {
+                        batch.extend_from_slice(c);
+                        if batch.len() >= DECODE_BATCH {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(DECODE_BATCH + 8192));
+                            if tx.send(Ok(full)).is_err() {
+                                return; // the consumer gave up
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        if !batch.is_empty() {
+                            let _ = tx.send(Ok(batch));
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
             }
-            None => {
-                resampler.finish(&mut pending)?;
-                false
+        });
+        let mut decoded: u64 = 0;
+        let mut chunks = rx.into_iter();
+        loop {
+            pending.clear();
+            let more = match chunks.next() {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    decoded += chunk.len() as u64;
+                    resampler.push(&chunk, &mut pending)?;
+                    true
+                }
+                None => {
+                    resampler.finish(&mut pending)?;
+                    false
+                }
+            };
+            buf.extend_from_slice(&pending);
+            let buf_end = buf_start + buf.len() as u64;
+            // Emit every full window now covered.
+            while next_k * hop + win <= buf_end {
+                let w = Window { index: next_k + 1, start: next_k * hop, end: next_k * hop + win };
+                emit(&buf, buf_start, w, report, &mut rows, written_now)?;
+                next_k += 1;
+                let keep_from = next_k * hop;
+                if keep_from > buf_start {
+                    let drop = ((keep_from - buf_start) as usize).min(buf.len());
+                    buf.drain(..drop);
+                    buf_start += drop as u64;
+                }
             }
-        };
-        buf.extend_from_slice(&pending);
-        let buf_end = buf_start + buf.len() as u64;
-        // Emit every full window now covered.
-        while next_k * hop + win <= buf_end {
-            let w = Window { index: next_k + 1, start: next_k * hop, end: next_k * hop + win };
-            emit(&buf, buf_start, w, report, &mut rows, written_now)?;
-            next_k += 1;
-            let keep_from = next_k * hop;
-            if keep_from > buf_start {
-                let drop = ((keep_from - buf_start) as usize).min(buf.len());
-                buf.drain(..drop);
-                buf_start += drop as u64;
+            if !more {
+                return Ok(());
             }
+            progress(decoded as f64 / rate as f64, total_sec);
         }
-        if !more {
-            break;
-        }
-        progress(stream.frames_done() as f64 / rate as f64, total_sec);
-    }
+    })?;
     let n = buf_start + buf.len() as u64;
     if n == 0 {
         return Err(AudioError::NoSamples { path: path.to_path_buf() }.into());
