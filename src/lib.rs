@@ -4,6 +4,7 @@
 //! Core modules know nothing of the terminal; [`tui`] renders core state and the CLI calls the
 //! same job functions.
 
+pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod demo;

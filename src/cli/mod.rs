@@ -117,7 +117,10 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<audio::PartialFailure>() {
+                Some(p) => ExitCode::from(p.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
