@@ -76,8 +76,12 @@ pub fn ensure_at(root: &Path, reset: bool) -> Result<Workspace> {
         std::fs::remove_dir_all(root).with_context(|| format!("cannot remove {}", root.display()))?;
     }
     let stamp = root.join(STAMP);
-    if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == DEMO_VERSION) {
-        return Ok(Workspace::open(root)?);
+    match std::fs::read_to_string(&stamp) {
+        Ok(s) if s.trim() == DEMO_VERSION => return Ok(Workspace::open(root)?),
+        // Built by another version of dams: rebuild from scratch.
+        Ok(_) => std::fs::remove_dir_all(root).with_context(|| format!("cannot remove {}", root.display()))?,
+        // No stamp: never built, or interrupted; building again completes it (every step is idempotent).
+        Err(_) => {}
     }
     let ws = Workspace::init(root)?;
     build(&ws)?;

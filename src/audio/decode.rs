@@ -53,7 +53,7 @@ pub fn load_mono_16k(path: &Path) -> Result<Vec<f32>, AudioError> {
     Ok(out)
 }
 
-/// Write `samples` (16 kHz mono, clamped to [-1, 1]) as 16-bit PCM WAV. The data goes to a
+/// Write `samples` (16 kHz mono, [-1, 1]) as 16-bit PCM WAV (see [`f32_to_i16`]). The data goes to a
 /// temporary file in the same folder which is then renamed over `path`, so an interrupted write
 /// never leaves a half file under the final name.
 pub fn write_wav_16k(path: &Path, samples: &[f32]) -> Result<(), AudioError> {
@@ -88,11 +88,14 @@ pub fn write_wav_16k(path: &Path, samples: &[f32]) -> Result<(), AudioError> {
     })
 }
 
-/// Float sample to 16-bit PCM: clamp to [-1, 1], scale by 32767, round.
+/// Float sample to 16-bit PCM: scale by 32768 (the inverse of the decoders' `k / 32768`, so
+/// 16-bit sources go through decode → write bit-exactly), round, clamp to [-32768, 32767].
 #[inline]
 pub fn f32_to_i16(x: f32) -> i16 {
-    let x = if x.is_nan() { 0.0 } else { x.clamp(-1.0, 1.0) };
-    (x * 32767.0).round() as i16
+    if x.is_nan() {
+        return 0;
+    }
+    (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
 /// A file being decoded packet by packet into mono f32 chunks, so long recordings need not be
@@ -330,5 +333,20 @@ fn describe(e: &SymError) -> String {
         SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => "unexpected end of file".into(),
         SymError::Unsupported(what) => format!("unsupported: {what}"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i16_conversion_round_trips_16_bit_values() {
+        for k in [-32768i32, -32767, -16385, -1, 0, 1, 16384, 32767] {
+            assert_eq!(f32_to_i16(k as f32 / 32768.0) as i32, k);
+        }
+        assert_eq!(f32_to_i16(1.0), 32767);
+        assert_eq!(f32_to_i16(-1.5), -32768);
+        assert_eq!(f32_to_i16(f32::NAN), 0);
     }
 }

@@ -5,8 +5,9 @@
 //! `start < duration`; `end = min(start + window, duration)`; windows shorter than
 //! `min_tail` seconds are dropped. Times are computed on the 16 kHz sample grid.
 //!
-//! **Streaming:** the recording is decoded packet by packet and resampled as it goes; only the
-//! samples of the windows still open (about one window) are held in memory.
+//! **Streaming:** the recording is decoded packet by packet (on a second thread, a few chunks
+//! ahead) and resampled as it goes; only the samples of the windows still open (about one
+//! window) are held in memory.
 //!
 //! **Resume:** each window file is written atomically (temp file + rename); rows for one recording
 //! go in with one transaction after its windows are written, together with its `raw_files` row.
@@ -25,6 +26,9 @@ use crate::store::{NewSegment, Store, StoreError};
 use crate::workspace::Workspace;
 
 use super::{AudioError, DecodeStream, StreamResampler, TARGET_RATE, resampled_len, write_wav_16k};
+
+/// Mono samples per message from the decoding thread.
+const DECODE_BATCH: usize = 32_768;
 
 /// How to cut recordings.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +219,21 @@ pub fn segment_file_with_progress(
     let total_windows = windows_started(expected_n, opts);
     let name_of = |index: u64| segment_name(&stem, index, total_windows);
 
+    // Two recordings with the same stem (show.flac, show.mp3) would write the same window names.
+    if let Some(other) = store.segment_by_path(&format!("segments/{}", name_of(1)))?
+        && other.raw_file != file_name
+        && !other.raw_file.is_empty()
+    {
+        return Err(SegmentError::File {
+            path: path.to_path_buf(),
+            detail: format!(
+                "its windows would be named like those of {} already in the workspace ({}); rename the file",
+                other.raw_file,
+                name_of(1)
+            ),
+        });
+    }
+
     // Fast path: a finished earlier run (raw row present, all files and rows there).
     if let Some(raw) = store.raw_file(&raw_path)?
         && let Some(d) = raw.duration
@@ -240,6 +259,44 @@ pub fn segment_file_with_progress(
         }
     }
 
+    let mut written_now: Vec<PathBuf> = Vec::new();
+    let result = stream_windows(
+        ws,
+        store,
+        path,
+        opts,
+        &mut stream,
+        &file_name,
+        &raw_path,
+        &name_of,
+        &mut report,
+        &mut written_now,
+        progress,
+    );
+    if result.is_err() {
+        // A recording that fails leaves no new files behind (windows already there are kept).
+        for p in &written_now {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    result.map(|()| report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stream_windows(
+    ws: &Workspace,
+    store: &mut Store,
+    path: &Path,
+    opts: &SegmentOptions,
+    stream: &mut DecodeStream,
+    file_name: &str,
+    raw_path: &str,
+    name_of: &dyn Fn(u64) -> String,
+    report: &mut SegmentReport,
+    written_now: &mut Vec<PathBuf>,
+    progress: ProgressFn<'_>,
+) -> Result<(), SegmentError> {
+    let (rate, channels) = (stream.sample_rate(), stream.channels());
     let (win, hop, min) = opts.samples();
     let min = min.max(1);
     let mut resampler = StreamResampler::new(rate, TARGET_RATE)?;
@@ -254,7 +311,8 @@ pub fn segment_file_with_progress(
                 buf_start: u64,
                 w: Window,
                 report: &mut SegmentReport,
-                rows: &mut Vec<NewSegment>|
+                rows: &mut Vec<NewSegment>,
+                written_now: &mut Vec<PathBuf>|
      -> Result<(), SegmentError> {
         let name = name_of(w.index);
         let rel = format!("segments/{name}");
@@ -265,13 +323,14 @@ pub fn segment_file_with_progress(
             let a = (w.start - buf_start) as usize;
             let b = (w.end - buf_start) as usize;
             write_wav_16k(&abs, &buf[a..b])?;
+            written_now.push(abs);
             report.written += 1;
         }
         report.windows += 1;
         report.segment_paths.push(rel.clone());
         rows.push(NewSegment {
             segment_path: rel,
-            raw_file: file_name.clone(),
+            raw_file: file_name.to_string(),
             start_time: w.start_sec(),
             end_time: w.end_sec(),
             split: opts.split,
@@ -283,38 +342,73 @@ pub fn segment_file_with_progress(
         Ok(())
     };
 
+    // Decoding runs on its own thread, one step ahead of resampling and writing (a bounded
+    // channel keeps at most a few chunks in flight, so memory stays small).
     let mut pending: Vec<f32> = Vec::new();
-    loop {
-        pending.clear();
-        let more = match stream.next_chunk()? {
-            Some(chunk) => {
-                resampler.push(chunk, &mut pending)?;
-                true
+    std::thread::scope(|scope| -> Result<(), SegmentError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<f32>, AudioError>>(8);
+        scope.spawn(move || {
+            let mut batch: Vec<f32> = Vec::with_capacity(DECODE_BATCH + 8192);
+            loop {
+                match stream.next_chunk() {
+                    Ok(Some(c)) => {
+                        batch.extend_from_slice(c);
+                        if batch.len() >= DECODE_BATCH {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(DECODE_BATCH + 8192));
+                            if tx.send(Ok(full)).is_err() {
+                                return; // the consumer gave up
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        if !batch.is_empty() {
+                            let _ = tx.send(Ok(batch));
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
             }
-            None => {
-                resampler.finish(&mut pending)?;
-                false
+        });
+        let mut decoded: u64 = 0;
+        let mut chunks = rx.into_iter();
+        loop {
+            pending.clear();
+            let more = match chunks.next() {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    decoded += chunk.len() as u64;
+                    resampler.push(&chunk, &mut pending)?;
+                    true
+                }
+                None => {
+                    resampler.finish(&mut pending)?;
+                    false
+                }
+            };
+            buf.extend_from_slice(&pending);
+            let buf_end = buf_start + buf.len() as u64;
+            // Emit every full window now covered.
+            while next_k * hop + win <= buf_end {
+                let w = Window { index: next_k + 1, start: next_k * hop, end: next_k * hop + win };
+                emit(&buf, buf_start, w, report, &mut rows, written_now)?;
+                next_k += 1;
+                let keep_from = next_k * hop;
+                if keep_from > buf_start {
+                    let drop = ((keep_from - buf_start) as usize).min(buf.len());
+                    buf.drain(..drop);
+                    buf_start += drop as u64;
+                }
             }
-        };
-        buf.extend_from_slice(&pending);
-        let buf_end = buf_start + buf.len() as u64;
-        // Emit every full window now covered.
-        while next_k * hop + win <= buf_end {
-            let w = Window { index: next_k + 1, start: next_k * hop, end: next_k * hop + win };
-            emit(&buf, buf_start, w, &mut report, &mut rows)?;
-            next_k += 1;
-            let keep_from = next_k * hop;
-            if keep_from > buf_start {
-                let drop = ((keep_from - buf_start) as usize).min(buf.len());
-                buf.drain(..drop);
-                buf_start += drop as u64;
+            if !more {
+                return Ok(());
             }
+            progress(decoded as f64 / rate as f64, total_sec);
         }
-        if !more {
-            break;
-        }
-        progress(stream.frames_done() as f64 / rate as f64, total_sec);
-    }
+    })?;
     let n = buf_start + buf.len() as u64;
     if n == 0 {
         return Err(AudioError::NoSamples { path: path.to_path_buf() }.into());
@@ -324,16 +418,16 @@ pub fn segment_file_with_progress(
         let start = next_k * hop;
         let w = Window { index: next_k + 1, start, end: (start + win).min(n) };
         if w.len() >= min {
-            emit(&buf, buf_start, w, &mut report, &mut rows)?;
+            emit(&buf, buf_start, w, report, &mut rows, written_now)?;
         } else {
             report.dropped_tail += 1;
         }
         next_k += 1;
     }
     report.duration = n as f64 / TARGET_RATE as f64;
-    report.rows_inserted = store.add_segmented_file(&raw_path, report.duration, rate, channels, &rows)?;
+    report.rows_inserted = store.add_segmented_file(raw_path, report.duration, rate, channels, &rows)?;
     progress(report.duration, Some(report.duration));
-    Ok(report)
+    Ok(())
 }
 
 /// Whether `path` is a 16 kHz mono 16-bit WAV of exactly `len` samples (reads the header only).

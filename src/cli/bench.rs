@@ -14,6 +14,8 @@ pub struct BenchArgs {
 pub enum BenchWhich {
     /// Segmentation throughput (decode + resample + write windows) vs ffmpeg on the same file.
     Segment(super::audio::SegmentBenchArgs),
+    /// Threshold move → recomputed metrics at 100,000 scored segments, vs a full rescan.
+    Thresholds(super::eval::BenchThresholdsArgs),
     /// Segment switch: decode + spectrogram + first frame, cold and with prefetch (p50/p99).
     TuiSwitch {
         /// Number of 10-s segments to switch through.
@@ -37,6 +39,7 @@ pub enum BenchWhich {
 pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     match a.which {
         BenchWhich::Segment(b) => super::audio::run_bench_segment(ctx, b),
+        BenchWhich::Thresholds(b) => super::eval::run_bench_thresholds(b),
         BenchWhich::TuiSwitch { segments } => crate::tui::bench::switch(segments),
         BenchWhich::TuiLabel { keys } => crate::tui::bench::label(keys),
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
