@@ -135,14 +135,19 @@ impl Tui {
 
     /// Poll the screen until `text` appears (panics with the screen after the timeout).
     fn wait_for(&self, text: &str) -> String {
+        self.wait_until(text, |s| s.contains(text))
+    }
+
+    /// Poll the screen until `ok` holds (panics with the screen after the timeout).
+    fn wait_until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let t0 = Instant::now();
         loop {
             let s = self.screen();
-            if s.contains(text) {
+            if ok(&s) {
                 return s;
             }
             if t0.elapsed() > TIMEOUT {
-                panic!("timed out waiting for {text:?}; screen:\n{s}");
+                panic!("timed out waiting for {what}; screen:\n{s}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -167,6 +172,12 @@ impl Tui {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Resize the terminal (the app gets SIGWINCH and redraws at the new size).
+    fn resize(&mut self, rows: u16, cols: u16) {
+        self.parser.lock().unwrap().screen_mut().set_size(rows, cols);
+        self._master.resize(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 }).unwrap();
     }
 
     fn kill9(&mut self) {
@@ -210,6 +221,14 @@ fn label_undo_quit_restart_and_the_label_is_still_there() {
     t.keys("G2");
     t.wait_for("gold labels are only allowed on dev/test");
     assert_eq!(gold_in_db(&env.db(), "segments/seg_03.wav"), None);
+    // Resizing redraws cleanly at the new size, larger and back down to 80x24.
+    t.resize(40, 140);
+    let s = t.wait_until("a redraw at 140 columns", |s| s.lines().any(|l| l.trim_end().chars().count() > 100));
+    assert!(s.contains("teacher scores") && s.contains("no audio output: DAMS_AUDIO=none"), "{s}");
+    t.resize(24, 80);
+    t.keys("k");
+    let s = t.wait_for("segments/seg_02.wav  dev");
+    assert!(s.contains("teacher scores") && s.contains("seg_00.wav"), "{s}");
     t.keys("q");
     t.wait_exit();
 
