@@ -82,7 +82,8 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> Result<
         if app.quit {
             return Ok(());
         }
-        let waiting = app.playback.is_playing() || app.current.as_ref().is_some_and(|c| c.analysis.is_none());
+        let waiting = app.playback.is_playing()
+            || app.current.as_ref().is_some_and(|c| c.analysis.is_none() && c.analysis_error.is_none());
         let timeout = Duration::from_millis(if waiting { 30 } else { 250 });
         if !event::poll(timeout)? {
             continue;

@@ -165,3 +165,39 @@ fn search_filters_sort_and_mouse() {
     app.on_key(Key::ch('q'));
     assert!(app.quit);
 }
+
+#[test]
+fn missing_and_corrupt_audio_show_an_error_and_the_app_goes_on() {
+    let s = scratch_workspace(3).unwrap();
+    std::fs::remove_file(s.ws.segments_dir().join("bench_0000.wav")).unwrap();
+    std::fs::write(s.ws.segments_dir().join("bench_0001.wav"), b"RIFF\x10\x00\x00\x00WAVEjunkjunk").unwrap();
+    let mut app = app_on(&s.ws, Some(worker::Worker::start().unwrap())).unwrap();
+    let wait_error = |app: &mut App| {
+        let t0 = std::time::Instant::now();
+        while app.current.as_ref().unwrap().analysis_error.is_none() {
+            assert!(t0.elapsed().as_secs() < 30, "no error reported");
+            app.poll_worker();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        app.current.as_ref().unwrap().analysis_error.clone().unwrap()
+    };
+    let e = wait_error(&mut app);
+    assert!(e.contains("bench_0000.wav") && e.contains("not found"), "{e}");
+    let sc = screen(&mut app, 100, 30);
+    assert!(sc.contains("cannot show this segment"), "{sc}");
+    app.run(Action::MoveDown);
+    let e = wait_error(&mut app);
+    assert!(e.contains("bench_0001.wav"), "{e}");
+    // Labeling still works without audio.
+    app.on_key(Key::ch('2'));
+    assert!(app.message.starts_with("saved bench_0001.wav = music"), "{}", app.message);
+    // The third segment decodes normally.
+    app.run(Action::MoveDown);
+    let t0 = std::time::Instant::now();
+    while app.current.as_ref().unwrap().analysis.is_none() {
+        assert!(t0.elapsed().as_secs() < 30);
+        app.poll_worker();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!((app.playback.duration() - 10.0).abs() < 1e-6);
+}
