@@ -135,6 +135,8 @@ pub struct Playback {
     shared: Arc<Shared>,
     output: Output,
     status_rx: Option<mpsc::Receiver<Output>>,
+    /// Errors the audio stream reports while running (never printed: the UI shows them).
+    error_rx: Option<mpsc::Receiver<String>>,
     /// Dropping this ends the audio thread (and closes the device).
     _stop: Option<mpsc::Sender<()>>,
 }
@@ -151,7 +153,10 @@ impl Playback {
     pub fn headless(reason: &str) -> (Playback, PlayheadSource) {
         let shared = Self::new_shared();
         let src = PlayheadSource { shared: shared.clone(), buf: Arc::new(Vec::new()), generation: 0 };
-        (Playback { shared, output: Output::None(reason.to_string()), status_rx: None, _stop: None }, src)
+        (
+            Playback { shared, output: Output::None(reason.to_string()), status_rx: None, error_rx: None, _stop: None },
+            src,
+        )
     }
 
     /// Start playback: opens the default device on an audio thread and returns at once.
@@ -172,12 +177,21 @@ impl Playback {
     fn start_device() -> Playback {
         let (pb, src) = Self::headless("");
         let (status_tx, status_rx) = mpsc::channel();
+        let (error_tx, error_rx) = mpsc::channel::<String>();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let spawned = std::thread::Builder::new().name("dams-audio".into()).spawn(move || {
             // alsa-lib prints to stderr while probing a missing card; keep that off the screen.
             #[cfg(target_os = "linux")]
             let _quiet = alsa::Output::local_error_handler().ok();
-            let opened = std::panic::catch_unwind(rodio::DeviceSinkBuilder::open_default_sink);
+            // rodio's default error callback prints to stderr, which would tear the TUI: forward.
+            let open = move || {
+                rodio::DeviceSinkBuilder::from_default_device()?
+                    .with_error_callback(move |e| {
+                        let _ = error_tx.send(e.to_string());
+                    })
+                    .open_sink_or_fallback()
+            };
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open));
             let mut sink = match opened {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -198,7 +212,13 @@ impl Playback {
             drop(sink);
         });
         match spawned {
-            Ok(_) => Playback { output: Output::Opening, status_rx: Some(status_rx), _stop: Some(stop_tx), ..pb },
+            Ok(_) => Playback {
+                output: Output::Opening,
+                status_rx: Some(status_rx),
+                error_rx: Some(error_rx),
+                _stop: Some(stop_tx),
+                ..pb
+            },
             Err(e) => Playback { output: Output::None(format!("cannot start the audio thread: {e}")), ..pb },
         }
     }
@@ -221,6 +241,11 @@ impl Playback {
                 false
             }
         }
+    }
+
+    /// An error the running audio stream reported, if any (non-blocking).
+    pub fn take_error(&mut self) -> Option<String> {
+        self.error_rx.as_ref().and_then(|rx| rx.try_recv().ok())
     }
 
     pub fn output(&self) -> &Output {
