@@ -128,7 +128,24 @@ pub fn draw_list(buf: &mut Buffer, area: Rect, app: &mut App) {
     app.offset = scroll_to(app.offset, app.cursor, body_h);
     app.areas.list = (inner.y + 1, inner.x, inner.width, body_h as u16);
     let idx: &SegmentIndex = &app.index;
-    let columns = idx.columns();
+    let width_of = |c: &Column| match c {
+        Column::Id => 7,
+        Column::Path => 16,
+        Column::Split => 9,
+        Column::Time => 11,
+        Column::Gold => 5,
+        Column::Source => 10,
+        Column::Teacher(_) => 6,
+        Column::Flags => 6,
+    };
+    // On narrow terminals drop the least useful columns first (they stay sortable).
+    let mut columns = idx.columns();
+    for drop in [Column::Id, Column::Source, Column::Split] {
+        let need: u16 = columns.iter().map(|c| width_of(c) + 1).sum();
+        if need > inner.width {
+            columns.retain(|&c| c != drop);
+        }
+    }
     let sort = idx.sort();
     let header = Row::new(columns.iter().map(|&c| {
         let mut t = c.title(idx);
@@ -164,16 +181,7 @@ pub fn draw_list(buf: &mut Buffer, area: Rect, app: &mut App) {
     }
     let widths: Vec<Constraint> = columns
         .iter()
-        .map(|c| match c {
-            Column::Id => Constraint::Length(7),
-            Column::Path => Constraint::Min(16),
-            Column::Split => Constraint::Length(9),
-            Column::Time => Constraint::Length(11),
-            Column::Gold => Constraint::Length(5),
-            Column::Source => Constraint::Length(10),
-            Column::Teacher(_) => Constraint::Length(6),
-            Column::Flags => Constraint::Length(6),
-        })
+        .map(|c| if *c == Column::Path { Constraint::Min(width_of(c)) } else { Constraint::Length(width_of(c)) })
         .collect();
     Table::new(rows, widths).header(header).column_spacing(1).render_ref(inner, buf);
     if idx.view_len() == 0 && inner.height > 1 {
