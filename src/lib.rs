@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod labels;
+pub mod manifest;
 pub mod store;
 pub mod workspace;

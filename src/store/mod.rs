@@ -5,6 +5,7 @@
 //! locked", and versioned migrations (see [`schema`]). Every label write is one committed
 //! transaction.
 
+pub mod manifest;
 pub mod schema;
 
 use std::collections::HashSet;
