@@ -11,8 +11,13 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchWhich {}
+pub enum BenchWhich {
+    /// Import a generated manifest (default 1,000,000 rows); compare with the sqlite3 CLI's .import.
+    Import(super::manifest::ImportBenchArgs),
+}
 
 pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
-    match a.which {}
+    match a.which {
+        BenchWhich::Import(a) => super::manifest::bench_import(a),
+    }
 }

@@ -140,3 +140,134 @@ fn write_parquet_file(store: &crate::store::Store, p: &std::path::Path, opts: &E
 fn write_parquet_file(_store: &crate::store::Store, _p: &std::path::Path, _opts: &ExportOptions) -> Result<()> {
     anyhow::bail!("this dams was built without the `parquet` feature; rebuild with `--features parquet`")
 }
+
+#[derive(Debug, Args)]
+pub struct ImportBenchArgs {
+    /// Rows in the generated manifest.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Keep the temporary folder (manifest, workspace) and print its path.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Run `dams import` as a child process; returns (seconds, peak memory bytes reported by the child).
+fn timed_child_import(ws: &std::path::Path, manifest: &std::path::Path) -> Result<(f64, Option<u64>)> {
+    let exe = std::env::current_exe().context("cannot find the dams executable")?;
+    let t = std::time::Instant::now();
+    let out = std::process::Command::new(exe)
+        .arg("--workspace")
+        .arg(ws)
+        .arg("import")
+        .arg(manifest)
+        .arg("--report-peak-memory")
+        .output()
+        .context("cannot run `dams import`")?;
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        anyhow::bail!("`dams import` failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let peak =
+        stdout.lines().find_map(|l| l.strip_prefix("peak_memory_bytes ")).and_then(|v| v.trim().parse::<u64>().ok());
+    Ok((secs, peak))
+}
+
+/// `dams bench import`: generate a manifest, import it into a fresh workspace in a child
+/// process (so the generator's memory does not count), and compare with the sqlite3 CLI's
+/// `.import` of the same file into a table with the same columns and a unique segment_path.
+pub fn bench_import(a: ImportBenchArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("dams-bench-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = bench_import_in(&dir, &a);
+    if a.keep {
+        println!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn bench_import_in(dir: &std::path::Path, a: &ImportBenchArgs) -> Result<()> {
+    if cfg!(debug_assertions) {
+        println!("note: this is a debug build; build with --release for representative figures");
+    }
+    let manifest = dir.join("manifest.csv");
+    let t = std::time::Instant::now();
+    {
+        let file = std::fs::File::create(&manifest).with_context(|| format!("cannot create {}", manifest.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+        crate::manifest::bench::generate_manifest(&mut w, a.rows, 0x5eed)?;
+        w.flush()?;
+    }
+    let size = std::fs::metadata(&manifest)?.len();
+    println!("generated {} rows ({:.1} MB) in {:.2} s", a.rows, size as f64 / 1e6, t.elapsed().as_secs_f64());
+
+    let ws = crate::workspace::Workspace::init(dir.join("ws"))?;
+    let (secs, peak) = timed_child_import(ws.root(), &manifest)?;
+    let peak_mb = peak.map(|b| b as f64 / 1e6);
+    println!(
+        "dams import (fresh workspace):   {secs:7.2} s  {:>9.0} rows/s  peak memory {}",
+        a.rows as f64 / secs,
+        peak_mb.map_or("unknown".to_string(), |m| format!("{m:.0} MB"))
+    );
+    let (secs2, peak2) = timed_child_import(ws.root(), &manifest)?;
+    println!(
+        "dams import (again, unchanged): {secs2:7.2} s  {:>9.0} rows/s  peak memory {}",
+        a.rows as f64 / secs2,
+        peak2.map_or("unknown".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6))
+    );
+
+    // Reference: the sqlite3 command-line shell's CSV import, same rows, same machine, same run.
+    let db = dir.join("reference.sqlite");
+    let script = format!(
+        "PRAGMA journal_mode=WAL;\n\
+         CREATE TABLE segments (raw_file TEXT, segment_path TEXT NOT NULL UNIQUE, start_time REAL, end_time REAL, \
+         split TEXT, label_source TEXT, speech_label INTEGER, music_label INTEGER, noise_label INTEGER, \
+         speech_score REAL, music_score REAL, noise_score REAL);\n\
+         .import --csv --skip 1 '{}' segments\n",
+        manifest.display().to_string().replace('\'', "''")
+    );
+    let t = std::time::Instant::now();
+    let reference = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(script.as_bytes())?;
+            }
+            child.wait_with_output()
+        });
+    match reference {
+        Ok(out) if out.status.success() => {
+            let ref_secs = t.elapsed().as_secs_f64();
+            println!(
+                "reference: sqlite3 CLI .import: {ref_secs:7.2} s  {:>9.0} rows/s (no validation, no upsert)",
+                a.rows as f64 / ref_secs
+            );
+            println!("ratio dams / sqlite3 .import (time): {:.2}", secs / ref_secs);
+        }
+        Ok(out) => println!(
+            "reference: sqlite3 .import failed ({}); only dams' figures are shown",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(_) => println!("reference: no sqlite3 CLI on PATH; only dams' figures are shown"),
+    }
+    let time_ok = secs < 10.0 * (a.rows as f64 / 1e6).max(1e-9);
+    let mem_ok = peak.is_none_or(|b| b < 500_000_000);
+    println!(
+        "goals for 1,000,000 rows: < 10 s ({}), < 500 MB peak ({})",
+        if a.rows == 1_000_000 { if time_ok { "met" } else { "MISSED" } } else { "scale: other row count" },
+        if peak.is_none() {
+            "not measured"
+        } else if mem_ok {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    Ok(())
+}

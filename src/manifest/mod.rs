@@ -10,6 +10,7 @@
 //! This is what pandas writes, so a manifest written by the Python project round-trips byte for
 //! byte.
 
+pub mod bench;
 pub mod export;
 pub mod import;
 

@@ -68,33 +68,47 @@ pub fn apply_manifest_batch(
     )?;
     let mut del_gold = tx.prepare_cached("DELETE FROM gold_labels WHERE segment_id = ?1 AND annotator_id = ?2")?;
 
-    // (index into rows, existing id if the row existed and changed)
+    // Rows to write (only filled once an unchanged row is met), and rows whose gold label needs
+    // attention: (index into rows, existing id).
     let mut to_write: Vec<NewSegment> = Vec::new();
+    let mut all_written = true;
     let mut follow_up: Vec<(usize, Option<i64>)> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let old = lookup.query_row([&row.segment_path], super::segment_from_row).optional()?;
         match old {
             Some(old) if same(&old, row) => {
                 counts.unchanged += 1;
+                if all_written {
+                    // From here on rows are copied out; copy the ones before too.
+                    all_written = false;
+                    to_write.extend(rows[..i].iter().cloned());
+                }
                 if row.label_source.is_gold() {
                     follow_up.push((i, Some(old.id)));
                 }
             }
             Some(old) => {
                 counts.updated += 1;
-                to_write.push(row.clone());
+                if !all_written {
+                    to_write.push(row.clone());
+                }
                 follow_up.push((i, Some(old.id)));
             }
             None => {
                 counts.inserted += 1;
-                to_write.push(row.clone());
+                if !all_written {
+                    to_write.push(row.clone());
+                }
                 if row.label_source.is_gold() {
                     follow_up.push((i, None));
                 }
             }
         }
     }
-    if !to_write.is_empty() {
+    if all_written {
+        // Every row is new or changed (a first import): write the batch as it is.
+        upsert_segments_tx(tx, rows)?;
+    } else if !to_write.is_empty() {
         upsert_segments_tx(tx, &to_write)?;
     }
     if follow_up.is_empty() {
