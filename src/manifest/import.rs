@@ -258,7 +258,7 @@ fn path_problem(e: WorkspaceError, what: &str, value: &str) -> String {
 }
 
 /// Import a manifest read from `reader`; `shown` names it in messages.
-pub fn import_reader<R: Read>(
+pub fn import_reader<R: Read + Send>(
     store: &mut Store,
     data_root: &Path,
     reader: R,
@@ -321,8 +321,13 @@ pub fn import_reader<R: Read>(
 }
 
 /// Read, validate and write the data rows in one transaction.
+///
+/// Two threads form a pipeline: a scoped thread parses and validates, and sends batches of
+/// valid rows through a bounded channel to this thread, which owns the transaction. After the
+/// first problem no more batches are sent (validation goes on to report every problem) and
+/// the transaction is rolled back.
 #[allow(clippy::too_many_arguments)]
-fn import_rows<R: Read>(
+fn import_rows<R: Read + Send>(
     store: &mut Store,
     rdr: &mut csv::Reader<R>,
     rec: &mut ByteRecord,
@@ -332,19 +337,62 @@ fn import_rows<R: Read>(
     opts: &ImportOptions,
     problems: &mut Problems,
 ) -> Result<(usize, ManifestCounts), ManifestError> {
-    let ncols = layout.names.len();
-    let read_err = |e: csv::Error| -> Result<(), ManifestError> {
-        match e.into_kind() {
-            csv::ErrorKind::Io(err) => Err(ManifestError::Read { path: shown.to_string(), err }),
-            _ => Ok(()),
-        }
-    };
-    let mut seen: HashMap<Box<str>, u64> = HashMap::new();
-    let mut batch: Vec<NewSegment> = Vec::with_capacity(opts.batch_size.max(1));
-    let mut counts = ManifestCounts::default();
-    let mut annotator_id: Option<i64> = None;
-    let mut rows = 0usize;
+    let batch_size = opts.batch_size.max(1);
     let tx = store.conn_mut().transaction()?;
+    // Importing into an empty workspace: every row is new (paths are unique within the file).
+    let known_new: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM segments)", [], |r| r.get(0))?;
+    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<NewSegment>>(4);
+    let problems_in = &mut *problems;
+    let (parsed, written) = std::thread::scope(|scope| {
+        let parser =
+            scope.spawn(move || parse_rows(rdr, rec, layout, data_root, shown, opts, problems_in, batch_size, send));
+        let mut counts = ManifestCounts::default();
+        let mut annotator_id: Option<i64> = None;
+        let mut written = Ok(());
+        for batch in &receive {
+            written = apply_manifest_batch(&tx, &opts.annotator, &mut annotator_id, &batch, known_new, &mut counts);
+            if written.is_err() {
+                break;
+            }
+        }
+        // On a write error, dropping the receiver makes the parser's next send fail: it stops.
+        drop(receive);
+        let parsed = parser.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (parsed, written.map(|()| counts))
+    });
+    // Dropping `tx` on any error rolls back.
+    let rows = parsed?;
+    let counts = written?;
+    if !problems.is_empty() {
+        drop(tx);
+        return Err(std::mem::take(problems).into_error(shown));
+    }
+    if opts.dry_run {
+        tx.rollback()?;
+    } else {
+        tx.commit()?;
+    }
+    Ok((rows, counts))
+}
+
+/// The parsing half of [`import_rows`]: returns the number of data rows.
+#[allow(clippy::too_many_arguments)]
+fn parse_rows<R: Read>(
+    rdr: &mut csv::Reader<R>,
+    rec: &mut ByteRecord,
+    layout: &Layout,
+    data_root: &Path,
+    shown: &str,
+    opts: &ImportOptions,
+    problems: &mut Problems,
+    batch_size: usize,
+    send: std::sync::mpsc::SyncSender<Vec<NewSegment>>,
+) -> Result<usize, ManifestError> {
+    let ncols = layout.names.len();
+    let mut seen: HashMap<Box<str>, u64> = HashMap::new();
+    let mut batch: Vec<NewSegment> = Vec::with_capacity(batch_size);
+    let mut rows = 0usize;
+    let mut writer_gone = false;
     loop {
         match rdr.read_byte_record(rec) {
             Ok(true) => {}
@@ -352,7 +400,9 @@ fn import_rows<R: Read>(
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
                 let msg = e.to_string();
-                read_err(e)?;
+                if let csv::ErrorKind::Io(err) = e.into_kind() {
+                    return Err(ManifestError::Read { path: shown.to_string(), err });
+                }
                 problems.push(line, None, msg);
                 continue;
             }
@@ -374,30 +424,25 @@ fn import_rows<R: Read>(
         let Some(row) = parse_row(rec, line, layout, data_root, opts, &mut seen, problems) else {
             continue;
         };
-        if problems.is_empty() {
+        if problems.is_empty() && !writer_gone {
             batch.push(row);
-            if batch.len() >= opts.batch_size.max(1) {
-                apply_manifest_batch(&tx, &opts.annotator, &mut annotator_id, &batch, &mut counts)?;
-                batch.clear();
+            if batch.len() >= batch_size {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                if send.send(full).is_err() {
+                    // The writer failed; its error is reported. Stop reading.
+                    writer_gone = true;
+                    break;
+                }
             }
         } else {
             // Keep validating to report every problem, but stop writing: the file is refused.
             batch.clear();
         }
     }
-    if !problems.is_empty() {
-        drop(tx); // rolls back
-        return Err(std::mem::take(problems).into_error(shown));
+    if problems.is_empty() && !writer_gone && !batch.is_empty() {
+        let _ = send.send(batch);
     }
-    if !batch.is_empty() {
-        apply_manifest_batch(&tx, &opts.annotator, &mut annotator_id, &batch, &mut counts)?;
-    }
-    if opts.dry_run {
-        tx.rollback()?;
-    } else {
-        tx.commit()?;
-    }
-    Ok((rows, counts))
+    Ok(rows)
 }
 
 /// Validate one row; `None` (with its problems recorded) if it is not valid.

@@ -49,13 +49,15 @@ fn same(old: &Segment, new: &NewSegment) -> bool {
 /// re-importing a manifest never overrides a later human label. A row that was gold and no
 /// longer is loses the manifest annotator's gold label.
 ///
-/// `annotator` names the annotator of gold rows; `annotator_id` caches its id across batches
+/// `known_new` says the rows cannot exist yet (the import started on an empty table and paths are
+/// unique within a file), which spares a lookup per row. `annotator` names the annotator of gold rows; `annotator_id` caches its id across batches
 /// (it is created on the first gold row, so importing a manifest without gold rows adds none).
 pub fn apply_manifest_batch(
     tx: &Transaction<'_>,
     annotator: &str,
     annotator_id: &mut Option<i64>,
     rows: &[NewSegment],
+    known_new: bool,
     counts: &mut ManifestCounts,
 ) -> Result<()> {
     let mut lookup = tx.prepare_cached(&format!("SELECT {SEGMENT_COLS} FROM segments WHERE segment_path = ?1"))?;
@@ -74,7 +76,8 @@ pub fn apply_manifest_batch(
     let mut all_written = true;
     let mut follow_up: Vec<(usize, Option<i64>)> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        let old = lookup.query_row([&row.segment_path], super::segment_from_row).optional()?;
+        let old =
+            if known_new { None } else { lookup.query_row([&row.segment_path], super::segment_from_row).optional()? };
         match old {
             Some(old) if same(&old, row) => {
                 counts.unchanged += 1;
