@@ -338,7 +338,9 @@ fn import_rows<R: Read + Send>(
     problems: &mut Problems,
 ) -> Result<(usize, ManifestCounts), ManifestError> {
     let batch_size = opts.batch_size.max(1);
-    let tx = store.conn_mut().transaction()?;
+    // IMMEDIATE: take the write lock now, so the reads below cannot go stale before the first
+    // write (which would fail with SQLITE_BUSY_SNAPSHOT if another process wrote meanwhile).
+    let tx = store.conn_mut().transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // Importing into an empty workspace: every row is new (paths are unique within the file).
     let known_new: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM segments)", [], |r| r.get(0))?;
     let (send, receive) = std::sync::mpsc::sync_channel::<Vec<NewSegment>>(4);

@@ -50,7 +50,7 @@ fn same(old: &Segment, new: &NewSegment) -> bool {
 /// longer is loses the manifest annotator's gold label.
 ///
 /// `known_new` says the rows cannot exist yet (the import started on an empty table and paths are
-/// unique within a file), which spares a lookup per row. `annotator` names the annotator of gold rows; `annotator_id` caches its id across batches
+/// unique within a file): they are inserted without the per-row lookups. `annotator` names the annotator of gold rows; `annotator_id` caches its id across batches
 /// (it is created on the first gold row, so importing a manifest without gold rows adds none).
 pub fn apply_manifest_batch(
     tx: &Transaction<'_>,
@@ -70,6 +70,9 @@ pub fn apply_manifest_batch(
     )?;
     let mut del_gold = tx.prepare_cached("DELETE FROM gold_labels WHERE segment_id = ?1 AND annotator_id = ?2")?;
 
+    if known_new {
+        return insert_new_batch(tx, annotator, annotator_id, rows, counts);
+    }
     // Rows to write (only filled once an unchanged row is met), and rows whose gold label needs
     // attention: (index into rows, existing id).
     let mut to_write: Vec<NewSegment> = Vec::new();
@@ -149,6 +152,62 @@ pub fn apply_manifest_batch(
                 counts.gold_written += put_gold.execute(params![id, annotator_id, s, m, n, stamp])?;
             }
             _ => counts.gold_removed += del_gold.execute(params![id, annotator_id])?,
+        }
+    }
+    Ok(())
+}
+
+/// The first-import path of [`apply_manifest_batch`]: rows known not to exist are inserted with
+/// a plain `INSERT` (the same columns as [`upsert_segments_tx`], with `created_at` bound once
+/// per batch), and gold rows take their id from `last_insert_rowid` instead of a lookup.
+fn insert_new_batch(
+    tx: &Transaction<'_>,
+    annotator: &str,
+    annotator_id: &mut Option<i64>,
+    rows: &[NewSegment],
+    counts: &mut ManifestCounts,
+) -> Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO segments (segment_path, raw_file, start_time, end_time, split, label_source, \
+         speech_label, music_label, noise_label, speech_score, music_score, noise_score, extra, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?;
+    let mut put_gold = tx.prepare_cached(
+        "INSERT OR REPLACE INTO gold_labels (segment_id, annotator_id, speech, music, noise, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let stamp = now();
+    for s in rows {
+        let l = s.labels.map(|l| l.to_array().map(|b| b as i64));
+        insert.execute(params![
+            s.segment_path,
+            s.raw_file,
+            s.start_time,
+            s.end_time,
+            s.split.as_str(),
+            s.label_source.as_str(),
+            l.map(|l| l[0]),
+            l.map(|l| l[1]),
+            l.map(|l| l[2]),
+            s.scores[0],
+            s.scores[1],
+            s.scores[2],
+            s.extra,
+            stamp
+        ])?;
+        counts.inserted += 1;
+        if let (true, Some(labels)) = (s.label_source.is_gold(), s.labels) {
+            let id = tx.last_insert_rowid();
+            let aid = match *annotator_id {
+                Some(a) => a,
+                None => {
+                    let a = annotator_id_tx(tx, annotator)?;
+                    *annotator_id = Some(a);
+                    a
+                }
+            };
+            let [sp, mu, no] = labels.to_array();
+            counts.gold_written += put_gold.execute(params![id, aid, sp, mu, no, stamp])?;
         }
     }
     Ok(())
