@@ -35,7 +35,7 @@ pub struct ExportArgs {
     pub spelling: Spelling,
     /// Write a dated snapshot data/metadata/experiments/<source>_<splits>_<YYYYMMDD>.csv
     /// (rows of --source, default gold, in --splits).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "out")]
     pub snapshot: bool,
     /// Only rows whose effective label source is this (gold, ast_pseudo, ...).
     #[arg(long)]
