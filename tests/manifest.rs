@@ -410,3 +410,18 @@ fn parquet_export_reads_back_with_types_and_nulls() {
     assert_eq!(get(5, "segment_path"), Field::Str("raw/003_long.flac".into()));
     assert_eq!(get(5, "comment"), Field::Str("multi\nline".into()));
 }
+
+#[test]
+fn line_numbers_count_lines_inside_quoted_fields() {
+    let (_d, ws, mut store) = workspace();
+    for eol in ["\n", "\r\n"] {
+        let csv = "segment_path,comment,split\na.wav,\"two\nlines\",dev\nb.wav,x,nope\nc.wav,,dev\nd.wav,,x\n"
+            .replace('\n', eol);
+        let got = problems(import_str(&mut store, &ws, &csv).unwrap_err());
+        assert_eq!(
+            got.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
+            vec![(4, Some(3)), (6, Some(3))],
+            "{eol:?} {got:?}"
+        );
+    }
+}

@@ -265,6 +265,16 @@ pub fn import_reader<R: Read + Send>(
     shown: &str,
     opts: &ImportOptions,
 ) -> Result<ImportSummary, ManifestError> {
+    // The csv crate counts a record's line before consuming the `\n` of the previous record's
+    // `\r\n`, so in CRLF files (Excel, Windows) its line numbers lag by one. Peek at the first
+    // line ending to correct that (files that mix endings are not corrected).
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, reader);
+    let crlf = {
+        let buf = std::io::BufRead::fill_buf(&mut reader)
+            .map_err(|err| ManifestError::Read { path: shown.to_string(), err })?;
+        buf.iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && buf[i - 1] == b'\r')
+    };
+    let line_offset = u64::from(crlf);
     let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(reader);
     let mut rec = ByteRecord::new();
     let mut problems = Problems::default();
@@ -307,7 +317,7 @@ pub fn import_reader<R: Read + Send>(
     // once, so durability settings are left alone.)
     let old_cache: i64 = store.conn().query_row("PRAGMA cache_size", [], |r| r.get(0))?;
     store.conn().execute_batch(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))?;
-    let result = import_rows(store, &mut rdr, &mut rec, &layout, data_root, shown, opts, &mut problems);
+    let result = import_rows(store, &mut rdr, &mut rec, &layout, data_root, shown, opts, line_offset, &mut problems);
     store.conn().execute_batch(&format!("PRAGMA cache_size = {old_cache}"))?;
     let (rows, counts) = result?;
     Ok(ImportSummary {
@@ -336,6 +346,7 @@ fn import_rows<R: Read + Send>(
     data_root: &Path,
     shown: &str,
     opts: &ImportOptions,
+    line_offset: u64,
     problems: &mut Problems,
 ) -> Result<(usize, ManifestCounts), ManifestError> {
     let batch_size = opts.batch_size.max(1);
@@ -347,8 +358,9 @@ fn import_rows<R: Read + Send>(
     let (send, receive) = std::sync::mpsc::sync_channel::<Vec<NewSegment>>(4);
     let problems_in = &mut *problems;
     let (parsed, written) = std::thread::scope(|scope| {
-        let parser =
-            scope.spawn(move || parse_rows(rdr, rec, layout, data_root, shown, opts, problems_in, batch_size, send));
+        let parser = scope.spawn(move || {
+            parse_rows(rdr, rec, layout, data_root, shown, opts, line_offset, problems_in, batch_size, send)
+        });
         let mut counts = ManifestCounts::default();
         let mut annotator_id: Option<i64> = None;
         let mut written = Ok(());
@@ -387,6 +399,7 @@ fn parse_rows<R: Read>(
     data_root: &Path,
     shown: &str,
     opts: &ImportOptions,
+    line_offset: u64,
     problems: &mut Problems,
     batch_size: usize,
     send: std::sync::mpsc::SyncSender<Vec<NewSegment>>,
@@ -401,7 +414,7 @@ fn parse_rows<R: Read>(
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| p.line() + line_offset);
                 let msg = e.to_string();
                 if let csv::ErrorKind::Io(err) = e.into_kind() {
                     return Err(ManifestError::Read { path: shown.to_string(), err });
@@ -411,7 +424,7 @@ fn parse_rows<R: Read>(
             }
         }
         rows += 1;
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec.position().map_or(0, |p| p.line() + line_offset);
         if rec.len() != ncols {
             problems.push(
                 line,
