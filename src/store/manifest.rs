@@ -49,8 +49,10 @@ fn same(old: &Segment, new: &NewSegment) -> bool {
 /// re-importing a manifest never overrides a later human label. A row that was gold and no
 /// longer is loses the manifest annotator's gold label.
 ///
-/// `known_new` says the rows cannot exist yet (the import started on an empty table and paths are
-/// unique within a file): they are inserted without the per-row lookups. `annotator` names the annotator of gold rows; `annotator_id` caches its id across batches
+/// `known_new` says the rows cannot exist yet (the import started on an empty table and paths
+/// are unique within a file): they are inserted without the per-row lookups.
+///
+/// `annotator` names the annotator of gold rows; `annotator_id` caches its id across batches
 /// (it is created on the first gold row, so importing a manifest without gold rows adds none).
 pub fn apply_manifest_batch(
     tx: &Transaction<'_>,
@@ -60,6 +62,9 @@ pub fn apply_manifest_batch(
     known_new: bool,
     counts: &mut ManifestCounts,
 ) -> Result<()> {
+    if known_new {
+        return insert_new_batch(tx, annotator, annotator_id, rows, counts);
+    }
     let mut lookup = tx.prepare_cached(&format!("SELECT {SEGMENT_COLS} FROM segments WHERE segment_path = ?1"))?;
     let mut id_of = tx.prepare_cached("SELECT id FROM segments WHERE segment_path = ?1")?;
     let mut put_gold = tx.prepare_cached(
@@ -70,17 +75,13 @@ pub fn apply_manifest_batch(
     )?;
     let mut del_gold = tx.prepare_cached("DELETE FROM gold_labels WHERE segment_id = ?1 AND annotator_id = ?2")?;
 
-    if known_new {
-        return insert_new_batch(tx, annotator, annotator_id, rows, counts);
-    }
     // Rows to write (only filled once an unchanged row is met), and rows whose gold label needs
     // attention: (index into rows, existing id).
     let mut to_write: Vec<NewSegment> = Vec::new();
     let mut all_written = true;
     let mut follow_up: Vec<(usize, Option<i64>)> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        let old =
-            if known_new { None } else { lookup.query_row([&row.segment_path], super::segment_from_row).optional()? };
+        let old = lookup.query_row([&row.segment_path], super::segment_from_row).optional()?;
         match old {
             Some(old) if same(&old, row) => {
                 counts.unchanged += 1;
