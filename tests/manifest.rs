@@ -425,3 +425,24 @@ fn line_numbers_count_lines_inside_quoted_fields() {
         );
     }
 }
+
+#[test]
+fn gold_rows_in_a_later_import_are_added_and_updated() {
+    let (_d, ws, mut store) = workspace();
+    import_str(&mut store, &ws, "segment_path,split\nfirst.wav,dev\n").unwrap();
+    assert!(store.annotators().unwrap().is_empty(), "no gold rows, no manifest annotator");
+    let csv =
+        "segment_path,split,label_source,speech,music,noise\nfirst.wav,dev,gold,0,1,0\nsecond.wav,test,gold,1,0,1\n";
+    let s = import_str(&mut store, &ws, csv).unwrap();
+    assert_eq!((s.counts.inserted, s.counts.updated, s.counts.gold_written), (1, 1, 2));
+    let id = |p: &str| store.segment_by_path(p).unwrap().unwrap().id;
+    let (first, second) = (id("segments/first.wav"), id("segments/second.wav"));
+    assert_eq!(
+        store.resolved_gold().unwrap(),
+        vec![(first, LabelSet::new(false, true, false)), (second, LabelSet::new(true, false, true))]
+    );
+    let changed = csv.replace("second.wav,test,gold,1,0,1", "second.wav,test,gold,1,1,1");
+    let s = import_str(&mut store, &ws, &changed).unwrap();
+    assert_eq!((s.counts.updated, s.counts.unchanged, s.counts.gold_written), (1, 1, 1));
+    assert_eq!(store.resolved_gold().unwrap()[1], (second, LabelSet::new(true, true, true)));
+}
