@@ -4,10 +4,14 @@
 //! Core modules know nothing of the terminal; [`tui`] renders core state and the CLI calls the
 //! same job functions.
 
+pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod eval;
+pub mod jobs;
 pub mod labels;
 pub mod manifest;
+pub mod pseudo;
 pub mod store;
 pub mod workspace;

@@ -12,12 +12,18 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchWhich {
+    /// Segmentation throughput (decode + resample + write windows) vs ffmpeg on the same file.
+    Segment(super::audio::SegmentBenchArgs),
+    /// Threshold move → recomputed metrics at 100,000 scored segments, vs a full rescan.
+    Thresholds(super::eval::BenchThresholdsArgs),
     /// Import a generated manifest (default 1,000,000 rows); compare with the sqlite3 CLI's .import.
     Import(super::manifest::ImportBenchArgs),
 }
 
-pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
+pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     match a.which {
-        BenchWhich::Import(a) => super::manifest::bench_import(a),
+        BenchWhich::Segment(b) => super::audio::run_bench_segment(ctx, b),
+        BenchWhich::Thresholds(b) => super::eval::run_bench_thresholds(b),
+        BenchWhich::Import(b) => super::manifest::bench_import(b),
     }
 }

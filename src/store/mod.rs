@@ -5,8 +5,11 @@
 //! locked", and versioned migrations (see [`schema`]). Every label write is one committed
 //! transaction.
 
+mod audio;
 pub mod manifest;
 pub mod schema;
+
+pub use audio::RawFile;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
