@@ -14,6 +14,7 @@ pub mod eval;
 pub mod jobs;
 pub mod keymap;
 pub mod labels;
+pub mod manifest;
 pub mod playback;
 pub mod pseudo;
 pub mod store;

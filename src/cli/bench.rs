@@ -16,6 +16,8 @@ pub enum BenchWhich {
     Segment(super::audio::SegmentBenchArgs),
     /// Threshold move → recomputed metrics at 100,000 scored segments, vs a full rescan.
     Thresholds(super::eval::BenchThresholdsArgs),
+    /// Import a generated manifest (default 1,000,000 rows); compare with the sqlite3 CLI's .import.
+    Import(super::manifest::ImportBenchArgs),
     /// Segment switch: decode + spectrogram + first frame, cold and with prefetch (p50/p99).
     TuiSwitch {
         /// Number of 10-s segments to switch through.
@@ -40,6 +42,7 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     match a.which {
         BenchWhich::Segment(b) => super::audio::run_bench_segment(ctx, b),
         BenchWhich::Thresholds(b) => super::eval::run_bench_thresholds(b),
+        BenchWhich::Import(b) => super::manifest::bench_import(b),
         BenchWhich::TuiSwitch { segments } => crate::tui::bench::switch(segments),
         BenchWhich::TuiLabel { keys } => crate::tui::bench::label(keys),
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),

@@ -6,6 +6,7 @@
 //! transaction.
 
 mod audio;
+pub mod manifest;
 pub mod schema;
 mod tui;
 
