@@ -46,6 +46,8 @@ pub enum PseudoError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T, E = PseudoError> = std::result::Result<T, E>;
@@ -133,6 +135,13 @@ pub struct Outcome {
 
 /// Compute, store and write a pseudo-labelling run.
 pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
+    run_with(ws, store, p, None)
+}
+
+/// [`run`] inside a [`crate::jobs::JobRunner`] job: the runner owns the `jobs` row (its id is
+/// the outcome's `job_id`); progress goes to the job's view and cancellation is honoured
+/// between segments (nothing is written before the labels are complete).
+pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crate::jobs::JobCtx>) -> Result<Outcome> {
     if p.teachers.is_empty() {
         return Err(PseudoError::NoTeachers);
     }
@@ -203,12 +212,27 @@ pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
         index.iter().filter(|(_, i)| p.splits.contains(&i.split)).map(|(id, _)| *id).collect();
     candidates.sort_unstable();
 
-    let job_id = store.create_job("pseudo_label", &config, Some(candidates.len() as i64))?;
+    let job_id = match job {
+        Some(j) => {
+            j.phase("labelling");
+            j.progress(0, Some(candidates.len() as u64));
+            j.id()
+        }
+        None => store.create_job("pseudo_label", &config, Some(candidates.len() as i64))?,
+    };
     let result = (|| -> Result<Outcome> {
         let mut rows: Vec<(i64, LabelSet, [f32; 3])> = Vec::new();
         let (mut empty, mut unscored, mut skipped_gold) = (0, 0, 0);
         let mut positives = [0usize; 3];
-        for &id in &candidates {
+        for (i, &id) in candidates.iter().enumerate() {
+            if let Some(j) = job
+                && i % 1024 == 0
+            {
+                if j.is_cancelled() {
+                    return Err(PseudoError::Cancelled);
+                }
+                j.progress(i as u64, None);
+            }
             if gold.contains_key(&id) {
                 skipped_gold += 1;
                 continue;
@@ -240,7 +264,13 @@ pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
         }
         let pseudo_run_id = store.create_pseudo_run(&source, &config)?;
         store.put_pseudo_labels(pseudo_run_id, &rows)?;
-        store.update_job(job_id, candidates.len() as i64, None, Some("writing CSV"), None)?;
+        match job {
+            Some(j) => {
+                j.progress(candidates.len() as u64, None);
+                j.phase("writing CSV");
+            }
+            None => store.update_job(job_id, candidates.len() as i64, None, Some("writing CSV"), None)?,
+        }
 
         let date = chrono::Utc::now().format("%Y%m%d").to_string();
         let splits_tag: Vec<String> = p.splits.iter().map(|s| s.as_str().to_ascii_uppercase()).collect();
@@ -264,6 +294,9 @@ pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
             positives,
         })
     })();
+    if job.is_some() {
+        return result; // the runner records the outcome
+    }
     match &result {
         Ok(o) => {
             let r = serde_json::to_string(o).unwrap_or_default();
