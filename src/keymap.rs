@@ -323,7 +323,7 @@ pub const ACTIONS: &[(&str, Action)] = &[
     ("save_threshold", Action::SaveThreshold),
     ("cycle_order", Action::CycleOrder),
     ("cycle_class_filter", Action::CycleClassFilter),
-    ("cycle_split_filter_queue", Action::CycleSplitFilterQueue),
+    ("cycle_queue_split", Action::CycleSplitFilterQueue),
     ("new_score_job", Action::NewScoreJob),
     ("new_pseudo_job", Action::NewPseudoJob),
     ("cancel_job", Action::CancelJob),
@@ -557,6 +557,17 @@ impl Keymap {
     /// Every live binding (help popup, docs).
     pub fn bindings(&self) -> &[Binding] {
         &self.bindings
+    }
+
+    /// The keys bound to an action in one context, or in the `app` context (hints on a screen).
+    pub fn keys_in(&self, context: &str, action: Action) -> String {
+        let keys: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|b| b.action == action && (b.context == context || b.context == "app"))
+            .map(|b| b.key.to_string())
+            .collect();
+        keys.join("/")
     }
 
     /// The keys bound to an action (for hints in the status bar), joined by `/`.

@@ -410,6 +410,6 @@ impl App {
             _ => Action::ShowJobs,
         };
         let name = self.current.as_ref().map(|c| c.segment.file_name()).unwrap_or_default();
-        self.message = format!("{name}: label it here; {} goes back", self.keymap.keys_for(back));
+        self.message = format!("{name}: label it here; {} goes back", self.keymap.keys_in("app", back));
     }
 }

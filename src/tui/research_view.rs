@@ -43,8 +43,9 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, app: &mut App) {
     }
 }
 
+/// The keys of an action on the screen on show.
 fn keys(app: &App, a: crate::keymap::Action) -> String {
-    app.keymap.keys_for(a)
+    app.keymap.keys_in(app.research.screen.context().unwrap_or("app"), a)
 }
 
 fn slider(t: f64, range: (f64, f64), saved: Option<f64>, width: usize) -> Vec<Span<'static>> {
@@ -184,7 +185,7 @@ fn draw_thresholds(f: &mut Frame<'_>, area: Rect, app: &mut App) {
             Axis::default().title("recall").bounds([0.0, 1.0]).labels(["0", "0.5", "1"]).style(Style::new().fg(DIM)),
         )
         .y_axis(Axis::default().title("prec").bounds([0.0, 1.0]).labels(["0", "0.5", "1"]).style(Style::new().fg(DIM)))
-        .hidden_legend_constraints((Constraint::Ratio(1, 1), Constraint::Ratio(1, 1)));
+        .legend_position(None);
     f.render_widget(chart, chart_area);
 
     // The flips of the last move: only the visible rows are produced.

@@ -589,14 +589,21 @@ fn draw_help(f: &mut Frame<'_>, area: Rect, app: &App, scroll: u16) {
         }
     }
     lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        "mouse: click a row to select it, click the spectrogram to seek",
-        Style::new().fg(Color::Gray),
-    ));
-    lines.push(Line::styled(
-        "speed changes are a plain rate change (pitch shifts with speed)",
-        Style::new().fg(Color::Gray),
-    ));
+    if app.research.screen.context().is_none() {
+        lines.push(Line::styled(
+            "mouse: click a row to select it, click the spectrogram to seek",
+            Style::new().fg(Color::Gray),
+        ));
+        lines.push(Line::styled(
+            "speed changes are a plain rate change (pitch shifts with speed)",
+            Style::new().fg(Color::Gray),
+        ));
+    } else {
+        lines.push(Line::styled(
+            "keys this screen leaves unbound fall back to [app]; Esc on the screen goes back",
+            Style::new().fg(Color::Gray),
+        ));
+    }
     let block = Block::bordered()
         .title(" key bindings (from the keymap files) ")
         .title_bottom(Line::from(" j/k scroll · Esc closes ").right_aligned())
