@@ -50,6 +50,21 @@ impl ThresholdSession {
         Ok(s)
     }
 
+    /// A session over ready-made explorers (benchmarks, tests): one run, the three classes.
+    pub fn with_explorers(run: TeacherRun, explorers: Vec<ClassExplorer>) -> ThresholdSession {
+        ThresholdSession {
+            teachers: vec![run],
+            teacher: 0,
+            class: Class::Speech,
+            explorers,
+            saved: [None; 3],
+            target_precision: 0.85,
+            quantile: 0.90,
+            calibration: None,
+            flip_cursor: 0,
+        }
+    }
+
     pub fn run(&self) -> Option<&TeacherRun> {
         self.teachers.get(self.teacher)
     }
