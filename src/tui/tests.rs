@@ -332,3 +332,44 @@ fn a_job_started_from_the_jobs_pane_runs_to_the_end_while_labeling_goes_on() {
     assert!(r.contains("\"labeled\":1") && r.contains("\"excluded_empty\":1"), "{r}");
     assert!(s.ws.metadata_dir().join("blocs_smad_labels.csv").exists());
 }
+
+#[test]
+fn jobs_pane_shows_a_metric_sparkline_and_cancels_a_running_job() {
+    let s = scratch_workspace(1).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    let id = app
+        .research
+        .jobs
+        .runner
+        .spawn("demo_train", serde_json::json!({"epochs": 100}), Some(100), |ctx| {
+            for epoch in 0..5u64 {
+                ctx.metric("loss", 1.0 / (epoch + 1) as f64);
+                ctx.log(format!("epoch {epoch}"));
+                ctx.progress(epoch + 1, None);
+            }
+            loop {
+                ctx.check_cancel()?;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+        .unwrap();
+    app.on_key(Key::ch('J'));
+    let t0 = std::time::Instant::now();
+    while app.research.jobs.runner.view(id).is_none_or(|v| v.done < 5) {
+        assert!(t0.elapsed().as_secs() < 30);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("demo_train") && scr.contains("running"), "{scr}");
+    assert!(scr.contains("loss 0.2000"), "{scr}");
+    assert!(scr.contains('█') && scr.contains("5/100"), "{scr}");
+    assert!(scr.contains("epoch 4"), "{scr}");
+    app.on_key(Key::ch('x'));
+    assert!(app.message.starts_with(&format!("cancelling job #{id}")), "{}", app.message);
+    let v = app.research.jobs.runner.wait(id).unwrap();
+    assert_eq!(v.state, crate::jobs::JobState::Cancelled);
+    app.refresh_jobs(false);
+    assert!(app.message.contains("cancelled"), "{}", app.message);
+    let jobs = app.store.jobs(10).unwrap();
+    assert_eq!(jobs[0].state, "cancelled");
+}
