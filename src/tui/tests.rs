@@ -373,3 +373,30 @@ fn jobs_pane_shows_a_metric_sparkline_and_cancels_a_running_job() {
     let jobs = app.store.jobs(10).unwrap();
     assert_eq!(jobs[0].state, "cancelled");
 }
+
+/// A job writing to the database as fast as it can while the annotator labels: every label is
+/// saved, none reports a locked or busy database.
+#[test]
+fn labeling_while_a_job_writes_never_reports_a_locked_database() {
+    let s = scratch_workspace(2).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    let id = app
+        .research
+        .jobs
+        .runner
+        .spawn("writer", serde_json::json!({}), None, |ctx| {
+            let mut i = 0u64;
+            loop {
+                ctx.check_cancel()?;
+                ctx.log(format!("line {i}"));
+                i += 1;
+            }
+        })
+        .unwrap();
+    for i in 0..200 {
+        app.on_key(Key::ch(['1', '2', '3'][i % 3]));
+        assert!(app.message.starts_with("saved"), "label {i}: {}", app.message);
+    }
+    app.research.jobs.runner.cancel(id);
+    app.research.jobs.runner.wait(id);
+}
