@@ -100,6 +100,11 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> Result<
                         app.on_key(key);
                     }
                 }
+                Event::Mouse(m) if app.research.screen != research::Screen::Segments => match m.kind {
+                    MouseEventKind::ScrollDown => app.run(crate::keymap::Action::ItemDown),
+                    MouseEventKind::ScrollUp => app.run(crate::keymap::Action::ItemUp),
+                    _ => {}
+                },
                 Event::Mouse(m) => {
                     if let MouseEventKind::Down(MouseButton::Left) = m.kind {
                         app.on_click(m.column, m.row);
