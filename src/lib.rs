@@ -10,4 +10,5 @@ pub mod config;
 pub mod demo;
 pub mod labels;
 pub mod store;
+pub mod teachers;
 pub mod workspace;

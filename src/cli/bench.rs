@@ -11,8 +11,14 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchWhich {}
+pub enum BenchWhich {
+    /// Built-in teacher: per-segment scoring time (features + head) on generated 10 s segments, against decoding
+    /// the same segment from a 16-bit WAV and against the bare 512-point spectrogram.
+    Builtin(super::teachers::BenchBuiltinArgs),
+}
 
 pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
-    match a.which {}
+    match a.which {
+        BenchWhich::Builtin(b) => super::teachers::bench_builtin(b),
+    }
 }

@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod bench;
 pub mod manifest;
+pub mod teachers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,10 @@ pub enum Command {
     Tui,
     /// Measure dams' speed against a reference (ratios in one run).
     Bench(bench::BenchArgs),
+    /// List teachers (installed or not); train and evaluate the built-in teacher.
+    Teachers(teachers::TeachersArgs),
+    /// Score segments with a teacher into a (resumable) teacher run.
+    Score(teachers::ScoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +139,8 @@ pub fn run(cli: Cli) -> Result<()> {
             info(&ws)
         }
         Some(Command::Bench(a)) => bench::run(&ctx, a),
+        Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
+        Some(Command::Score(a)) => teachers::run_score(&ctx, a),
         Some(Command::Tui) | None => {
             let ws = match &ctx.workspace_arg {
                 Some(_) => ctx.workspace()?,
