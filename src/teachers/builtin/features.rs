@@ -88,19 +88,39 @@ pub const FEATURE_NAMES: [&str; 42] = [
 pub const N_FEATURES: usize = FEATURE_NAMES.len();
 
 /// Version of the feature definitions; bump when any feature changes (the head file records it).
-pub const FEATURES_VERSION: u32 = 1;
+pub const FEATURES_VERSION: u32 = 2;
+
+/// 10 · log10(2): dB per unit of log2 power.
+const DB_PER_LOG2: f32 = 3.010_299_9;
+
+/// log2 of a positive normal f32 from its exponent and an odd series in `t = (m − 1)/(m + 1)` of its mantissa
+/// (absolute error < 2e-5); plain arithmetic, so it gives the same bits on every platform.
+#[inline]
+pub fn fast_log2(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 127;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    let ln_m = 2.0 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (0.2 + t2 * (1.0 / 7.0 + t2 * (1.0 / 9.0)))));
+    e as f32 + ln_m * std::f32::consts::LOG2_E
+}
 
 /// Computes [`N_FEATURES`] features of a 16 kHz mono segment. Reuse one extractor for many segments.
 pub struct FeatureExtractor {
     fft: RealFft,
     window: Vec<f32>,
     /// Normalised autocorrelation of the window, to undo its taper in the voicing measure.
-    window_acf: Vec<f32>,
+    inv_window_acf: Vec<f32>,
     band_edges: [usize; N_BANDS + 1],
-    chroma_of_bin: Vec<u8>,
+    /// `(bin, pitch class)` of the bins between 120 Hz and 4 kHz.
+    chroma_of_bin: Vec<(u16, u8)>,
     frame: Vec<f32>,
     spec: Vec<Complex32>,
     power: Vec<f32>,
+    log2p: Vec<f32>,
+    half_fft: RealFft,
+    half_spec: Vec<Complex32>,
     acf: Vec<f32>,
     prev_band_db: [f32; N_BANDS],
     run: Vec<u16>,
@@ -155,7 +175,7 @@ impl FeatureExtractor {
         }
         let w0 = window_acf[0];
         for w in &mut window_acf {
-            *w /= w0;
+            *w = w0 / *w;
         }
         let mut band_edges = [0usize; N_BANDS + 1];
         for (i, e) in band_edges.iter_mut().enumerate() {
@@ -169,24 +189,27 @@ impl FeatureExtractor {
         }
         band_edges[N_BANDS] = NB - 1;
         let chroma_of_bin = (0..NB)
-            .map(|k| {
+            .filter_map(|k| {
                 let f = k as f64 * BIN_HZ as f64;
                 if !(120.0..=4000.0).contains(&f) {
-                    return 255;
+                    return None;
                 }
                 let semis = (12.0 * (f / 440.0).log2()).round() as i64;
-                semis.rem_euclid(12) as u8
+                Some((k as u16, semis.rem_euclid(12) as u8))
             })
             .collect();
         FeatureExtractor {
             fft: RealFft::new(N),
             window,
-            window_acf,
+            inv_window_acf: window_acf,
             band_edges,
             chroma_of_bin,
             frame: vec![0.0; N],
             spec: vec![Complex32::default(); NB],
             power: vec![0.0; NB],
+            log2p: vec![0.0; NB],
+            half_fft: RealFft::new(N / 2),
+            half_spec: vec![Complex32::default(); N / 4 + 1],
             acf: vec![0.0; N],
             prev_band_db: [0.0; N_BANDS],
             run: vec![0; NB],
@@ -289,13 +312,17 @@ impl FeatureExtractor {
         self.energy_db.push(e_db);
 
         // Spectral flatness over 125 Hz – 7 kHz.
+        // log2 of the power once per bin (fast, exact to ~1e-5), reused by the peak picker as dB.
+        for (l, &p) in self.log2p.iter_mut().zip(&self.power) {
+            *l = fast_log2(p + EPS);
+        }
         let (mut log_sum, mut lin_sum) = (0f32, 0f32);
-        for &p in &self.power[4..=224] {
-            log_sum += (p + EPS).ln();
-            lin_sum += p + EPS;
+        for k in 4..=224 {
+            log_sum += self.log2p[k];
+            lin_sum += self.power[k] + EPS;
         }
         let cnt = (224 - 4 + 1) as f32;
-        self.flatness.push((log_sum / cnt).exp() / (lin_sum / cnt));
+        self.flatness.push((log_sum / cnt * std::f32::consts::LN_2).exp() / (lin_sum / cnt));
 
         // Centroid (fraction of Nyquist) and share of energy above 4 kHz.
         let mut wsum = 0f32;
@@ -334,18 +361,19 @@ impl FeatureExtractor {
 
         // Voicing: normalised autocorrelation (inverse FFT of the power spectrum) at pitch lags.
         let (v, lag) = if total > 1e-6 {
-            for (c, &p) in self.spec.iter_mut().zip(&self.power) {
+            // Autocorrelation of the 0–4 kHz band at 8 kHz resolution: lag l here is 2 l samples at 16 kHz.
+            for (c, &p) in self.half_spec.iter_mut().zip(&self.power[..=N / 4]) {
                 *c = Complex32::new(p, 0.0);
             }
-            self.fft.inverse(&self.spec, &mut self.acf);
-            let r0 = self.acf[0].max(EPS);
+            self.half_fft.inverse(&self.half_spec, &mut self.acf[..N / 2]);
+            let inv_r0 = 1.0 / self.acf[0].max(EPS);
             let mut best = 0f32;
             let mut best_lag = 0usize;
-            for lag in LAG_LO..=LAG_HI {
-                let r = self.acf[lag] / r0 / self.window_acf[lag];
+            for lag in LAG_LO / 2..=LAG_HI / 2 {
+                let r = self.acf[lag] * inv_r0 * self.inv_window_acf[2 * lag];
                 if r > best {
                     best = r;
-                    best_lag = lag;
+                    best_lag = 2 * lag;
                 }
             }
             (best.min(1.0), best_lag)
@@ -360,7 +388,7 @@ impl FeatureExtractor {
         let max_db = {
             let mut m = f32::NEG_INFINITY;
             for k in PEAK_LO - 3..=PEAK_HI + 3 {
-                let d = 10.0 * (self.power[k] + EPS).log10();
+                let d = DB_PER_LOG2 * self.log2p[k];
                 self.acf[k] = d;
                 m = m.max(d);
             }
@@ -397,10 +425,8 @@ impl FeatureExtractor {
         self.sustained.push(if n > 0 { ns as f32 / n as f32 } else { 0.0 });
 
         // Chroma, accumulated over blocks of 0.5 s.
-        for (k, &c) in self.chroma_of_bin.iter().enumerate() {
-            if c < 12 {
-                self.chroma_acc[c as usize] += self.power[k];
-            }
+        for &(k, c) in &self.chroma_of_bin {
+            self.chroma_acc[c as usize] += self.power[k as usize];
         }
         if (t + 1) % CHROMA_BLOCK == 0 {
             self.flush_chroma();
@@ -664,9 +690,18 @@ fn percentiles<const K: usize>(v: &[f32], tmp: &mut Vec<f32>, q: &[f32; K]) -> [
     }
     tmp.clear();
     tmp.extend_from_slice(v);
-    tmp.sort_unstable_by(|a, b| a.total_cmp(b));
+    // Selection instead of a full sort: the value at a rank does not depend on how it is found. `q` ascending lets
+    // each selection work on the part above the previous rank.
+    let mut lo = 0;
     for (o, &q) in out.iter_mut().zip(q) {
         let idx = ((q * (tmp.len() - 1) as f32).round() as usize).min(tmp.len() - 1);
+        if idx >= lo {
+            tmp[lo..].select_nth_unstable_by(idx - lo, |a, b| a.total_cmp(b));
+            lo = idx;
+        } else {
+            tmp.sort_unstable_by(|a, b| a.total_cmp(b));
+            lo = tmp.len();
+        }
         *o = tmp[idx];
     }
     out
@@ -693,6 +728,13 @@ mod tests {
 
     fn idx(name: &str) -> usize {
         FEATURE_NAMES.iter().position(|n| *n == name).unwrap()
+    }
+
+    #[test]
+    fn fast_log2_is_accurate() {
+        for &x in &[1e-10f32, 3.7e-7, 0.001, 0.5, 1.0, 1.5, 1.999, 2.0, 10.0, 12345.6, 3.4e30] {
+            assert!((fast_log2(x) - x.log2()).abs() < 2e-5, "{x}: {} vs {}", fast_log2(x), x.log2());
+        }
     }
 
     #[test]
