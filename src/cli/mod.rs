@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod eval;
 pub mod manifest;
 pub mod teachers;
 
@@ -59,6 +60,18 @@ pub enum Command {
     Teachers(teachers::TeachersArgs),
     /// Score segments with a teacher into a (resumable) teacher run.
     Score(teachers::ScoreArgs),
+    /// Import a teacher's scores from CSV as a new run (refused whole on any bad row).
+    ImportScores(eval::ImportScoresArgs),
+    /// Evaluate teachers against gold: P/R/F1 with bootstrap intervals, confusions, kappa.
+    Eval(eval::EvalArgs),
+    /// Calibrate per-class thresholds (target precision, quantile or F1-optimal).
+    Calibrate(eval::CalibrateArgs),
+    /// Show, set or copy thresholds.
+    Thresholds(eval::ThresholdsArgs),
+    /// Pseudo-label from one teacher or a consensus of several; writes blocs_smad_labels.csv.
+    PseudoLabel(eval::PseudoArgs),
+    /// List segments where teachers disagree most.
+    Disagreements(eval::DisagreementsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +154,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(a)) => bench::run(&ctx, a),
         Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
         Some(Command::Score(a)) => teachers::run_score(&ctx, a),
+        Some(Command::ImportScores(a)) => eval::run_import_scores(&ctx, a),
+        Some(Command::Eval(a)) => eval::run_eval(&ctx, a),
+        Some(Command::Calibrate(a)) => eval::run_calibrate(&ctx, a),
+        Some(Command::Thresholds(a)) => eval::run_thresholds(&ctx, a),
+        Some(Command::PseudoLabel(a)) => eval::run_pseudo(&ctx, a),
+        Some(Command::Disagreements(a)) => eval::run_disagreements(&ctx, a),
         Some(Command::Tui) | None => {
             let ws = match &ctx.workspace_arg {
                 Some(_) => ctx.workspace()?,

@@ -1,0 +1,386 @@
+//! Pseudo-labels from teacher scores, with full provenance.
+//!
+//! - Per teacher: multi-hot `score ≥ threshold` per class. With the residual-noise rule (the
+//!   Python AST/Whisper rule) noise is instead `not speech and not music`. A segment with no
+//!   class on is left out of that teacher's set.
+//! - Consensus across teachers: a class is on when at least `k` teachers vote for it; its score
+//!   is the mean of the voting teachers' scores, or of all teachers' when none voted (as the
+//!   Python `build_finetune_dataset.py`). Only segments scored by every chosen teacher take part
+//!   (the Python inner join); an empty consensus is left out like an empty teacher label.
+//! - Gold always wins: segments with a gold label never get a pseudo-label, and in the written
+//!   `blocs_smad_labels.csv` their row carries the gold label.
+//!
+//! A run is a `jobs` row plus a `pseudo_runs` row whose JSON config snapshots every input
+//! (teacher runs, thresholds with their ids, rule, k, splits) and its labels in `pseudo_labels`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::eval::{self, EvalError};
+use crate::labels::{CLASSES, Class, LabelSet, LabelSource, Split};
+use crate::store::{Store, StoreError};
+use crate::workspace::Workspace;
+
+#[derive(Debug, Error)]
+pub enum PseudoError {
+    #[error("name at least one teacher")]
+    NoTeachers,
+    #[error("teacher '{0}' is named twice")]
+    Duplicate(String),
+    #[error("k must be between 1 and the number of teachers ({n}), not {k}")]
+    BadK { k: usize, n: usize },
+    #[error(
+        "teacher '{teacher}' has no usable {class} threshold; set one with `dams calibrate --teacher {teacher} --save` \
+         or `dams thresholds set {teacher} {class} VALUE`"
+    )]
+    NoThreshold { teacher: String, class: Class },
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = PseudoError> = std::result::Result<T, E>;
+
+/// A teacher's label for one segment; `None` when no class is on (the segment is excluded).
+pub fn teacher_label(scores: &[f64; 3], thresholds: &[f64; 3], residual_noise: bool) -> Option<LabelSet> {
+    let speech = scores[0] >= thresholds[0];
+    let music = scores[1] >= thresholds[1];
+    let noise = if residual_noise { !speech && !music } else { scores[2] >= thresholds[2] };
+    let l = LabelSet::new(speech, music, noise);
+    (!l.is_empty()).then_some(l)
+}
+
+/// Consensus of several teachers' votes on one segment: class on when `≥ k` vote for it;
+/// score = mean of the voting teachers' scores (of all teachers if none voted).
+pub fn consensus(votes: &[LabelSet], scores: &[[f64; 3]], k: usize) -> (LabelSet, [f64; 3]) {
+    let mut out = LabelSet::EMPTY;
+    let mut s = [0.0; 3];
+    for c in CLASSES {
+        let i = c.index();
+        let voters: Vec<f64> = votes.iter().zip(scores).filter(|(v, _)| v.get(c)).map(|(_, sc)| sc[i]).collect();
+        out.set(c, voters.len() >= k);
+        s[i] = if voters.is_empty() {
+            scores.iter().map(|sc| sc[i]).sum::<f64>() / scores.len().max(1) as f64
+        } else {
+            voters.iter().sum::<f64>() / voters.len() as f64
+        };
+    }
+    (out, s)
+}
+
+/// The snapshot of one teacher's inputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct TeacherSnapshot {
+    pub teacher: String,
+    pub run_id: i64,
+    pub zero_shot: bool,
+    pub checksum: String,
+    /// `(threshold id, value)` per class; noise is `None` under the residual-noise rule.
+    pub thresholds: [Option<(i64, f64)>; 3],
+    pub threshold_methods: [Option<String>; 3],
+}
+
+/// Everything a pseudo-labelling run used (stored as JSON in `pseudo_runs.config`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub label_source: String,
+    pub teachers: Vec<TeacherSnapshot>,
+    pub rule: &'static str,
+    pub k: usize,
+    pub splits: Vec<Split>,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub teachers: Vec<String>,
+    /// Minimum votes for consensus (ignored with one teacher).
+    pub k: usize,
+    pub residual_noise: bool,
+    /// Splits that receive pseudo-labels (segments with gold never do).
+    pub splits: Vec<Split>,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub job_id: i64,
+    pub pseudo_run_id: i64,
+    pub label_source: String,
+    /// Segments that received a pseudo-label.
+    pub labeled: usize,
+    /// Candidates left out because no class was on.
+    pub excluded_empty: usize,
+    /// Candidates left out because a teacher had not scored them (consensus only).
+    pub excluded_unscored: usize,
+    /// Candidates skipped because they carry gold (gold wins).
+    pub skipped_gold: usize,
+    /// Gold rows written to the labels CSV.
+    pub gold_rows: usize,
+    pub labels_csv: PathBuf,
+    pub snapshot_csv: PathBuf,
+    pub positives: [usize; 3],
+}
+
+/// Compute, store and write a pseudo-labelling run.
+pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
+    if p.teachers.is_empty() {
+        return Err(PseudoError::NoTeachers);
+    }
+    let mut seen = HashSet::new();
+    for t in &p.teachers {
+        if !seen.insert(t) {
+            return Err(PseudoError::Duplicate(t.clone()));
+        }
+    }
+    let n = p.teachers.len();
+    let k = if n == 1 { 1 } else { p.k };
+    if k == 0 || k > n {
+        return Err(PseudoError::BadK { k: p.k, n });
+    }
+    // Gather inputs.
+    let mut snaps = Vec::new();
+    // per teacher: (scores by segment, thresholds)
+    type Input = (HashMap<i64, [f64; 3]>, [f64; 3]);
+    let mut inputs: Vec<Input> = Vec::new();
+    for t in &p.teachers {
+        let run = eval::resolve_run(store, t, None)?;
+        let th = store.thresholds(t)?;
+        let mut vals = [f64::INFINITY; 3];
+        let mut snap_th = [None; 3];
+        let mut methods: [Option<String>; 3] = [None, None, None];
+        for c in CLASSES {
+            if p.residual_noise && c == Class::Noise {
+                continue;
+            }
+            match &th[c.index()] {
+                Some(x) if x.value.is_some_and(f64::is_finite) => {
+                    let v = x.value.unwrap_or(f64::INFINITY);
+                    vals[c.index()] = v;
+                    snap_th[c.index()] = Some((x.id, v));
+                    methods[c.index()] = Some(x.method.clone());
+                }
+                _ => return Err(PseudoError::NoThreshold { teacher: t.clone(), class: c }),
+            }
+        }
+        snaps.push(TeacherSnapshot {
+            teacher: t.clone(),
+            run_id: run.id,
+            zero_shot: run.zero_shot,
+            checksum: run.checksum.clone(),
+            thresholds: snap_th,
+            threshold_methods: methods,
+        });
+        inputs.push((eval::run_scores(store, run.id)?, vals));
+    }
+    let source = if n == 1 {
+        LabelSource::for_teacher(&p.teachers[0], snaps[0].zero_shot)
+    } else {
+        "consensus_pseudo".parse::<LabelSource>().unwrap_or_else(|_| LabelSource::none())
+    };
+    let snapshot = Snapshot {
+        label_source: source.to_string(),
+        teachers: snaps,
+        rule: if p.residual_noise { "score>=threshold; noise = not speech and not music" } else { "score>=threshold" },
+        k,
+        splits: p.splits.clone(),
+        created_by: p.created_by.clone(),
+    };
+    let config = serde_json::to_string(&snapshot).unwrap_or_else(|_| "{}".into());
+
+    let index = eval::segment_index(store)?;
+    let gold = eval::gold_map(store, &index, None)?;
+    let mut candidates: Vec<i64> =
+        index.iter().filter(|(_, i)| p.splits.contains(&i.split)).map(|(id, _)| *id).collect();
+    candidates.sort_unstable();
+
+    let job_id = store.create_job("pseudo_label", &config, Some(candidates.len() as i64))?;
+    let result = (|| -> Result<Outcome> {
+        let mut rows: Vec<(i64, LabelSet, [f32; 3])> = Vec::new();
+        let (mut empty, mut unscored, mut skipped_gold) = (0, 0, 0);
+        let mut positives = [0usize; 3];
+        for &id in &candidates {
+            if gold.contains_key(&id) {
+                skipped_gold += 1;
+                continue;
+            }
+            let mut votes = Vec::with_capacity(n);
+            let mut scores = Vec::with_capacity(n);
+            for (sc, th) in &inputs {
+                match sc.get(&id) {
+                    Some(s) => {
+                        votes.push(teacher_label(s, th, p.residual_noise).unwrap_or(LabelSet::EMPTY));
+                        scores.push(*s);
+                    }
+                    None => break,
+                }
+            }
+            if scores.len() < n {
+                unscored += 1;
+                continue;
+            }
+            let (label, score) = if n == 1 { (votes[0], scores[0]) } else { consensus(&votes, &scores, k) };
+            if label.is_empty() {
+                empty += 1;
+                continue;
+            }
+            for c in CLASSES {
+                positives[c.index()] += label.get(c) as usize;
+            }
+            rows.push((id, label, [score[0] as f32, score[1] as f32, score[2] as f32]));
+        }
+        let pseudo_run_id = store.create_pseudo_run(&source, &config)?;
+        store.put_pseudo_labels(pseudo_run_id, &rows)?;
+        store.update_job(job_id, candidates.len() as i64, None, Some("writing CSV"), None)?;
+
+        let date = chrono::Utc::now().format("%Y%m%d").to_string();
+        let splits_tag: Vec<String> = p.splits.iter().map(|s| s.as_str().to_ascii_uppercase()).collect();
+        let labels_csv = ws.metadata_dir().join("blocs_smad_labels.csv");
+        let snapshot_csv = ws.experiments_dir().join(format!("{}_{}_{date}.csv", source, splits_tag.join("-")));
+        let pseudo: HashMap<i64, (LabelSet, [f32; 3])> = rows.iter().map(|(i, l, s)| (*i, (*l, *s))).collect();
+        let text = labels_csv_text(store, &gold, &pseudo, &source)?;
+        write_atomic(&labels_csv, text.as_bytes())?;
+        write_atomic(&snapshot_csv, text.as_bytes())?;
+        Ok(Outcome {
+            job_id,
+            pseudo_run_id,
+            label_source: source.to_string(),
+            labeled: rows.len(),
+            excluded_empty: empty,
+            excluded_unscored: unscored,
+            skipped_gold,
+            gold_rows: gold.len(),
+            labels_csv,
+            snapshot_csv,
+            positives,
+        })
+    })();
+    match &result {
+        Ok(o) => {
+            let r = serde_json::to_string(o).unwrap_or_default();
+            store.finish_job(job_id, "done", Some(&r), None)?;
+        }
+        Err(e) => store.finish_job(job_id, "failed", None, Some(&e.to_string()))?,
+    }
+    result
+}
+
+/// The labels CSV: every segment with gold (label_source `gold`) or a pseudo-label, in
+/// segment order; gold wins where both exist. Columns as the DAMS manifest.
+fn labels_csv_text(
+    store: &Store,
+    gold: &HashMap<i64, LabelSet>,
+    pseudo: &HashMap<i64, (LabelSet, [f32; 3])>,
+    source: &LabelSource,
+) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let err = |e: csv::Error| PseudoError::Write { path: "labels CSV".into(), source: std::io::Error::other(e) };
+    w.write_record([
+        "raw_file",
+        "segment_path",
+        "start_time",
+        "end_time",
+        "split",
+        "label_source",
+        "speech_label",
+        "music_label",
+        "noise_label",
+        "speech_score",
+        "music_score",
+        "noise_score",
+    ])
+    .map_err(err)?;
+    for s in store.segments(None)? {
+        let (src, labels, scores): (&str, LabelSet, Option<[f32; 3]>) = if let Some(g) = gold.get(&s.id) {
+            ("gold", *g, None)
+        } else if let Some((l, sc)) = pseudo.get(&s.id) {
+            (source.as_str(), *l, Some(*sc))
+        } else {
+            continue;
+        };
+        let path = match s.segment_path.strip_prefix("segments/") {
+            Some(rest) if !rest.contains('/') => rest.to_string(),
+            _ => s.segment_path.clone(),
+        };
+        let b = |c: Class| if labels.get(c) { "1" } else { "0" }.to_string();
+        let sc = |i: usize| scores.map(|x| format!("{}", x[i])).unwrap_or_default();
+        w.write_record([
+            s.raw_file.clone(),
+            path,
+            format!("{}", s.start_time),
+            format!("{}", s.end_time),
+            s.split.to_string(),
+            src.to_string(),
+            b(Class::Speech),
+            b(Class::Music),
+            b(Class::Noise),
+            sc(0),
+            sc(1),
+            sc(2),
+        ])
+        .map_err(err)?;
+    }
+    let bytes = w.into_inner().map_err(|e| PseudoError::Write { path: "labels CSV".into(), source: e.into_error() })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let werr = |source| PseudoError::Write { path: path.display().to_string(), source };
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(werr)?;
+    }
+    let tmp = path.with_extension("csv.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(werr)?;
+    f.write_all(bytes).map_err(werr)?;
+    f.sync_all().map_err(werr)?;
+    std::fs::rename(&tmp, path).map_err(werr)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn teacher_labels_and_residual_noise() {
+        let th = [0.6, 0.4, 0.4];
+        // speech .7 ≥ .6, music .3 < .4, noise .5 ≥ .4 → S-N
+        assert_eq!(teacher_label(&[0.7, 0.3, 0.5], &th, false), Some(LabelSet::new(true, false, true)));
+        // same with the residual rule: speech on → noise off → S--
+        assert_eq!(teacher_label(&[0.7, 0.3, 0.5], &th, true), Some(LabelSet::new(true, false, false)));
+        // nothing above → excluded; with the residual rule it becomes noise
+        assert_eq!(teacher_label(&[0.1, 0.1, 0.1], &th, false), None);
+        assert_eq!(teacher_label(&[0.1, 0.1, 0.1], &th, true), Some(LabelSet::new(false, false, true)));
+        // equality counts as positive (≥)
+        assert_eq!(teacher_label(&[0.6, 0.0, 0.0], &th, false), Some(LabelSet::new(true, false, false)));
+    }
+
+    #[test]
+    fn consensus_votes_and_scores() {
+        let v = |s: &str| LabelSet::new(s.contains('S'), s.contains('M'), s.contains('N'));
+        // 3 teachers, k = 2.
+        // speech votes: S from t1, t2 → on; score = mean(.8, .6) = .7
+        // music votes: t3 only → off; score = .9 (the single voter's)
+        // noise votes: none → off; score = mean(.1, .2, .3) = .2
+        let votes = [v("S"), v("S"), v("M")];
+        let scores = [[0.8, 0.1, 0.1], [0.6, 0.2, 0.2], [0.3, 0.9, 0.3]];
+        let (l, s) = consensus(&votes, &scores, 2);
+        assert_eq!(l, v("S"));
+        assert!((s[0] - 0.7).abs() < 1e-12);
+        assert!((s[1] - 0.9).abs() < 1e-12);
+        assert!((s[2] - 0.2).abs() < 1e-12);
+        // k = 1: any vote → S and M on
+        assert_eq!(consensus(&votes, &scores, 1).0, v("SM"));
+        // k = 3: unanimity → nothing
+        assert!(consensus(&votes, &scores, 3).0.is_empty());
+    }
+}
