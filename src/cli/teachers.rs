@@ -42,14 +42,14 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Training mixtures per label combination (7 combinations).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = TrainConfig::default().train_per_combo)]
     pub per_combo: usize,
     /// Validation mixtures (held-out stems) per label combination.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainConfig::default().val_per_combo)]
     pub val_per_combo: usize,
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = TrainConfig::default().hidden)]
     pub hidden: usize,
     /// L2 penalty on the head's weights.
     #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
@@ -298,6 +298,9 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
         if report.cancelled { " — cancelled, run `dams score` again to resume" } else { "" }
     );
     println!("label source for pseudo-labels: {}", teacher.label_source());
+    if report.default_thresholds_set {
+        println!("stored the teacher's default thresholds (method 'default'); calibrate with `dams calibrate`");
+    }
     Ok(())
 }
 

@@ -63,6 +63,11 @@ pub trait Teacher: Send {
     }
     /// Score a batch of segments (mono samples at [`sample_rate`](Self::sample_rate)).
     fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError>;
+    /// Per-class thresholds to store when the workspace has none for this teacher yet (method `default`), e.g.
+    /// 0.5 for a calibrated teacher. `None`: leave thresholds to calibration.
+    fn default_thresholds(&self) -> Option<[f64; 3]> {
+        None
+    }
     /// The label source of this teacher's pseudo-labels.
     fn label_source(&self) -> LabelSource {
         LabelSource::for_teacher(self.id(), self.zero_shot())

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::Teacher;
-use crate::labels::Split;
-use crate::store::{NewRun, ScoreRow, Store};
+use crate::labels::{CLASSES, Split};
+use crate::store::{NewRun, NewThreshold, ScoreRow, Store};
 use crate::workspace::Workspace;
 
 /// What to score.
@@ -50,6 +50,8 @@ pub struct ScoreReport {
     pub failed: Vec<(String, String)>,
     pub cancelled: bool,
     pub elapsed: Duration,
+    /// The teacher's default thresholds were stored because the workspace had none.
+    pub default_thresholds_set: bool,
 }
 
 /// Score segments of `ws` with `teacher` into a new or resumed run.
@@ -105,6 +107,7 @@ pub fn score_segments(
         failed: Vec::new(),
         cancelled: false,
         elapsed: Duration::ZERO,
+        default_thresholds_set: false,
     };
     let mut handled = 0usize;
     let report_progress = |handled: usize, failed: usize, progress: &mut dyn FnMut(&Progress)| {
@@ -168,6 +171,24 @@ pub fn score_segments(
     }
 
     store.finish_run(run_id, if report.cancelled { "cancelled" } else { "done" })?;
+    if let Some(defaults) = teacher.default_thresholds() {
+        let current = store.thresholds(teacher.id())?;
+        for c in CLASSES {
+            if current[c.index()].is_none() {
+                store.save_threshold(&NewThreshold {
+                    teacher: teacher.id().to_string(),
+                    class: Some(c),
+                    value: Some(defaults[c.index()]),
+                    method: "default".into(),
+                    run_id: Some(run_id),
+                    created_by: "dams".into(),
+                    note: Some(format!("default of teacher {} ({})", teacher.id(), teacher.version())),
+                    ..Default::default()
+                })?;
+                report.default_thresholds_set = true;
+            }
+        }
+    }
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -89,6 +89,10 @@ impl Teacher for BuiltinTeacher {
     fn batch_size(&self) -> usize {
         32
     }
+    /// The head is Platt-calibrated on held-out mixtures, so 0.5 is the default for every class.
+    fn default_thresholds(&self) -> Option<[f64; 3]> {
+        Some([0.5; 3])
+    }
     fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
         Ok(segments.iter().map(|s| TeacherOutput { scores: self.score_one(s), logits: None }).collect())
     }

@@ -123,12 +123,12 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             seed: 1,
-            train_per_combo: 500,
+            train_per_combo: 1000,
             val_per_combo: 100,
             hidden: 16,
             epochs: 1500,
             learning_rate: 0.01,
-            weight_decay: 1e-3,
+            weight_decay: 1e-2,
             command: "dams teachers train-builtin --stems STEMS --seed 1".into(),
         }
     }
