@@ -91,6 +91,7 @@ pub const N_FEATURES: usize = FEATURE_NAMES.len();
 pub const FEATURES_VERSION: u32 = 2;
 
 /// 10 · log10(2): dB per unit of log2 power.
+#[allow(clippy::excessive_precision)] // the literal the committed head was trained with
 const DB_PER_LOG2: f32 = 3.010_299_9;
 
 /// log2 of a positive normal f32 from its exponent and an odd series in `t = (m − 1)/(m + 1)` of its mantissa
@@ -428,7 +429,7 @@ impl FeatureExtractor {
         for &(k, c) in &self.chroma_of_bin {
             self.chroma_acc[c as usize] += self.power[k as usize];
         }
-        if (t + 1) % CHROMA_BLOCK == 0 {
+        if (t + 1).is_multiple_of(CHROMA_BLOCK) {
             self.flush_chroma();
         }
     }
@@ -603,10 +604,8 @@ impl FeatureExtractor {
         let mut col: Vec<f32> = Vec::with_capacity(nf);
         for b in 0..N_BANDS {
             col.clear();
-            for t in 0..nf {
-                if active[t] {
-                    col.push(self.band_db[t * N_BANDS + b]);
-                }
+            for (t, _) in active.iter().enumerate().filter(|(_, a)| **a) {
+                col.push(self.band_db[t * N_BANDS + b]);
             }
             let q = percentiles(&col, &mut self.tmp, &[0.1, 0.9]);
             let w = 10.0 * ((self.band_edges[b + 1] - self.band_edges[b]) as f32).log10();
@@ -639,8 +638,8 @@ impl FeatureExtractor {
             }
             let seg = &env[start..start + chunk_len];
             let mean = seg.iter().sum::<f32>() / chunk_len as f32;
-            for i in 0..MOD_LEN {
-                self.mod_buf[i] = if i < chunk_len { (seg[i] - mean) * self.mod_window[i] } else { 0.0 };
+            for (i, (m, w)) in self.mod_buf.iter_mut().zip(&self.mod_window).enumerate() {
+                *m = if i < chunk_len { (seg[i] - mean) * w } else { 0.0 };
             }
             self.mod_fft.forward(&self.mod_buf, &mut self.mod_spec);
             for (k, c) in self.mod_spec.iter().enumerate().take(33).skip(1) {

@@ -45,7 +45,7 @@ impl Rng {
     }
     /// Uniform integer in 0..n (n > 0).
     pub fn index(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
     pub fn chance(&mut self, p: f64) -> bool {
         self.f64() < p
@@ -188,7 +188,7 @@ fn db_to_lin(db: f64) -> f64 {
 
 /// RMS over the active 10 ms frames (within 35 dB of the 95th-percentile frame).
 fn active_rms(x: &[f32]) -> f64 {
-    let frames: Vec<f64> = x.chunks(160).map(|c| rms(c)).collect();
+    let frames: Vec<f64> = x.chunks(160).map(rms).collect();
     let mut sorted = frames.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     if sorted.is_empty() {
@@ -208,7 +208,7 @@ fn active_rms(x: &[f32]) -> f64 {
 
 /// Share of 10 ms frames within 30 dB of the window's 95th-percentile frame (the dev set's activity check).
 fn activity(x: &[f32]) -> f64 {
-    let frames: Vec<f64> = x.chunks(160).map(|c| rms(c)).collect();
+    let frames: Vec<f64> = x.chunks(160).map(rms).collect();
     let mut sorted = frames.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let p95 = sorted[((sorted.len() - 1) as f64 * 0.95).round() as usize];
