@@ -5,13 +5,19 @@
 //! same job functions.
 
 pub mod audio;
+pub mod browse;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod dsp;
 pub mod eval;
 pub mod jobs;
+pub mod keymap;
 pub mod labels;
+pub mod manifest;
+pub mod playback;
 pub mod pseudo;
 pub mod store;
 pub mod teachers;
+pub mod tui;
 pub mod workspace;

@@ -53,7 +53,7 @@ pub fn load_mono_16k(path: &Path) -> Result<Vec<f32>, AudioError> {
     Ok(out)
 }
 
-/// Write `samples` (16 kHz mono, clamped to [-1, 1]) as 16-bit PCM WAV. The data goes to a
+/// Write `samples` (16 kHz mono, [-1, 1]) as 16-bit PCM WAV (see [`f32_to_i16`]). The data goes to a
 /// temporary file in the same folder which is then renamed over `path`, so an interrupted write
 /// never leaves a half file under the final name.
 pub fn write_wav_16k(path: &Path, samples: &[f32]) -> Result<(), AudioError> {
@@ -88,11 +88,14 @@ pub fn write_wav_16k(path: &Path, samples: &[f32]) -> Result<(), AudioError> {
     })
 }
 
-/// Float sample to 16-bit PCM: clamp to [-1, 1], scale by 32767, round.
+/// Float sample to 16-bit PCM: scale by 32768 (the inverse of the decoders' `k / 32768`, so
+/// 16-bit sources go through decode → write bit-exactly), round, clamp to [-32768, 32767].
 #[inline]
 pub fn f32_to_i16(x: f32) -> i16 {
-    let x = if x.is_nan() { 0.0 } else { x.clamp(-1.0, 1.0) };
-    (x * 32767.0).round() as i16
+    if x.is_nan() {
+        return 0;
+    }
+    (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
 /// A file being decoded packet by packet into mono f32 chunks, so long recordings need not be
@@ -105,6 +108,13 @@ pub struct DecodeStream {
     sample_rate: u32,
     channels: u16,
     frames_hint: Option<u64>,
+    /// Frames the stream may fall short of `frames_hint` without being called truncated (MP3
+    /// VBRI headers count the encoder delay too).
+    hint_slack: u64,
+    /// Packet timestamps count sample frames (time base 1/rate): gaps between packets can be seen.
+    pts_in_frames: bool,
+    /// End timestamp of the previous packet, to spot packets the demuxer skipped.
+    next_pts: Option<i64>,
     /// Frames delivered so far (after gapless trimming).
     frames: u64,
     interleaved: Vec<f32>,
@@ -133,7 +143,16 @@ impl DecodeStream {
         }
         let format = symphonia::default::get_probe()
             .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
-            .map_err(|e| AudioError::Unsupported { path: p(), detail: describe(&e) })?;
+            .map_err(|e| match e {
+                // A recognised container whose header is cut short or malformed.
+                SymError::IoError(_) | SymError::DecodeError(_) => AudioError::Corrupt {
+                    path: p(),
+                    at_sec: 0.0,
+                    at_frame: 0,
+                    detail: format!("unreadable header: {}", describe(&e)),
+                },
+                _ => AudioError::Unsupported { path: p(), detail: describe(&e) },
+            })?;
         let track = format
             .default_track(TrackType::Audio)
             .ok_or_else(|| AudioError::Unsupported { path: p(), detail: "no audio track".into() })?;
@@ -153,6 +172,9 @@ impl DecodeStream {
         let channels = u16::try_from(channels)
             .map_err(|_| AudioError::Unsupported { path: p(), detail: format!("{channels} channels") })?;
         let frames_hint = track.num_frames;
+        let pts_in_frames = track.time_base.is_some_and(|tb| tb.numer.get() == 1 && tb.denom.get() == sample_rate);
+        let hint_slack =
+            if params.codec == symphonia::core::codecs::audio::well_known::CODEC_ID_MP3 { 4608 } else { 0 };
         let track_id = track.id;
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(params, &AudioDecoderOptions::default())
@@ -165,6 +187,9 @@ impl DecodeStream {
             sample_rate,
             channels,
             frames_hint,
+            hint_slack,
+            pts_in_frames,
+            next_pts: None,
             frames: 0,
             interleaved: Vec::new(),
             mono: Vec::new(),
@@ -189,6 +214,19 @@ impl DecodeStream {
         self.frames
     }
 
+    /// Frames left in the stream, from packet durations, without decoding (consumes the stream).
+    pub fn count_remaining_frames(&mut self) -> Result<u64, AudioError> {
+        let mut n = 0u64;
+        loop {
+            match self.format.next_packet() {
+                Ok(Some(p)) if p.track_id == self.track_id => n += p.dur.get(),
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(n),
+                Err(e) => return Err(self.corrupt(describe(&e))),
+            }
+        }
+    }
+
     fn corrupt(&self, detail: String) -> AudioError {
         AudioError::Corrupt {
             path: self.path.clone(),
@@ -203,7 +241,23 @@ impl DecodeStream {
         loop {
             let packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    // The container states its length (FLAC STREAMINFO, WAV data size, MP3 Xing
+                    // header...): fewer frames means frames were lost (truncation, or a corrupt
+                    // frame the demuxer skipped), which would shift every later window.
+                    if let Some(h) = self.frames_hint
+                        && self.frames + self.hint_slack < h
+                    {
+                        let msg = format!(
+                            "the stream ends after {} of the {} frames its header announces ({:.3} s missing): truncated or corrupt",
+                            self.frames,
+                            h,
+                            (h - self.frames) as f64 / self.sample_rate as f64
+                        );
+                        return Err(self.corrupt(msg));
+                    }
+                    return Ok(None);
+                }
                 Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Err(self.corrupt("the file ends in the middle of a packet (truncated)".into()));
                 }
@@ -211,6 +265,23 @@ impl DecodeStream {
             };
             if packet.track_id != self.track_id {
                 continue;
+            }
+            // A demuxer that meets a corrupt frame resynchronises on the next one: the audio in
+            // between is lost and everything after it would be shifted in time.
+            if self.pts_in_frames {
+                let pts = packet.pts.get();
+                if let Some(expect) = self.next_pts
+                    && pts > expect
+                {
+                    let msg = format!(
+                        "{} frames ({:.3} s) are missing before this point (corrupt data skipped)",
+                        pts - expect,
+                        (pts - expect) as f64 / self.sample_rate as f64
+                    );
+                    return Err(self.corrupt(msg));
+                }
+                let block = packet.dur.get() + packet.trim_start.get() + packet.trim_end.get();
+                self.next_pts = Some(pts.saturating_add(i64::try_from(block).unwrap_or(i64::MAX)));
             }
             let (trim_start, trim_end, dur) =
                 (packet.trim_start.get() as usize, packet.trim_end.get() as usize, packet.dur.get() as usize);
@@ -262,5 +333,20 @@ fn describe(e: &SymError) -> String {
         SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => "unexpected end of file".into(),
         SymError::Unsupported(what) => format!("unsupported: {what}"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i16_conversion_round_trips_16_bit_values() {
+        for k in [-32768i32, -32767, -16385, -1, 0, 1, 16384, 32767] {
+            assert_eq!(f32_to_i16(k as f32 / 32768.0) as i32, k);
+        }
+        assert_eq!(f32_to_i16(1.0), 32767);
+        assert_eq!(f32_to_i16(-1.5), -32768);
+        assert_eq!(f32_to_i16(f32::NAN), 0);
     }
 }

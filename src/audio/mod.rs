@@ -6,6 +6,8 @@
 
 pub mod decode;
 pub mod resample;
+pub mod segment;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 

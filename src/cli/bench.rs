@@ -15,13 +15,40 @@ pub enum BenchWhich {
     /// Built-in teacher: per-segment scoring time (features + head) on generated 10 s segments, against decoding
     /// the same segment from a 16-bit WAV and against the bare 512-point spectrogram.
     Builtin(super::teachers::BenchBuiltinArgs),
+    /// Segmentation throughput (decode + resample + write windows) vs ffmpeg on the same file.
+    Segment(super::audio::SegmentBenchArgs),
     /// Threshold move → recomputed metrics at 100,000 scored segments, vs a full rescan.
     Thresholds(super::eval::BenchThresholdsArgs),
+    /// Import a generated manifest (default 1,000,000 rows); compare with the sqlite3 CLI's .import.
+    Import(super::manifest::ImportBenchArgs),
+    /// Segment switch: decode + spectrogram + first frame, cold and with prefetch (p50/p99).
+    TuiSwitch {
+        /// Number of 10-s segments to switch through.
+        #[arg(long, default_value_t = 60)]
+        segments: usize,
+    },
+    /// Keypress to durable label (p50/p99) against a bare SQLite INSERT+commit.
+    TuiLabel {
+        #[arg(long, default_value_t = 500)]
+        keys: usize,
+    },
+    /// Frame time of a 200x60 terminal with many rows loaded, against a plain ratatui Table.
+    TuiRender {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+    },
 }
 
-pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
+pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     match a.which {
         BenchWhich::Builtin(b) => super::teachers::bench_builtin(b),
+        BenchWhich::Segment(b) => super::audio::run_bench_segment(ctx, b),
         BenchWhich::Thresholds(b) => super::eval::run_bench_thresholds(b),
+        BenchWhich::Import(b) => super::manifest::bench_import(b),
+        BenchWhich::TuiSwitch { segments } => crate::tui::bench::switch(segments),
+        BenchWhich::TuiLabel { keys } => crate::tui::bench::label(keys),
+        BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
     }
 }

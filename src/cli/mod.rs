@@ -122,7 +122,10 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<audio::PartialFailure>() {
+                Some(p) => ExitCode::from(p.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -173,9 +176,8 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn open_tui(_ctx: &Ctx, ws: Workspace) -> Result<()> {
-    // The annotation TUI lands with its own issue; until then show what the workspace holds.
-    info(&ws)
+fn open_tui(ctx: &Ctx, ws: Workspace) -> Result<()> {
+    crate::tui::run(ws, &ctx.dirs, &ctx.config)
 }
 
 /// Print a summary of a workspace.

@@ -5,7 +5,14 @@
 //! locked", and versioned migrations (see [`schema`]). Every label write is one committed
 //! transaction.
 
+mod audio;
+pub mod manifest;
 pub mod schema;
+mod tui;
+
+pub use tui::BrowseRow;
+
+pub use audio::RawFile;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
