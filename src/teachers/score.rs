@@ -1,15 +1,17 @@
 //! The scoring job: run a teacher over the workspace's segments into a teacher run.
 //!
 //! Resumable (an unfinished run of the same teacher, weights and settings continues where it stopped),
-//! cancellable through an `AtomicBool`, writes each batch in one transaction, reports progress through a callback,
-//! and reports-and-skips segments whose audio cannot be read. Knows nothing of the terminal.
+//! cancellable (an `AtomicBool`, or any flag such as a job's, checked between batches), writes each batch in one
+//! transaction, reports progress through a callback, and reports-and-skips segments whose audio cannot be read.
+//! Knows nothing of the terminal. [`spawn_scoring`] runs it as a background job of [`crate::jobs::JobRunner`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::Teacher;
+use super::{LoadOptions, Teacher};
+use crate::jobs::{JobCtx, JobRunner};
 use crate::labels::{CLASSES, Split};
 use crate::store::{NewRun, NewThreshold, ScoreRow, Store};
 use crate::workspace::Workspace;
@@ -61,6 +63,18 @@ pub fn score_segments(
     teacher: &mut dyn Teacher,
     opts: &ScoreOptions,
     cancel: &AtomicBool,
+    progress: impl FnMut(&Progress),
+) -> Result<ScoreReport> {
+    score_segments_with(ws, store, teacher, opts, || cancel.load(Ordering::Relaxed), progress)
+}
+
+/// [`score_segments`] with any cancellation test (checked between batches).
+pub fn score_segments_with(
+    ws: &Workspace,
+    store: &mut Store,
+    teacher: &mut dyn Teacher,
+    opts: &ScoreOptions,
+    cancelled: impl Fn() -> bool,
     mut progress: impl FnMut(&Progress),
 ) -> Result<ScoreReport> {
     let started = Instant::now();
@@ -120,7 +134,7 @@ pub fn score_segments(
     report_progress(0, 0, &mut progress);
 
     for chunk in todo.chunks(batch) {
-        if cancel.load(Ordering::Relaxed) {
+        if cancelled() {
             report.cancelled = true;
             break;
         }
@@ -193,6 +207,59 @@ pub fn score_segments(
     Ok(report)
 }
 
+/// Start a scoring job on `runner` (kind `score`): loads the teacher, opens its own store connection, reports
+/// progress, rate and ETA, logs every skipped file, and stops between batches when the job is cancelled (the run is
+/// then `cancelled` and the next scoring job of the same teacher resumes it). Returns the job id.
+pub fn spawn_scoring(
+    runner: &mut JobRunner,
+    ws: &Workspace,
+    teacher_id: &str,
+    load_opts: LoadOptions,
+    opts: ScoreOptions,
+) -> Result<i64> {
+    let params = serde_json::json!({
+        "teacher": teacher_id,
+        "splits": opts.splits.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+        "fresh": opts.fresh,
+    });
+    let ws = ws.clone();
+    let teacher_id = teacher_id.to_string();
+    runner.spawn("score", params, None, move |ctx: &JobCtx| {
+        ctx.phase(format!("loading teacher {teacher_id}"));
+        let mut teacher = super::load(&teacher_id, &load_opts)?;
+        let mut store = ws.open_store()?;
+        ctx.phase(format!("scoring with {teacher_id}"));
+        let mut resumed = false;
+        let report = score_segments_with(
+            &ws,
+            &mut store,
+            teacher.as_mut(),
+            &opts,
+            || ctx.is_cancelled(),
+            |p| {
+                if !resumed {
+                    ctx.resume_from(p.done as u64);
+                    resumed = true;
+                }
+                ctx.progress(p.done as u64, Some(p.total as u64));
+            },
+        )?;
+        for (path, e) in &report.failed {
+            ctx.log(format!("skipped {path}: {e}"));
+        }
+        if report.cancelled {
+            ctx.check_cancel()?;
+        }
+        Ok(serde_json::json!({
+            "run_id": report.run_id,
+            "resumed": report.resumed,
+            "scored": report.scored,
+            "already": report.already,
+            "failed": report.failed.len(),
+        }))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +326,29 @@ mod tests {
         }
         store.upsert_segments(&rows).unwrap();
         (dir, ws)
+    }
+
+    #[test]
+    fn scoring_runs_as_a_job() {
+        let (_d, ws) = workspace_with_segments(3, &[1]);
+        let mut runner = JobRunner::new(ws.db_path());
+        let id = spawn_scoring(&mut runner, &ws, "builtin", LoadOptions::default(), ScoreOptions::default()).unwrap();
+        let view = runner.wait(id).unwrap();
+        assert_eq!(view.state, crate::jobs::JobState::Done, "{:?}", view.error);
+        assert_eq!((view.done, view.total), (3, Some(3)));
+        assert!(view.log.iter().any(|l| l.contains("s1.wav")), "{:?}", view.log);
+        let result = view.result.unwrap();
+        assert_eq!(result["scored"], 2);
+        assert_eq!(result["failed"], 1);
+        let store = ws.open_store().unwrap();
+        let run = &store.runs().unwrap()[0];
+        assert_eq!((run.teacher.as_str(), run.n_scores), ("builtin", 2));
+        assert_eq!(store.jobs(10).unwrap()[0].kind, "score");
+        // A teacher that is not installed fails the job with its message, nothing panics.
+        let id = spawn_scoring(&mut runner, &ws, "ast", LoadOptions::default(), ScoreOptions::default()).unwrap();
+        let view = runner.wait(id).unwrap();
+        assert_eq!(view.state, crate::jobs::JobState::Failed);
+        assert!(view.error.unwrap_or_default().contains("not installed"));
     }
 
     #[test]
