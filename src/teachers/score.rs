@@ -133,56 +133,88 @@ pub fn score_segments_with(
     };
     report_progress(0, 0, &mut progress);
 
-    for chunk in todo.chunks(batch) {
-        if cancelled() {
-            report.cancelled = true;
-            break;
-        }
-        let mut ids = Vec::with_capacity(chunk.len());
-        let mut audio: Vec<Vec<f32>> = Vec::with_capacity(chunk.len());
-        for seg in chunk {
-            let loaded = ws
-                .resolve_data_path(&seg.segment_path)
-                .map_err(|e| e.to_string())
-                .and_then(|p| crate::audio::load_mono_16k(&p).map_err(|e| e.to_string()))
-                .and_then(|x| {
-                    if rate_of_teacher == crate::audio::TARGET_RATE {
-                        Ok(x)
-                    } else {
-                        crate::audio::resample(&x, crate::audio::TARGET_RATE, rate_of_teacher)
-                            .map_err(|e| e.to_string())
-                    }
-                });
-            match loaded {
-                Ok(x) => {
-                    ids.push(seg.id);
-                    audio.push(x);
-                }
-                Err(e) => report.failed.push((seg.segment_path.clone(), e)),
-            }
-        }
-        if !audio.is_empty() {
-            let refs: Vec<&[f32]> = audio.iter().map(|a| a.as_slice()).collect();
-            match teacher.score_batch(&refs) {
-                Ok(outs) => {
-                    let rows: Vec<ScoreRow> = ids
-                        .iter()
-                        .zip(outs)
-                        .map(|(&segment_id, o)| ScoreRow { segment_id, scores: o.scores, logits: o.logits })
-                        .collect();
-                    store.put_scores(run_id, &rows)?;
-                    report.scored += rows.len();
-                }
-                Err(e) => {
-                    for seg in chunk.iter().filter(|s| ids.contains(&s.id)) {
-                        report.failed.push((seg.segment_path.clone(), e.to_string()));
-                    }
-                }
-            }
-        }
-        handled += chunk.len();
-        report_progress(handled, report.failed.len(), &mut progress);
+    // Decoding runs one thread ahead of scoring (at most two batches in flight), so the two overlap.
+    struct Decoded<'s> {
+        chunk: &'s [&'s crate::store::Segment],
+        ids: Vec<i64>,
+        audio: Vec<Vec<f32>>,
+        failed: Vec<(String, String)>,
     }
+    let decode = |seg: &crate::store::Segment| -> std::result::Result<Vec<f32>, String> {
+        let path = ws.resolve_data_path(&seg.segment_path).map_err(|e| e.to_string())?;
+        let x = crate::audio::load_mono_16k(&path).map_err(|e| e.to_string())?;
+        if rate_of_teacher == crate::audio::TARGET_RATE {
+            Ok(x)
+        } else {
+            crate::audio::resample(&x, crate::audio::TARGET_RATE, rate_of_teacher).map_err(|e| e.to_string())
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded<'_>>(1);
+    let todo_ref = &todo;
+    let outcome: Result<()> = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for chunk in todo_ref.chunks(batch) {
+                let mut d = Decoded { chunk, ids: Vec::new(), audio: Vec::new(), failed: Vec::new() };
+                for seg in chunk {
+                    match decode(seg) {
+                        Ok(x) => {
+                            d.ids.push(seg.id);
+                            d.audio.push(x);
+                        }
+                        Err(e) => d.failed.push((seg.segment_path.clone(), e)),
+                    }
+                }
+                if tx.send(d).is_err() {
+                    break; // the scorer stopped (cancelled or failed)
+                }
+            }
+        });
+        let result = (|| -> Result<()> {
+            for d in rx.iter() {
+                if cancelled() {
+                    report.cancelled = true;
+                    break;
+                }
+                report.failed.extend(d.failed);
+                if !d.audio.is_empty() {
+                    let refs: Vec<&[f32]> = d.audio.iter().map(|a| a.as_slice()).collect();
+                    let scored = teacher.score_batch(&refs).and_then(|outs| {
+                        if outs.len() == d.ids.len() {
+                            Ok(outs)
+                        } else {
+                            Err(super::TeacherError::Input {
+                                id: teacher.id().to_string(),
+                                detail: format!("returned {} results for {} segments", outs.len(), d.ids.len()),
+                            })
+                        }
+                    });
+                    match scored {
+                        Ok(outs) => {
+                            let rows: Vec<ScoreRow> = d
+                                .ids
+                                .iter()
+                                .zip(outs)
+                                .map(|(&segment_id, o)| ScoreRow { segment_id, scores: o.scores, logits: o.logits })
+                                .collect();
+                            store.put_scores(run_id, &rows)?;
+                            report.scored += rows.len();
+                        }
+                        Err(e) => {
+                            for seg in d.chunk.iter().filter(|s| d.ids.contains(&s.id)) {
+                                report.failed.push((seg.segment_path.clone(), e.to_string()));
+                            }
+                        }
+                    }
+                }
+                handled += d.chunk.len();
+                report_progress(handled, report.failed.len(), &mut progress);
+            }
+            Ok(())
+        })();
+        drop(rx); // unblocks and ends the decoder if scoring stopped early
+        result
+    });
+    outcome?;
 
     store.finish_run(run_id, if report.cancelled { "cancelled" } else { "done" })?;
     if let Some(defaults) = teacher.default_thresholds() {
