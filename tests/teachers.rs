@@ -5,35 +5,48 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dams::teachers::builtin::BuiltinTeacher;
-use dams::teachers::builtin::evaluate::{load_manifest, metrics};
+use dams::teachers::builtin::evaluate::{load_manifest, load_windows, metrics};
 use dams::teachers::builtin::train::{TrainConfig, load_stems, train};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/realclips")
+/// The demo data committed in the repository: 21 real labelled clips and a long-form show with its 10 s / 5 s-hop
+/// window labels (see `data/demo/ATTRIBUTION.md`).
+fn demo_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo")
 }
 
-/// The floor the committed head must stay above on the 14 real clips of `tests/fixtures/realclips` (two per label
-/// combination). The committed head scores F1 1.000 for every class on them (at 0.5); with 8 positives per class,
-/// the floors allow one or two misses per class.
-const MACRO_F1_FLOOR: f64 = 0.90;
-const CLASS_F1_FLOOR: f64 = 0.85;
+/// Floors the committed head must stay above (threshold 0.5). With it, the clips score per-class F1 1.000 / 0.957 /
+/// 0.957 (macro 0.971) and the show's 34 windows 0.880 / 0.979 / 0.889 (macro 0.916); the floors allow a couple of
+/// extra misses per class. The head was trained on mixtures of the same source recordings (never on these files),
+/// so these guard against regressions; they are not an unbiased estimate.
+const CLIPS_MACRO_F1_FLOOR: f64 = 0.90;
+const CLIPS_CLASS_F1_FLOOR: f64 = 0.85;
+const WINDOWS_MACRO_F1_FLOOR: f64 = 0.80;
+const WINDOWS_CLASS_F1_FLOOR: f64 = 0.75;
 
-#[test]
-fn builtin_f1_does_not_regress_on_real_clips() {
-    let mut errors = Vec::new();
-    let items = load_manifest(&fixtures().join("manifest.csv"), None, |e| errors.push(e.to_string())).unwrap();
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(items.len(), 14);
+fn check_floor(items: &[dams::teachers::builtin::evaluate::Item], what: &str, macro_floor: f64, class_floor: f64) {
     let mut t = BuiltinTeacher::embedded().unwrap();
     let scores: Vec<[f32; 3]> = items.iter().map(|i| t.score_one(&i.samples)).collect();
     let labels: Vec<[bool; 3]> = items.iter().map(|i| i.labels).collect();
     let m = metrics(&scores, &labels, [0.5; 3]);
     let f1: Vec<f64> = m.per_class.iter().map(|c| c.f1).collect();
-    let msg = format!("per-class F1 (speech, music, noise) {f1:.3?}, macro {:.3}", m.macro_f1);
-    assert!(m.macro_f1 >= MACRO_F1_FLOOR, "macro F1 below {MACRO_F1_FLOOR}: {msg}");
-    assert!(f1.iter().all(|&v| v >= CLASS_F1_FLOOR), "a class below {CLASS_F1_FLOOR}: {msg}");
-    // Scores are probabilities.
+    let msg = format!("{what}: per-class F1 (speech, music, noise) {f1:.3?}, macro {:.3}", m.macro_f1);
+    assert!(m.macro_f1 >= macro_floor, "macro F1 below {macro_floor}: {msg}");
+    assert!(f1.iter().all(|&v| v >= class_floor), "a class below {class_floor}: {msg}");
     assert!(scores.iter().flatten().all(|s| (0.0..=1.0).contains(s)));
+}
+
+#[test]
+fn builtin_f1_does_not_regress_on_real_audio() {
+    let mut errors = Vec::new();
+    let mut clips = load_manifest(&demo_data().join("manifest.csv"), None, |e| errors.push(e.to_string())).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    clips.retain(|i| !i.name.starts_with("a_show"));
+    assert_eq!(clips.len(), 21);
+    check_floor(&clips, "21 demo clips", CLIPS_MACRO_F1_FLOOR, CLIPS_CLASS_F1_FLOOR);
+    let windows =
+        load_windows(&demo_data().join("a_show01.flac"), &demo_data().join("a_show01_windows_10s_hop5s.csv")).unwrap();
+    assert_eq!(windows.len(), 34);
+    check_floor(&windows, "a_show01 windows", WINDOWS_MACRO_F1_FLOOR, WINDOWS_CLASS_F1_FLOOR);
 }
 
 /// Small synthetic stems written as WAV files with a `stems.csv`, so the training path runs exactly as on real
@@ -151,7 +164,7 @@ fn cli_lists_teachers_and_scores_a_workspace() {
         if *name == "broken.wav" {
             std::fs::write(&dst, b"RIFF....garbage").unwrap();
         } else {
-            std::fs::copy(fixtures().join(name), &dst).unwrap();
+            std::fs::copy(demo_data().join(name), &dst).unwrap();
         }
         rows.push(dams::store::NewSegment {
             segment_path: rel,
