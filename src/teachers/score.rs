@@ -87,6 +87,13 @@ pub fn score_segments_with(
     settings.insert("splits".into(), serde_json::json!(split_names.clone().unwrap_or_else(|| "all".into())));
     let settings = serde_json::Value::Object(settings).to_string();
 
+    let segments = store.segments(opts.splits.as_deref())?;
+    if segments.is_empty() {
+        anyhow::bail!(
+            "no segments to score{} (import a manifest or cut recordings with `dams segment` first)",
+            split_names.as_deref().map(|s| format!(" in split(s) {s}")).unwrap_or_default()
+        );
+    }
     let existing = if opts.fresh { None } else { store.resumable_run(teacher.id(), teacher.checksum(), &settings)? };
     let (run_id, resumed) = match existing {
         Some(id) => {
@@ -105,7 +112,6 @@ pub fn score_segments_with(
         }
     };
 
-    let segments = store.segments(opts.splits.as_deref())?;
     let done_before = store.scored_segments(run_id)?;
     let todo: Vec<_> = segments.iter().filter(|s| !done_before.contains(&s.id)).collect();
     let total = segments.len();
@@ -190,12 +196,20 @@ pub fn score_segments_with(
                     });
                     match scored {
                         Ok(outs) => {
-                            let rows: Vec<ScoreRow> = d
-                                .ids
-                                .iter()
-                                .zip(outs)
-                                .map(|(&segment_id, o)| ScoreRow { segment_id, scores: o.scores, logits: o.logits })
-                                .collect();
+                            let mut rows: Vec<ScoreRow> = Vec::with_capacity(outs.len());
+                            for ((&segment_id, o), seg) in
+                                d.ids.iter().zip(outs).zip(d.chunk.iter().filter(|s| d.ids.contains(&s.id)))
+                            {
+                                if o.scores.iter().all(|v| v.is_finite()) {
+                                    let scores = o.scores.map(|v| v.clamp(0.0, 1.0));
+                                    rows.push(ScoreRow { segment_id, scores, logits: o.logits });
+                                } else {
+                                    report.failed.push((
+                                        seg.segment_path.clone(),
+                                        format!("teacher returned non-finite scores {:?}", o.scores),
+                                    ));
+                                }
+                            }
                             store.put_scores(run_id, &rows)?;
                             report.scored += rows.len();
                         }
@@ -358,6 +372,46 @@ mod tests {
         }
         store.upsert_segments(&rows).unwrap();
         (dir, ws)
+    }
+
+    /// Returns NaN for quiet segments: those are reported as failed, never stored.
+    struct NanTeacher;
+    impl Teacher for NanTeacher {
+        fn id(&self) -> &str {
+            "nan"
+        }
+        fn version(&self) -> String {
+            "1".into()
+        }
+        fn checksum(&self) -> &str {
+            "x"
+        }
+        fn score_batch(&mut self, segs: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
+            Ok(segs
+                .iter()
+                .map(|s| {
+                    let loud = s.iter().any(|v| v.abs() > 0.15);
+                    TeacherOutput { scores: if loud { [1.5, -0.2, 0.5] } else { [f32::NAN; 3] }, logits: None }
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn empty_selection_and_bad_scores_are_clear() {
+        let (_d, ws) = workspace_with_segments(3, &[]);
+        let mut store = ws.open_store().unwrap();
+        let cancel = AtomicBool::new(false);
+        let none = ScoreOptions { splits: Some(vec![Split::Unlabeled]), ..Default::default() };
+        let err = score_segments(&ws, &mut store, &mut NanTeacher, &none, &cancel, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("no segments to score in split(s) unlabeled"), "{err}");
+        assert!(store.runs().unwrap().is_empty());
+        // Amplitudes 0.1, 0.2, 0.3: the first is "quiet" and gets NaN.
+        let r = score_segments(&ws, &mut store, &mut NanTeacher, &ScoreOptions::default(), &cancel, |_| {}).unwrap();
+        assert_eq!((r.scored, r.failed.len()), (2, 1));
+        assert!(r.failed[0].0.ends_with("s0.wav") && r.failed[0].1.contains("non-finite"), "{:?}", r.failed);
+        // Out-of-range scores are clamped into [0, 1].
+        assert!(store.run_scores(r.run_id).unwrap().iter().all(|(_, s)| *s == [1.0, 0.0, 0.5]));
     }
 
     #[test]
