@@ -189,6 +189,9 @@ fn cli_lists_teachers_and_scores_a_workspace() {
     let runs = store.runs().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!((runs[0].teacher.as_str(), runs[0].n_scores, runs[0].state.as_str()), ("builtin", 3, "done"));
+    let job = &store.jobs(5).unwrap()[0];
+    assert_eq!((job.kind.as_str(), job.state.as_str(), job.done, job.total), ("score", "done", 4, Some(4)));
+    assert!(job.result.as_deref().unwrap_or("").contains("\"scored\":3"), "{:?}", job.result);
     // The speech-only clip scores speech, the music-only clip music, the noise-only clip noise.
     let by_path = |p: &str| store.segment_by_path(p).unwrap().unwrap().id;
     let scores = store.run_scores(runs[0].id).unwrap();

@@ -278,11 +278,32 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(format!("scoring with {}", a.teacher));
-    let report = score_segments(&ws, &mut store, teacher.as_mut(), &opts, &cancel, |p| {
+    // Recorded as a `score` job (its own connection, progress every half second) like the TUI's background jobs.
+    let mut jobs = ws.open_store()?;
+    let params = serde_json::json!({"teacher": a.teacher, "splits": a.split, "fresh": a.fresh, "via": "cli"});
+    let job = jobs.create_job("score", &params.to_string(), None)?;
+    let mut last = std::time::Instant::now();
+    let outcome = score_segments(&ws, &mut store, teacher.as_mut(), &opts, &cancel, |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
-    })?;
+        if last.elapsed() >= std::time::Duration::from_millis(500) || p.done == p.total {
+            last = std::time::Instant::now();
+            let _ = jobs.update_job(job, p.done as i64, Some(p.total as i64), Some("scoring"), None);
+        }
+    });
     bar.finish_and_clear();
+    let report = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = jobs.finish_job(job, "failed", None, Some(&format!("{e:#}")));
+            return Err(e);
+        }
+    };
+    let result = serde_json::json!({
+        "run_id": report.run_id, "resumed": report.resumed, "scored": report.scored,
+        "already": report.already, "failed": report.failed.len(),
+    });
+    jobs.finish_job(job, if report.cancelled { "cancelled" } else { "done" }, Some(&result.to_string()), None)?;
     for (path, e) in &report.failed {
         eprintln!("skipped {path}: {e}");
     }
