@@ -152,10 +152,11 @@ fn split_pools(stems: &[Stem]) -> Result<Pools> {
         .into_iter()
         .collect();
     for c in [Class::Speech, Class::Music, Class::Noise] {
-        let idx: Vec<usize> =
-            (0..stems.len()).filter(|&i| stems[i].kind == c && !stems[i].samples.is_empty()).collect();
+        // Recordings shorter than 0.1 s cannot be looped into a window; they are left out.
+        let usable = |i: usize| stems[i].kind == c && stems[i].samples.len() >= SAMPLE_RATE as usize / 10;
+        let idx: Vec<usize> = (0..stems.len()).filter(|&i| usable(i)).collect();
         if idx.is_empty() {
-            bail!("no {c} stems: training needs speech, music and noise recordings");
+            bail!("no {c} stems (of at least 0.1 s): training needs speech, music and noise recordings");
         }
         for (k, &i) in idx.iter().enumerate() {
             let held = match c {
