@@ -18,5 +18,6 @@ pub mod manifest;
 pub mod playback;
 pub mod pseudo;
 pub mod store;
+pub mod teachers;
 pub mod tui;
 pub mod workspace;
