@@ -8,17 +8,21 @@ use serde_json::json;
 use super::{JobError, JobRunner};
 use crate::labels::Split;
 use crate::pseudo::{self, PseudoError};
+use crate::teachers::LoadOptions;
+use crate::teachers::score::{ScoreOptions, spawn_scoring};
 use crate::workspace::Workspace;
 
 /// What a form starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
+    Score,
     PseudoLabel,
 }
 
 impl JobKind {
     pub fn title(self) -> &'static str {
         match self {
+            JobKind::Score => "scoring",
             JobKind::PseudoLabel => "pseudo-labeling",
         }
     }
@@ -60,6 +64,41 @@ pub struct JobForm {
 const SPLITS: [Split; 5] = [Split::Train, Split::Unlabeled, Split::Dev, Split::Test, Split::Unsplit];
 
 impl JobForm {
+    /// The scoring form: one of the installed teachers, the splits to score (all by default),
+    /// and whether to start a fresh run instead of resuming an unfinished one.
+    pub fn score(teachers: &[String]) -> JobForm {
+        let mut on = vec![false; teachers.len()];
+        if let Some(x) = on.first_mut() {
+            *x = true;
+        }
+        JobForm {
+            kind: JobKind::Score,
+            fields: vec![
+                Field {
+                    name: "teacher",
+                    help: "installed teachers (dams teachers lists them all)",
+                    value: Value::Choice { options: teachers.to_vec(), on, multi: false, cursor: 0 },
+                },
+                Field {
+                    name: "splits",
+                    help: "segments of these splits are scored",
+                    value: Value::Choice {
+                        options: SPLITS.iter().map(|s| s.as_str().to_string()).collect(),
+                        on: vec![true; SPLITS.len()],
+                        multi: true,
+                        cursor: 0,
+                    },
+                },
+                Field {
+                    name: "fresh run",
+                    help: "off: resume the teacher's unfinished run, never redoing scored segments",
+                    value: Value::Flag(false),
+                },
+            ],
+            cursor: 0,
+        }
+    }
+
     /// The pseudo-labeling form over the teachers that have scores (all selected; k = 2 when
     /// there are several; train + unlabeled splits, as `dams pseudo-label`).
     pub fn pseudo(teachers: &[String]) -> JobForm {
@@ -187,9 +226,27 @@ impl JobForm {
         })
     }
 
+    /// The teacher and scoring options this form describes (validated).
+    pub fn score_params(&self) -> Result<(String, ScoreOptions)> {
+        let Some(teacher) = self.chosen("teacher").into_iter().next() else { bail!("choose a teacher") };
+        let splits: Vec<Split> = self.chosen("splits").iter().filter_map(|s| s.parse().ok()).collect();
+        if splits.is_empty() {
+            bail!("choose at least one split");
+        }
+        let all = splits.len() == SPLITS.len();
+        Ok((
+            teacher,
+            ScoreOptions { splits: (!all).then_some(splits), batch_size: None, fresh: self.flag("fresh run") },
+        ))
+    }
+
     /// Validate and start the job on `runner`; returns its id.
     pub fn start(&self, runner: &mut JobRunner, ws: &Workspace, created_by: &str) -> Result<i64> {
         match self.kind {
+            JobKind::Score => {
+                let (teacher, opts) = self.score_params()?;
+                spawn_scoring(runner, ws, &teacher, LoadOptions::default(), opts)
+            }
             JobKind::PseudoLabel => spawn_pseudo(runner, ws, self.pseudo_params(created_by)?),
         }
     }
@@ -261,5 +318,21 @@ mod tests {
         assert_eq!((p.teachers, p.k, p.residual_noise, p.splits), (vec!["b".to_string()], 1, true, vec![Split::Dev]));
         f.down();
         assert_eq!(f.cursor, 3, "stays on the last field");
+    }
+
+    #[test]
+    fn score_form_picks_one_teacher_and_splits() {
+        let mut f = JobForm::score(&["builtin".into(), "ast".into()]);
+        let (t, o) = f.score_params().unwrap();
+        assert_eq!((t.as_str(), o.splits, o.fresh), ("builtin", None, false));
+        f.right(); // single choice: moving selects
+        f.down();
+        f.toggle(); // train off
+        f.down();
+        f.toggle();
+        let (t, o) = f.score_params().unwrap();
+        assert_eq!(t, "ast");
+        assert_eq!(o.splits, Some(vec![Split::Unlabeled, Split::Dev, Split::Test, Split::Unsplit]));
+        assert!(o.fresh);
     }
 }

@@ -175,6 +175,7 @@ impl App {
                 _ => format!("job #{} ({}) failed: {}", v.id, v.kind, v.error.as_deref().unwrap_or("?")),
             };
         }
+        let scored = finished.iter().any(|v| v.kind == "score");
         pane.running = live.iter().filter(|v| !v.state.is_finished()).map(|v| v.id).collect();
         let due = pane.refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
         if force || changed || (due && self.research.screen == Screen::Jobs) {
@@ -183,6 +184,29 @@ impl App {
                 Ok(h) => pane.history = h,
                 Err(e) => self.message = format!("error: cannot read the job history: {e}"),
             }
+        }
+        if scored {
+            self.reload_index();
+        }
+    }
+
+    /// Re-read the segment list after new scores arrived (keeping filter, sort and selection)
+    /// so its teacher columns and the segment view's score bars show them.
+    pub fn reload_index(&mut self) {
+        match crate::browse::SegmentIndex::load(&self.store, self.annotator_id) {
+            Ok(mut idx) => {
+                idx.set_filter(self.index.filter().clone());
+                let sort = self.index.sort();
+                if idx.columns().contains(&sort.column) {
+                    idx.set_sort(sort);
+                }
+                let keep = self.current_id();
+                self.index = idx;
+                self.current = None;
+                let pos = keep.and_then(|id| self.index.view_position(id)).unwrap_or(0);
+                self.select(pos);
+            }
+            Err(e) => self.message = format!("error: cannot reload the segment list: {e}"),
         }
     }
 
@@ -368,7 +392,9 @@ impl App {
                 Err(e) => self.message = format!("error: {e}"),
             },
             NewScoreJob => {
-                self.message = "scoring jobs start with `dams score` until the teacher engine is merged".into()
+                let names: Vec<String> =
+                    crate::teachers::registry().into_iter().filter(|t| t.installed).map(|t| t.id.to_string()).collect();
+                pane.form = Some(JobForm::score(&names));
             }
             CancelJob => {
                 let rows = pane.rows();

@@ -400,3 +400,31 @@ fn labeling_while_a_job_writes_never_reports_a_locked_database() {
     app.research.jobs.runner.cancel(id);
     app.research.jobs.runner.wait(id);
 }
+
+#[test]
+fn a_scoring_job_from_the_form_scores_with_the_builtin_teacher_and_the_list_shows_it() {
+    let s = scratch_workspace(3).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    app.on_key(Key::ch('J'));
+    app.on_key(Key::ch('S'));
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("start a scoring job") && scr.contains("builtin"), "{scr}");
+    app.on_key(Key::plain(KeyCode::Enter));
+    assert!(app.message.starts_with("started job #"), "{}", app.message);
+    let t0 = std::time::Instant::now();
+    while app.research.jobs.runner.any_running() {
+        assert!(t0.elapsed().as_secs() < 120, "scoring did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    app.refresh_jobs(false);
+    assert!(app.message.contains("(score) done"), "{}", app.message);
+    let jobs = app.store.jobs(5).unwrap();
+    assert_eq!((jobs[0].kind.as_str(), jobs[0].state.as_str()), ("score", "done"));
+    assert!(jobs[0].result.as_deref().unwrap_or("").contains("\"scored\":3"), "{:?}", jobs[0].result);
+    // The segment view now shows the built-in teacher's scores.
+    let cur = app.current.as_ref().unwrap();
+    assert!(cur.scores.iter().any(|t| t.teacher == "builtin"), "{:?}", cur.scores);
+    app.on_key(Key::ch('T'));
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("thresholds") && scr.contains("run #"), "{scr}");
+}
