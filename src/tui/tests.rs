@@ -428,3 +428,20 @@ fn a_scoring_job_from_the_form_scores_with_the_builtin_teacher_and_the_list_show
     let scr = screen(&mut app, 80, 24);
     assert!(scr.contains("thresholds") && scr.contains("run #"), "{scr}");
 }
+
+#[test]
+fn jobs_of_a_dead_process_show_as_interrupted_at_startup() {
+    let s = scratch_workspace(1).unwrap();
+    {
+        let mut store = s.ws.open_store().unwrap();
+        let id = store.create_job("score", "{\"teacher\":\"builtin\"}", Some(10)).unwrap();
+        // A pid no process has (above Linux's pid_max).
+        store.conn().execute("UPDATE jobs SET pid = 2147483000, done = 4 WHERE id = ?1", [id]).unwrap();
+    }
+    let mut app = app_on(&s.ws, None).unwrap();
+    assert!(app.message.contains("1 job(s) of an earlier session were interrupted"), "{}", app.message);
+    app.on_key(Key::ch('J'));
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("interrupted"), "{scr}");
+    assert!(scr.contains("start it again to resume"), "{scr}");
+}
