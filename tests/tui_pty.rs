@@ -278,13 +278,15 @@ fn help_popup_lists_the_bindings_of_the_keymap_files() {
     assert!(s.contains("zap the music flag"), "{s}");
     assert!(s.lines().any(|l| l.contains(" z ") || l.contains(" m z") || l.contains("m z")), "{s}");
     t.keys("\x1b");
+    t.wait_until("help closed", |s| !s.contains("key bindings"));
     t.wait_for("teacher scores");
-    // Each research screen's help lists that screen's bindings (and the app's).
-    for (key, ctx, title) in
-        [("T", "thresholds", "thresholds "), ("D", "disagreements", "disagreements "), ("J", "jobs", "jobs ")]
+    // Each research screen's help lists that screen's bindings (and the app's). A screen is
+    // recognised by its own key-hint line (its name also appears in the app's help entries).
+    for (key, ctx, hint) in
+        [("T", "thresholds", " fine · "), ("D", "disagreements", " order · "), ("J", "jobs", " pseudo-label · ")]
     {
         t.keys(key);
-        t.wait_for(title);
+        t.wait_for(hint);
         t.keys("?");
         let s = t.wait_for("key bindings");
         for desc in descs(ctx).into_iter().chain(descs("app")) {
