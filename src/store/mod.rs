@@ -890,8 +890,11 @@ impl Store {
                 .execute("UPDATE jobs SET state = 'interrupted', finished_at = ?1 WHERE id = ?2", params![now(), id])?;
         }
         self.conn.execute(
-            "UPDATE teacher_runs SET state = 'interrupted' WHERE state = 'running' AND id NOT IN \
-             (SELECT json_extract(params, '$.run_id') FROM jobs WHERE state = 'running' AND json_valid(params))",
+            // A run left 'running' with no live scoring job anywhere was cut off. While any process
+            // is still scoring (its job row is 'running' and its pid alive), leave runs alone: the
+            // job may not have recorded its run id yet.
+            "UPDATE teacher_runs SET state = 'interrupted' WHERE state = 'running' AND NOT EXISTS \
+             (SELECT 1 FROM jobs WHERE state = 'running' AND kind = 'score')",
             [],
         )?;
         Ok(stale.len())
