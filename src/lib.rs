@@ -17,6 +17,7 @@ pub mod labels;
 pub mod manifest;
 pub mod playback;
 pub mod pseudo;
+pub mod rng;
 pub mod store;
 pub mod teachers;
 pub mod tui;

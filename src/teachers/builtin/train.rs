@@ -21,36 +21,8 @@ use crate::labels::Class;
 const SR: f64 = SAMPLE_RATE as f64;
 const SEG: usize = 10 * SAMPLE_RATE as usize;
 
-/// SplitMix64: a tiny PRNG with a fixed, documented output stream.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.f64()
-    }
-    /// Uniform integer in 0..n (n > 0).
-    pub fn index(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.f64() < p
-    }
-}
+/// The training stream (SplitMix64; see `crate::rng`).
+pub use crate::rng::SplitMix64 as Rng;
 
 /// One source recording.
 #[derive(Debug, Clone)]
