@@ -22,6 +22,8 @@ use thiserror::Error;
 
 use crate::eval::{self, EvalError};
 use crate::labels::{CLASSES, Class, LabelSet, LabelSource, Split};
+use crate::manifest::export::{manifest_path, snapshot_file_name};
+use crate::manifest::{Spelling, fmt_float};
 use crate::store::{Store, StoreError};
 use crate::workspace::Workspace;
 
@@ -272,10 +274,9 @@ pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crat
             None => store.update_job(job_id, candidates.len() as i64, None, Some("writing CSV"), None)?,
         }
 
-        let date = chrono::Utc::now().format("%Y%m%d").to_string();
-        let splits_tag: Vec<String> = p.splits.iter().map(|s| s.as_str().to_ascii_uppercase()).collect();
         let labels_csv = ws.metadata_dir().join("blocs_smad_labels.csv");
-        let snapshot_csv = ws.experiments_dir().join(format!("{}_{}_{date}.csv", source, splits_tag.join("-")));
+        let snapshot_csv =
+            ws.experiments_dir().join(snapshot_file_name(source.as_str(), &p.splits, chrono::Utc::now().date_naive()));
         let pseudo: HashMap<i64, (LabelSet, [f32; 3])> = rows.iter().map(|(i, l, s)| (*i, (*l, *s))).collect();
         let text = labels_csv_text(store, &gold, &pseudo, &source)?;
         write_atomic(&labels_csv, text.as_bytes())?;
@@ -308,7 +309,8 @@ pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crat
 }
 
 /// The labels CSV: every segment with gold (label_source `gold`) or a pseudo-label, in
-/// segment order; gold wins where both exist. Columns as the DAMS manifest.
+/// segment order; gold wins where both exist. Columns, paths and number formats as the DAMS
+/// manifest export (`crate::manifest`).
 fn labels_csv_text(
     store: &Store,
     gold: &HashMap<i64, LabelSet>,
@@ -317,21 +319,7 @@ fn labels_csv_text(
 ) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let err = |e: csv::Error| PseudoError::Write { path: "labels CSV".into(), source: std::io::Error::other(e) };
-    w.write_record([
-        "raw_file",
-        "segment_path",
-        "start_time",
-        "end_time",
-        "split",
-        "label_source",
-        "speech_label",
-        "music_label",
-        "noise_label",
-        "speech_score",
-        "music_score",
-        "noise_score",
-    ])
-    .map_err(err)?;
+    w.write_record(Spelling::Dams.header()).map_err(err)?;
     for s in store.segments(None)? {
         let (src, labels, scores): (&str, LabelSet, Option<[f32; 3]>) = if let Some(g) = gold.get(&s.id) {
             ("gold", *g, None)
@@ -340,17 +328,17 @@ fn labels_csv_text(
         } else {
             continue;
         };
-        let path = match s.segment_path.strip_prefix("segments/") {
-            Some(rest) if !rest.contains('/') => rest.to_string(),
-            _ => s.segment_path.clone(),
-        };
         let b = |c: Class| if labels.get(c) { "1" } else { "0" }.to_string();
-        let sc = |i: usize| scores.map(|x| format!("{}", x[i])).unwrap_or_default();
+        // Scores are f32: write their shortest decimal (0.8, not 0.800000011920929) in the
+        // manifest's float style.
+        let sc = |i: usize| {
+            scores.map(|x| fmt_float(x[i].to_string().parse::<f64>().unwrap_or(x[i] as f64))).unwrap_or_default()
+        };
         w.write_record([
             s.raw_file.clone(),
-            path,
-            format!("{}", s.start_time),
-            format!("{}", s.end_time),
+            manifest_path(&s.segment_path).to_string(),
+            fmt_float(s.start_time),
+            fmt_float(s.end_time),
             s.split.to_string(),
             src.to_string(),
             b(Class::Speech),
@@ -366,17 +354,19 @@ fn labels_csv_text(
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Write a finished text file atomically (the manifest exporter's temp-file-and-rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let werr = |source| PseudoError::Write { path: path.display().to_string(), source };
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(werr)?;
-    }
-    let tmp = path.with_extension("csv.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(werr)?;
-    f.write_all(bytes).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    std::fs::rename(&tmp, path).map_err(werr)?;
-    Ok(())
+    crate::manifest::export::write_atomic(path, |w| {
+        w.write_all(bytes)
+            .map_err(|err| crate::manifest::ManifestError::Write { path: path.display().to_string(), err })
+    })
+    .map_err(|e| {
+        let source = match e {
+            crate::manifest::ManifestError::Write { err, .. } => err,
+            other => std::io::Error::other(other.to_string()),
+        };
+        PseudoError::Write { path: path.display().to_string(), source }
+    })
 }
 
 #[cfg(test)]
