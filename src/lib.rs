@@ -4,6 +4,7 @@
 //! Core modules know nothing of the terminal; [`tui`] renders core state and the CLI calls the
 //! same job functions.
 
+pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -12,4 +13,5 @@ pub mod jobs;
 pub mod labels;
 pub mod pseudo;
 pub mod store;
+pub mod teachers;
 pub mod workspace;

@@ -14,10 +14,14 @@ pub struct BenchArgs {
 pub enum BenchWhich {
     /// Threshold move → recomputed metrics at 100,000 scored segments, vs a full rescan.
     Thresholds(super::eval::BenchThresholdsArgs),
+    /// Built-in teacher: per-segment scoring time (features + head) on generated 10 s segments, against decoding
+    /// the same segment from a 16-bit WAV and against the bare 512-point spectrogram.
+    Builtin(super::teachers::BenchBuiltinArgs),
 }
 
 pub fn run(_ctx: &Ctx, a: BenchArgs) -> Result<()> {
     match a.which {
         BenchWhich::Thresholds(b) => super::eval::run_bench_thresholds(b),
+        BenchWhich::Builtin(b) => super::teachers::bench_builtin(b),
     }
 }

@@ -5,6 +5,7 @@ pub mod audio;
 pub mod bench;
 pub mod eval;
 pub mod manifest;
+pub mod teachers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,10 @@ pub enum Command {
     PseudoLabel(eval::PseudoArgs),
     /// List segments where teachers disagree most.
     Disagreements(eval::DisagreementsArgs),
+    /// List teachers (installed or not); train and evaluate the built-in teacher.
+    Teachers(teachers::TeachersArgs),
+    /// Score segments with a teacher into a (resumable) teacher run.
+    Score(teachers::ScoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +158,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Thresholds(a)) => eval::run_thresholds(&ctx, a),
         Some(Command::PseudoLabel(a)) => eval::run_pseudo(&ctx, a),
         Some(Command::Disagreements(a)) => eval::run_disagreements(&ctx, a),
+        Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
+        Some(Command::Score(a)) => teachers::run_score(&ctx, a),
         Some(Command::Tui) | None => {
             let ws = match &ctx.workspace_arg {
                 Some(_) => ctx.workspace()?,
