@@ -8,6 +8,8 @@ pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod demo;
+#[cfg(feature = "burn")]
+pub mod engine;
 pub mod eval;
 pub mod jobs;
 pub mod labels;
