@@ -108,6 +108,11 @@ impl Checkpoint {
         self.entries.keys().map(|s| s.as_str())
     }
 
+    /// The shape of tensor `name`, if the file has it.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
     /// Whether the file has a tensor of this name.
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)

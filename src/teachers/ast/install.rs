@@ -82,11 +82,20 @@ pub fn check_folder(dir: &Path) -> Result<AstConfig, AstError> {
     }
     let ckpt = Checkpoint::open(&dir.join("model.safetensors"))?;
     for (name, shape) in expected_tensors(&cfg) {
-        if !ckpt.contains(&name) {
-            return Err(AstError::Weights(format!(
-                "{}: missing tensor '{name}' (expected shape {shape:?})",
-                ckpt.path().display()
-            )));
+        match ckpt.shape(&name) {
+            None => {
+                return Err(AstError::Weights(format!(
+                    "{}: missing tensor '{name}' (expected shape {shape:?})",
+                    ckpt.path().display()
+                )));
+            }
+            Some(s) if s != shape.as_slice() => {
+                return Err(AstError::Weights(format!(
+                    "{}: tensor '{name}' has shape {s:?}, but config.json implies {shape:?}",
+                    ckpt.path().display()
+                )));
+            }
+            Some(_) => {}
         }
     }
     Ok(cfg)
