@@ -62,11 +62,35 @@ impl Default for FbankConfig {
     }
 }
 
-/// One triangular filter: weights for FFT bins `start..start + weights.len()`.
+/// The triangular filters, stored densely with a fixed width so the inner loop vectorises: filter `m` weighs FFT
+/// bins `starts[m]..starts[m] + width` with `weights[m·width..(m+1)·width]` (zero past its end).
 #[derive(Debug, Clone)]
-struct Filter {
-    start: usize,
+struct Filters {
+    starts: Vec<usize>,
+    width: usize,
     weights: Vec<f32>,
+}
+
+/// `ln(x)` for normal positive `x` (musl's `logf`, branch-free so loops over it vectorise; < 1 ulp error).
+#[inline(always)]
+fn ln_pos(x: f32) -> f32 {
+    const LN2_HI: f32 = 6.931_381_225_6e-1;
+    const LN2_LO: f32 = 9.058_000_614_5e-6;
+    const LG1: f32 = 0.666_666_626_93;
+    const LG2: f32 = 0.400_009_721_52;
+    const LG3: f32 = 0.284_987_866_88;
+    const LG4: f32 = 0.242_790_788_41;
+    let ix = x.to_bits().wrapping_add(0x3f80_0000 - 0x3f35_04f3);
+    let k = (ix >> 23) as i32 - 0x7f;
+    let m = f32::from_bits((ix & 0x007f_ffff) + 0x3f35_04f3);
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let r = z * (LG1 + w * LG3) + w * (LG2 + w * LG4);
+    let hfsq = 0.5 * f * f;
+    let dk = k as f32;
+    s * (hfsq + r) + dk * LN2_LO - hfsq + f + dk * LN2_HI
 }
 
 /// The filterbank front end. Not `Sync` (it owns scratch buffers); make one per thread.
@@ -74,8 +98,9 @@ pub struct Fbank {
     cfg: FbankConfig,
     fft: Arc<dyn RealToComplex<f32>>,
     window: Vec<f32>,
-    filters: Vec<Filter>,
+    filters: Filters,
     frame: Vec<f32>,
+    energies: Vec<f32>,
     spectrum: Vec<Complex32>,
     power: Vec<f32>,
     scratch: Vec<Complex32>,
@@ -100,14 +125,17 @@ impl Fbank {
         let window = (0..FRAME_LEN)
             .map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (FRAME_LEN - 1) as f64).cos()) as f32)
             .collect();
+        let filters = mel_filters(cfg.num_mel_bins);
         Fbank {
-            filters: mel_filters(cfg.num_mel_bins),
+            // The power buffer is padded so every filter's fixed-width window stays inside it.
+            power: vec![0.0; N_FFT / 2 + 1 + filters.width],
+            energies: vec![0.0; cfg.num_mel_bins],
+            filters,
             cfg,
             fft,
             window,
             frame: vec![0.0; N_FFT],
             spectrum: vec![Complex32::default(); N_FFT / 2 + 1],
-            power: vec![0.0; N_FFT / 2 + 1],
             scratch,
         }
     }
@@ -180,10 +208,14 @@ impl Fbank {
         for (p, c) in self.power.iter_mut().zip(&self.spectrum) {
             *p = c.re * c.re + c.im * c.im;
         }
-        for (r, filt) in row.iter_mut().zip(&self.filters) {
-            let bins = &self.power[filt.start..filt.start + filt.weights.len()];
-            let e: f32 = bins.iter().zip(&filt.weights).map(|(p, w)| p * w).sum();
-            *r = e.max(LOG_FLOOR).ln();
+        let fl = &self.filters;
+        let wd = fl.width;
+        for ((e, &start), w) in self.energies.iter_mut().zip(&fl.starts).zip(fl.weights.chunks_exact(wd)) {
+            let bins = &self.power[start..start + wd];
+            *e = bins.iter().zip(w).map(|(p, w)| p * w).sum();
+        }
+        for (r, e) in row.iter_mut().zip(&self.energies) {
+            *r = ln_pos(e.max(LOG_FLOOR));
         }
     }
 }
@@ -191,12 +223,12 @@ impl Fbank {
 /// torchaudio's `get_mel_banks` (vtln off): triangles on the mel scale between `num_bins + 2` equally spaced
 /// points from mel(20 Hz) to mel(8 kHz), evaluated at FFT bin frequencies k·16000/512 for k in 0..256 (the
 /// Nyquist bin gets weight 0).
-fn mel_filters(num_bins: usize) -> Vec<Filter> {
+fn mel_filters(num_bins: usize) -> Filters {
     let bin_width = SAMPLE_RATE as f64 / N_FFT as f64;
     let mel_low = mel(LOW_FREQ);
     let mel_high = mel(HIGH_FREQ);
     let delta = (mel_high - mel_low) / (num_bins + 1) as f64;
-    (0..num_bins)
+    let sparse: Vec<(usize, Vec<f32>)> = (0..num_bins)
         .map(|b| {
             let left = mel_low + b as f64 * delta;
             let center = mel_low + (b + 1) as f64 * delta;
@@ -211,9 +243,15 @@ fn mel_filters(num_bins: usize) -> Vec<Filter> {
                 .collect();
             let start = w.iter().position(|&v| v > 0.0).unwrap_or(0);
             let end = w.iter().rposition(|&v| v > 0.0).map_or(start, |e| e + 1);
-            Filter { start, weights: w[start..end].iter().map(|&v| v as f32).collect() }
+            (start, w[start..end].iter().map(|&v| v as f32).collect::<Vec<f32>>())
         })
-        .collect()
+        .collect();
+    let width = sparse.iter().map(|(_, w)| w.len()).max().unwrap_or(1).max(1);
+    let mut weights = vec![0f32; width * num_bins];
+    for ((_, w), dst) in sparse.iter().zip(weights.chunks_exact_mut(width)) {
+        dst[..w.len()].copy_from_slice(w);
+    }
+    Filters { starts: sparse.iter().map(|(s, _)| *s).collect(), width, weights }
 }
 
 #[cfg(test)]
@@ -268,13 +306,27 @@ mod tests {
     }
 
     #[test]
-    fn filters_are_sparse_and_cover_the_band() {
+    fn filters_are_narrow_and_cover_the_band() {
         let f = mel_filters(128);
-        assert_eq!(f.len(), 128);
-        let nnz: usize = f.iter().map(|x| x.weights.len()).sum();
+        assert_eq!(f.starts.len(), 128);
+        assert!(f.width <= 16, "{}", f.width);
+        let nnz = f.weights.iter().filter(|&&w| w > 0.0).count();
         assert!(nnz < 2 * 257, "{nnz}");
         // The first filter starts above 20 Hz, the last ends below 8 kHz.
-        assert!(f[0].start as f64 * 31.25 > 20.0);
-        assert!((f[127].start + f[127].weights.len()) as f64 * 31.25 <= 8000.0);
+        assert!(f.starts[0] as f64 * 31.25 > 20.0);
+        let last = &f.weights[127 * f.width..];
+        let end = f.starts[127] + last.iter().rposition(|&w| w > 0.0).unwrap() + 1;
+        assert!(end as f64 * 31.25 <= 8000.0);
+    }
+
+    #[test]
+    fn fast_ln_is_accurate() {
+        let mut x = LOG_FLOOR;
+        while x < 1e12 {
+            let want = (x as f64).ln();
+            let got = ln_pos(x) as f64;
+            assert!((got - want).abs() <= 2e-7 * want.abs().max(1.0), "ln({x}) = {got}, want {want}");
+            x *= 1.000_37;
+        }
     }
 }
