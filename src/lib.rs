@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod dsp;
+#[cfg(feature = "burn")]
+pub mod engine;
 pub mod eval;
 pub mod jobs;
 pub mod keymap;

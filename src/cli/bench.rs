@@ -39,6 +39,9 @@ pub enum BenchWhich {
         #[arg(long, default_value_t = 300)]
         frames: usize,
     },
+    /// AST: forward segments/s against PyTorch + transformers on the same checkpoint, and fbank per 10 s segment
+    /// against the Hugging Face extractor (the reference runs in the same invocation when python + torch exist).
+    Ast(super::ast::BenchAstArgs),
 }
 
 pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
@@ -50,5 +53,6 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         BenchWhich::TuiSwitch { segments } => crate::tui::bench::switch(segments),
         BenchWhich::TuiLabel { keys } => crate::tui::bench::label(keys),
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
+        BenchWhich::Ast(b) => super::ast::bench(ctx, b),
     }
 }

@@ -1,6 +1,7 @@
 //! The `dams` command line. Each subcommand's arguments and handler live next to the area they
 //! drive (`cli/<area>.rs`); handlers call the same core functions the TUI uses.
 
+pub mod ast;
 pub mod audio;
 pub mod bench;
 pub mod eval;

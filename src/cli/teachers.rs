@@ -29,6 +29,10 @@ pub enum TeachersCmd {
     TrainBuiltin(TrainArgs),
     /// Score labelled clips and/or windows of long recordings with the built-in teacher; print P/R/F1.
     EvalBuiltin(EvalArgs),
+    /// Install a teacher's weights from a local checkpoint folder (`dams teachers add ast --from DIR`).
+    Add(super::ast::AddArgs),
+    /// Download a teacher's weights from the Hugging Face hub into the model cache (`dams teachers pull ast`).
+    Pull(super::ast::PullArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,11 +104,13 @@ pub struct ScoreArgs {
     pub weights: Option<PathBuf>,
 }
 
-pub fn run_teachers(_ctx: &Ctx, a: TeachersArgs) -> Result<()> {
+pub fn run_teachers(ctx: &Ctx, a: TeachersArgs) -> Result<()> {
     match a.cmd.unwrap_or(TeachersCmd::List) {
         TeachersCmd::List => list(),
         TeachersCmd::TrainBuiltin(t) => train_builtin(t),
         TeachersCmd::EvalBuiltin(e) => eval_builtin(e),
+        TeachersCmd::Add(a) => super::ast::run_add(ctx, a),
+        TeachersCmd::Pull(a) => super::ast::run_pull(ctx, a),
     }
 }
 
@@ -268,6 +274,9 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
         None => None,
     };
     let mut teacher = load(&a.teacher, &LoadOptions { device: a.device.clone(), builtin_weights: a.weights.clone() })?;
+    if let Some(n) = teacher.notice() {
+        eprintln!("note: {n}");
+    }
     let opts = ScoreOptions { splits, batch_size: a.batch_size, fresh: a.fresh };
     // Headless: nothing cancels but Ctrl-C, which ends the process; every finished batch is committed and the
     // unfinished run is resumed by the next `dams score` (the TUI's job runner sets this flag instead).

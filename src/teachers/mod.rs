@@ -5,6 +5,7 @@
 //! teachers dams knows, installed or not; [`load`] opens one. [`score`] runs a teacher over the workspace's
 //! segments into a resumable teacher run.
 
+pub mod ast;
 pub mod audioset;
 pub mod builtin;
 pub mod score;
@@ -68,6 +69,10 @@ pub trait Teacher: Send {
     fn default_thresholds(&self) -> Option<[f64; 3]> {
         None
     }
+    /// A one-line note for the user about how the teacher runs (e.g. a GPU fallback to the CPU).
+    fn notice(&self) -> Option<String> {
+        None
+    }
     /// The label source of this teacher's pseudo-labels.
     fn label_source(&self) -> LabelSource {
         LabelSource::for_teacher(self.id(), self.zero_shot())
@@ -98,7 +103,7 @@ pub fn registry() -> Vec<TeacherInfo> {
         TeacherInfo {
             id: "ast",
             description: "Audio Spectrogram Transformer, MIT/ast-finetuned-audioset-10-10-0.4593 (527 AudioSet classes)",
-            installed: false,
+            installed: ast::install::installed(&crate::config::Dirs::get().model_cache()).is_some(),
             install: Some("dams teachers pull ast   (or: dams teachers add ast --from DIR)"),
             zero_shot: false,
         },
@@ -132,6 +137,7 @@ pub fn load(id: &str, opts: &LoadOptions) -> Result<Box<dyn Teacher>, TeacherErr
             };
             Ok(Box::new(t))
         }
+        ast::ID => ast::load_installed(&crate::config::Dirs::get().model_cache(), opts),
         other => match registry().into_iter().find(|t| t.id == other) {
             Some(info) => Err(TeacherError::NotInstalled {
                 id: other.into(),
@@ -150,12 +156,15 @@ mod tests {
     fn registry_and_load() {
         let r = registry();
         assert!(r.iter().any(|t| t.id == "builtin" && t.installed));
-        assert!(r.iter().any(|t| t.id == "ast" && !t.installed && t.install.is_some()));
+        assert!(r.iter().any(|t| t.id == "ast" && t.install.is_some()));
+        let ast_installed = r.iter().any(|t| t.id == "ast" && t.installed);
         let t = load("builtin", &LoadOptions::default()).unwrap();
         assert_eq!(t.label_source().as_str(), "builtin_pseudo");
         assert_eq!(t.sample_rate(), 16_000);
         assert!(t.checksum().starts_with("sha256:"));
-        assert!(matches!(load("ast", &LoadOptions::default()), Err(TeacherError::NotInstalled { .. })));
+        if !ast_installed {
+            assert!(matches!(load("ast", &LoadOptions::default()), Err(TeacherError::NotInstalled { .. })));
+        }
         assert!(matches!(load("nope", &LoadOptions::default()), Err(TeacherError::Unknown(_))));
         let gpu = LoadOptions { device: Some("gpu".into()), ..Default::default() };
         assert!(load("builtin", &gpu).is_err());

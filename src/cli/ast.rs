@@ -1,0 +1,250 @@
+//! `dams teachers add ast --from DIR`, `dams teachers pull ast` and `dams bench ast`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Ctx;
+use crate::teachers::ast::{self, install};
+
+/// Default download location; `DAMS_HF_BASE_URL` overrides it (tests use a local server).
+pub const HF_BASE: &str = "https://huggingface.co/MIT/ast-finetuned-audioset-10-10-0.4593/resolve/main";
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Teacher id (only `ast` has installable weights).
+    pub teacher: String,
+    /// A checkpoint folder with `config.json` and `model.safetensors` (as `save_pretrained` writes them).
+    #[arg(long)]
+    pub from: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Teacher id (only `ast` has installable weights).
+    pub teacher: String,
+    /// Base URL of the files (`<base>/config.json`, `<base>/model.safetensors`).
+    #[arg(long, env = "DAMS_HF_BASE_URL", default_value = HF_BASE)]
+    pub base_url: String,
+}
+
+fn only_ast(id: &str) -> Result<()> {
+    if id != ast::ID {
+        bail!("'{id}' has no installable weights (only `ast`; the built-in teacher is embedded)");
+    }
+    Ok(())
+}
+
+pub fn run_add(ctx: &Ctx, a: AddArgs) -> Result<()> {
+    only_ast(&a.teacher)?;
+    let rec = install::add_from(&a.from, &ctx.dirs.model_cache())?;
+    println!(
+        "installed ast from {} into {} (model.safetensors sha256 {})",
+        rec.source,
+        install::install_dir(&ctx.dirs.model_cache()).display(),
+        rec.sha256
+    );
+    Ok(())
+}
+
+/// Download both files into a staging folder, check them like `add`, then install.
+pub fn run_pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
+    only_ast(&a.teacher)?;
+    let cache = ctx.dirs.model_cache();
+    let stage = StageDir(cache.join(format!(".ast-download-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&stage.0);
+    std::fs::create_dir_all(&stage.0).with_context(|| format!("cannot create {}", stage.0.display()))?;
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_connect(Some(std::time::Duration::from_secs(30))).build().into();
+    let base = a.base_url.trim_end_matches('/');
+    for f in install::FILES {
+        let url = format!("{base}/{f}");
+        let resp = agent.get(&url).call().with_context(|| format!("cannot download {url}"))?;
+        // The hub sends the sha256 of LFS files as the (linked) ETag.
+        let etag = ["x-linked-etag", "etag"]
+            .iter()
+            .find_map(|h| resp.headers().get(*h).and_then(|v| v.to_str().ok()))
+            .map(|s| s.trim_matches('"').trim_start_matches("W/").trim_matches('"').to_ascii_lowercase())
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        let len = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let bar = match len {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::new_spinner(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(f.to_string());
+        let path = stage.0.join(f);
+        let (sha, got) = install::download_to(resp.into_body().into_reader(), &path, |n| bar.set_position(n))
+            .with_context(|| format!("download of {url} failed"))?;
+        bar.finish_and_clear();
+        if let Some(n) = len
+            && n != got
+        {
+            bail!("{url}: received {got} of {n} bytes (connection cut?); nothing was installed");
+        }
+        if let Some(e) = &etag
+            && *e != sha
+        {
+            bail!("{url}: checksum mismatch (server says sha256 {e}, received {sha}); nothing was installed");
+        }
+        eprintln!("{f}: {got} bytes, sha256 {sha}{}", if etag.is_some() { " (verified)" } else { "" });
+    }
+    let mut rec = install::add_from(&stage.0, &cache)?;
+    rec.source = base.to_string();
+    let rec_path = install::install_dir(&ctx.dirs.model_cache()).join("dams-install.json");
+    std::fs::write(&rec_path, serde_json::to_string_pretty(&rec)?)
+        .with_context(|| format!("cannot write {}", rec_path.display()))?;
+    println!("installed ast from {base} (model.safetensors sha256 {})", rec.sha256);
+    Ok(())
+}
+
+/// A download folder removed however `pull` ends.
+struct StageDir(PathBuf);
+
+impl Drop for StageDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAstArgs {
+    /// A checkpoint folder (default: the installed AST). A full-size random-weight one is made by
+    /// `tests/reference/make_ast_fixtures.py --full DIR`.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Segments per forward batch.
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Batches to time (after one warm-up batch).
+    #[arg(long, default_value_t = 2)]
+    pub batches: usize,
+    /// auto, cpu or gpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Python with torch + transformers for the reference (skipped when it cannot run).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Segments for the fbank timing.
+    #[arg(long, default_value_t = 200)]
+    pub fbank_segments: usize,
+}
+
+#[cfg(feature = "burn")]
+pub fn bench(ctx: &Ctx, a: BenchAstArgs) -> Result<()> {
+    use std::time::Instant;
+
+    use crate::engine::{DeviceChoice, Engine};
+    use crate::teachers::ast::AstTeacher;
+    use crate::teachers::ast::features::Fbank;
+
+    let dir = match a.model {
+        Some(d) => d,
+        None => {
+            let c = ctx.dirs.model_cache();
+            if install::installed(&c).is_none() {
+                bail!("AST is not installed; pass --model DIR or run `dams teachers pull ast`");
+            }
+            install::install_dir(&c)
+        }
+    };
+    // Deterministic test signal: a chirp over pink-ish noise, 10 s at 16 kHz.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let segs: Vec<Vec<f32>> = (0..a.batch.max(1))
+        .map(|k| {
+            (0..160_000)
+                .map(|i| {
+                    let t = i as f32 / 16_000.0;
+                    0.3 * (2.0 * std::f32::consts::PI * (200.0 + 50.0 * k as f32 + 300.0 * t) * t).sin()
+                        + 0.05 * noise()
+                })
+                .collect()
+        })
+        .collect();
+
+    // fbank.
+    let cfg = crate::teachers::ast::config::AstConfig::from_file(&dir.join("config.json"))?;
+    let mut fb = Fbank::new(cfg.fbank());
+    let mut out = vec![0f32; fb.output_len()];
+    let n_fb = a.fbank_segments.max(10);
+    let t0 = Instant::now();
+    for i in 0..n_fb {
+        fb.features_into(&segs[i % segs.len()], &mut out);
+    }
+    let fbank_ms = t0.elapsed().as_secs_f64() * 1e3 / n_fb as f64;
+
+    let choice: DeviceChoice = a.device.parse().map_err(anyhow::Error::msg)?;
+    let engine = Engine::select(choice).map_err(anyhow::Error::msg)?;
+    if let Some(n) = &engine.notice {
+        eprintln!("note: {n}");
+    }
+    let desc = engine.description.clone();
+    let t0 = Instant::now();
+    let mut t = AstTeacher::open(&dir, engine, Some("bench".into()))?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let refs: Vec<&[f32]> = segs.iter().map(|s| s.as_slice()).collect();
+    t.logits(&refs)?; // warm-up
+    let t0 = Instant::now();
+    for _ in 0..a.batches.max(1) {
+        t.logits(&refs)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let n = (a.batches.max(1) * refs.len()) as f64;
+    let dams_sps = n / secs;
+    println!(
+        "model {} ({} layers, hidden {}), loaded in {load_s:.2} s",
+        dir.display(),
+        cfg.num_hidden_layers,
+        cfg.hidden_size
+    );
+    println!("dams fbank: {fbank_ms:.3} ms per 10 s segment (1 thread)");
+    println!("dams forward on {desc}: {dams_sps:.3} segments/s (batch {}, {} batches)", refs.len(), a.batches.max(1));
+
+    // The reference: PyTorch + transformers on the same checkpoint and signal, in the same run.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/bench_ast_torch.py");
+    let out = std::process::Command::new(&a.python)
+        .arg(&script)
+        .arg(&dir)
+        .args(["--batch", &refs.len().to_string(), "--batches", &a.batches.max(1).to_string()])
+        .args(["--fbank-segments", &n_fb.to_string()])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let v: serde_json::Value = serde_json::from_str(text.trim().lines().last().unwrap_or(""))
+                .with_context(|| format!("unexpected output from the reference script: {text}"))?;
+            let ref_sps = v["forward_seg_per_s"].as_f64().unwrap_or(f64::NAN);
+            let ref_fb = v["fbank_ms"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "pytorch {} / transformers {} ({} threads): forward {ref_sps:.3} segments/s, fbank ({}) {ref_fb:.3} ms",
+                v["torch"].as_str().unwrap_or("?"),
+                v["transformers"].as_str().unwrap_or("?"),
+                v["threads"],
+                v["fbank_backend"].as_str().unwrap_or("?")
+            );
+            println!("ratio forward (dams / pytorch): {:.2}x", dams_sps / ref_sps);
+            println!("ratio fbank (pytorch time / dams time): {:.1}x", ref_fb / fbank_ms);
+        }
+        Ok(o) => {
+            eprintln!("reference not run ({} failed): {}", a.python, String::from_utf8_lossy(&o.stderr).trim())
+        }
+        Err(e) => eprintln!("reference not run (cannot start {}: {e}); dams figures only", a.python),
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "burn"))]
+pub fn bench(_ctx: &Ctx, _a: BenchAstArgs) -> Result<()> {
+    bail!("this build of dams has no model engine (rebuild with the `burn` feature)")
+}

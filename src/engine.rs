@@ -1,0 +1,193 @@
+//! Where teacher models run: `--device auto|cpu|gpu`.
+//!
+//! * `cpu`: burn-flex, burn's pure-Rust CPU backend (gemm + SIMD + rayon; burn-ndarray is deprecated in 0.22).
+//! * `gpu`: a wgpu adapter (Vulkan / Metal / DX12) that is a real GPU; an error if there is none.
+//! * `auto`: the GPU if one works, else the CPU with a one-line notice. A software adapter (llvmpipe, a "CPU"
+//!   device type) counts as no GPU: it is far slower than burn-flex.
+//!
+//! Probing never panics: no Vulkan loader, no adapter or a failing adapter is an error value (the probe also runs
+//! under `catch_unwind`, in case a driver misbehaves), and the result is cached for the process because a wgpu
+//! runtime can only be initialised once.
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use burn::tensor::Device;
+
+/// The user's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
+            other => Err(format!("unknown device '{other}' (auto, cpu or gpu)")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Gpu => "gpu",
+        })
+    }
+}
+
+/// A device models can run on.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub device: Device,
+    /// `cpu (burn-flex)` or `gpu (NVIDIA ..., Vulkan)`.
+    pub description: String,
+    /// Whether this is the GPU.
+    pub gpu: bool,
+    /// One line for the user when `auto` fell back to the CPU.
+    pub notice: Option<String>,
+}
+
+impl Engine {
+    pub fn cpu() -> Engine {
+        Engine { device: Device::flex(), description: "cpu (burn-flex)".into(), gpu: false, notice: None }
+    }
+
+    /// Select a device for `choice`.
+    pub fn select(choice: DeviceChoice) -> Result<Engine, String> {
+        match choice {
+            DeviceChoice::Cpu => Ok(Engine::cpu()),
+            DeviceChoice::Gpu => probe_gpu().clone().map_err(|e| format!("no usable GPU: {e} (use --device cpu)")),
+            DeviceChoice::Auto => Ok(match probe_gpu() {
+                Ok(g) => g.clone(),
+                Err(e) => Engine { notice: Some(format!("no usable GPU ({e}); running on the CPU")), ..Engine::cpu() },
+            }),
+        }
+    }
+}
+
+/// The wgpu probe, once per process.
+fn probe_gpu() -> &'static Result<Engine, String> {
+    static PROBE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        if std::env::var_os("DAMS_NO_GPU").is_some() {
+            return Err("DAMS_NO_GPU is set".into());
+        }
+        let _quiet = QuietStderr::new();
+        match std::panic::catch_unwind(probe_wgpu) {
+            Ok(r) => r,
+            Err(_) => Err("the GPU driver failed while probing".into()),
+        }
+    })
+}
+
+/// Silences fd 2 while it lives: GPU drivers and the Vulkan loader print to stderr while probing (e.g.
+/// "XDG_RUNTIME_DIR is invalid" on a headless machine), which would break the one-line notice and a TUI.
+struct QuietStderr {
+    #[cfg(unix)]
+    saved: Option<i32>,
+}
+
+impl QuietStderr {
+    fn new() -> QuietStderr {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: plain fd calls on valid descriptors; the saved copy is restored and closed in `drop`.
+            let saved = unsafe {
+                let null = std::fs::OpenOptions::new().write(true).open("/dev/null").ok();
+                match null {
+                    Some(n) => {
+                        let saved = libc::dup(2);
+                        if saved >= 0 && libc::dup2(n.as_raw_fd(), 2) >= 0 {
+                            Some(saved)
+                        } else {
+                            if saved >= 0 {
+                                libc::close(saved);
+                            }
+                            None
+                        }
+                    }
+                    None => None,
+                }
+            };
+            QuietStderr { saved }
+        }
+        #[cfg(not(unix))]
+        QuietStderr {}
+    }
+}
+
+impl Drop for QuietStderr {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(fd) = self.saved.take() {
+            // SAFETY: `fd` is the descriptor saved in `new`.
+            unsafe {
+                libc::dup2(fd, 2);
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+fn probe_wgpu() -> Result<Engine, String> {
+    use burn::tensor::wgpu::WgpuBackend;
+    use burn::tensor::wgpu::wgpu::DeviceType;
+    // Ask for the platform's native API explicitly: `Auto` also tries OpenGL, which finds software renderers
+    // (llvmpipe) and prints to stderr on headless machines.
+    let api = if cfg!(target_os = "macos") {
+        WgpuBackend::Metal
+    } else if cfg!(target_os = "windows") {
+        WgpuBackend::Dx12
+    } else {
+        WgpuBackend::Vulkan
+    };
+    let (device, setup) =
+        Device::wgpu_options().graphics_api(api).init_with_setup().map_err(|e| first_line(&e.to_string()))?;
+    let info = setup.adapter.get_info();
+    if matches!(info.device_type, DeviceType::Cpu) {
+        return Err(format!("the only adapter is the software renderer {} ({:?})", info.name, info.backend));
+    }
+    Ok(Engine { device, description: format!("gpu ({}, {:?})", info.name, info.backend), gpu: true, notice: None })
+}
+
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("").trim();
+    if l.len() > 200 { format!("{}…", &l[..l.floor_char_boundary(200)]) } else { l.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_choices() {
+        assert_eq!("auto".parse::<DeviceChoice>(), Ok(DeviceChoice::Auto));
+        assert_eq!("CPU".parse::<DeviceChoice>(), Ok(DeviceChoice::Cpu));
+        assert_eq!("gpu".parse::<DeviceChoice>(), Ok(DeviceChoice::Gpu));
+        assert!("tpu".parse::<DeviceChoice>().unwrap_err().contains("tpu"));
+    }
+
+    #[test]
+    fn auto_always_gives_a_device_and_gpu_never_panics() {
+        let e = Engine::select(DeviceChoice::Auto).unwrap();
+        if !e.gpu {
+            assert!(e.notice.as_deref().is_some_and(|n| n.contains("CPU") && !n.contains('\n')), "{:?}", e.notice);
+        }
+        match Engine::select(DeviceChoice::Gpu) {
+            Ok(g) => assert!(g.gpu),
+            Err(m) => assert!(m.contains("--device cpu"), "{m}"),
+        }
+        assert!(!Engine::select(DeviceChoice::Cpu).unwrap().gpu);
+    }
+}

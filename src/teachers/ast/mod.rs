@@ -1,0 +1,228 @@
+//! AST, the Audio Spectrogram Transformer (`MIT/ast-finetuned-audioset-10-10-0.4593`), ported faithfully: the
+//! Kaldi fbank front end ([`features`]), `config.json` ([`config`]), a checked safetensors reader
+//! ([`checkpoint`]), the ViT on burn ([`model`]) and the installed weights ([`install`]).
+
+pub mod checkpoint;
+pub mod config;
+pub mod features;
+pub mod install;
+#[cfg(feature = "burn")]
+pub mod model;
+
+#[cfg(feature = "burn")]
+pub use teacher::AstTeacher;
+
+/// Why an AST checkpoint cannot be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum AstError {
+    #[error("AST config: {0}")]
+    Config(String),
+    #[error("AST weights: {0}")]
+    Weights(String),
+    #[error("AST: {0}")]
+    Run(String),
+}
+
+/// The teacher id.
+pub const ID: &str = "ast";
+/// The published checkpoint.
+pub const HF_REPO: &str = "MIT/ast-finetuned-audioset-10-10-0.4593";
+
+/// Open the installed AST (see [`install`]) on the device `opts` asks for.
+pub fn load_installed(
+    model_cache: &std::path::Path,
+    opts: &crate::teachers::LoadOptions,
+) -> Result<Box<dyn crate::teachers::Teacher>, crate::teachers::TeacherError> {
+    use crate::teachers::TeacherError;
+    let Some(rec) = install::installed(model_cache) else {
+        return Err(TeacherError::NotInstalled {
+            id: ID.into(),
+            hint: "install it with `dams teachers pull ast` (or `dams teachers add ast --from DIR`)".into(),
+        });
+    };
+    #[cfg(feature = "burn")]
+    {
+        let choice: crate::engine::DeviceChoice = opts
+            .device
+            .as_deref()
+            .unwrap_or("auto")
+            .parse()
+            .map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
+        let engine =
+            crate::engine::Engine::select(choice).map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
+        let t = AstTeacher::open(&install::install_dir(model_cache), engine, Some(format!("sha256:{}", rec.sha256)))
+            .map_err(|e| TeacherError::Weights { id: ID.into(), detail: e.to_string() })?;
+        Ok(Box::new(t))
+    }
+    #[cfg(not(feature = "burn"))]
+    {
+        let _ = (rec, opts);
+        Err(TeacherError::Input {
+            id: ID.into(),
+            detail: "this build of dams has no model engine (rebuild with the `burn` feature)".into(),
+        })
+    }
+}
+
+#[cfg(feature = "burn")]
+mod teacher {
+    use std::path::Path;
+
+    use burn::tensor::{Tensor, TensorData};
+
+    use super::checkpoint::Checkpoint;
+    use super::config::AstConfig;
+    use super::features::Fbank;
+    use super::model::AstModel;
+    use super::{AstError, ID};
+    use crate::engine::Engine;
+    use crate::teachers::audioset::{N_AUDIOSET, Pooling, collapse_logits};
+    use crate::teachers::{Teacher, TeacherError, TeacherOutput};
+
+    /// A loaded AST checkpoint on a device.
+    pub struct AstTeacher {
+        model: AstModel,
+        engine: Engine,
+        fbank: Fbank,
+        cfg: AstConfig,
+        checksum: String,
+        version: String,
+        pooling: Pooling,
+        batch: usize,
+    }
+
+    impl std::fmt::Debug for AstTeacher {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("AstTeacher")
+                .field("version", &self.version)
+                .field("device", &self.engine.description)
+                .finish()
+        }
+    }
+
+    impl AstTeacher {
+        /// Load `config.json` + `model.safetensors` from `dir` onto `engine`'s device. `checksum` identifies the
+        /// weights (the install record's sha256; computed when `None`).
+        pub fn open(dir: &Path, engine: Engine, checksum: Option<String>) -> Result<AstTeacher, AstError> {
+            let cfg = AstConfig::from_file(&dir.join("config.json"))?;
+            let weights = dir.join("model.safetensors");
+            let mut ckpt = Checkpoint::open(&weights)?;
+            let model = AstModel::load(&cfg, &mut ckpt, &engine.device)?;
+            let unused = ckpt.unused();
+            if !unused.is_empty() {
+                return Err(AstError::Weights(format!(
+                    "{}: {} unexpected tensor(s), e.g. '{}' (does config.json match the weights?)",
+                    weights.display(),
+                    unused.len(),
+                    unused[0]
+                )));
+            }
+            let checksum = match checksum {
+                Some(c) => c,
+                None => format!(
+                    "sha256:{}",
+                    super::install::sha256_file(&weights).map_err(|e| AstError::Weights(e.to_string()))?
+                ),
+            };
+            let batch = if engine.gpu { 16 } else { 4 };
+            Ok(AstTeacher {
+                fbank: Fbank::new(cfg.fbank()),
+                version: format!("{} ({} layers, hidden {})", super::HF_REPO, cfg.num_hidden_layers, cfg.hidden_size),
+                model,
+                engine,
+                cfg,
+                checksum,
+                pooling: Pooling::default(),
+                batch,
+            })
+        }
+
+        pub fn config(&self) -> &AstConfig {
+            &self.cfg
+        }
+
+        pub fn engine(&self) -> &Engine {
+            &self.engine
+        }
+
+        pub fn with_pooling(mut self, pooling: Pooling) -> Self {
+            self.pooling = pooling;
+            self
+        }
+
+        /// The model input of a batch of waveforms: `[B, max_length, num_mel_bins]`, row-major.
+        pub fn features(&mut self, segments: &[&[f32]]) -> Vec<f32> {
+            let per = self.fbank.output_len();
+            let mut x = vec![0f32; per * segments.len()];
+            for (s, out) in segments.iter().zip(x.chunks_exact_mut(per)) {
+                self.fbank.features_into(s, out);
+            }
+            x
+        }
+
+        /// Logits `[B][num_labels]` for precomputed features (`B × max_length × num_mel_bins` values).
+        pub fn logits_from_features(&self, feats: Vec<f32>, batch: usize) -> Result<Vec<Vec<f32>>, AstError> {
+            let [t, f] = self.model.input_shape();
+            if feats.len() != batch * t * f {
+                return Err(AstError::Run(format!(
+                    "{} feature values for a batch of {batch} × {t} × {f}",
+                    feats.len()
+                )));
+            }
+            if batch == 0 {
+                return Ok(Vec::new());
+            }
+            let x = Tensor::<3>::from_data(TensorData::new(feats, [batch, t, f]), &self.engine.device);
+            let logits = self.model.forward(x);
+            let data = logits.try_into_data().map_err(|e| AstError::Run(format!("the device failed: {e:?}")))?;
+            let v: Vec<f32> = data.try_to_vec::<f32>().map_err(|e| AstError::Run(format!("reading logits: {e:?}")))?;
+            let n = self.cfg.num_labels();
+            Ok(v.chunks_exact(n).map(|c| c.to_vec()).collect())
+        }
+
+        /// Logits for a batch of 16 kHz mono waveforms.
+        pub fn logits(&mut self, segments: &[&[f32]]) -> Result<Vec<Vec<f32>>, AstError> {
+            if let Some(i) = segments.iter().position(|s| s.iter().any(|v| !v.is_finite())) {
+                return Err(AstError::Run(format!("segment {i} of the batch holds non-finite samples")));
+            }
+            let feats = self.features(segments);
+            self.logits_from_features(feats, segments.len())
+        }
+    }
+
+    impl Teacher for AstTeacher {
+        fn id(&self) -> &str {
+            ID
+        }
+        fn version(&self) -> String {
+            self.version.clone()
+        }
+        fn checksum(&self) -> &str {
+            &self.checksum
+        }
+        fn audioset_logits(&self) -> bool {
+            self.cfg.num_labels() == N_AUDIOSET
+        }
+        fn settings_json(&self) -> String {
+            serde_json::json!({"device": if self.engine.gpu { "gpu" } else { "cpu" }, "pooling": self.pooling.as_str()})
+                .to_string()
+        }
+        fn batch_size(&self) -> usize {
+            self.batch
+        }
+        fn notice(&self) -> Option<String> {
+            self.engine.notice.clone()
+        }
+        fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
+            let input = |detail: String| TeacherError::Input { id: ID.into(), detail };
+            let logits = self.logits(segments).map_err(|e| input(e.to_string()))?;
+            logits
+                .into_iter()
+                .map(|l| {
+                    let scores = collapse_logits(&l, self.pooling).map_err(input)?;
+                    Ok(TeacherOutput { scores, logits: Some(l) })
+                })
+                .collect()
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The AST ViT as a burn module, built from any `config.json` and filled from `model.safetensors` with the
+//! Hugging Face key names (see `checkpoint`).
+//!
+//! `[B, T, F]` features → image `[B, 1, F, T]` → `Conv2d(1, D, k = p, stride = (fs, ts))` → patches flattened
+//! frequency-major → `[cls, distillation, patches] + position embeddings` → L pre-LN layers (multi-head attention
+//! with scale d_h^−½, exact GELU MLP) → LayerNorm → (tok₀ + tok₁)/2 → classifier LayerNorm → Linear → logits.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::gelu;
+use burn::tensor::module::{attention, conv2d};
+use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::AstError;
+use super::checkpoint::Checkpoint;
+use super::config::AstConfig;
+
+const PREFIX: &str = "audio_spectrogram_transformer";
+
+/// One pre-LN transformer layer.
+#[derive(Module, Debug)]
+pub struct AstLayer {
+    ln_before: LayerNorm,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    ln_after: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    #[module(skip)]
+    heads: usize,
+}
+
+impl AstLayer {
+    fn forward(&self, h: Tensor<3>) -> Tensor<3> {
+        let [b, n, d] = h.dims();
+        let dh = d / self.heads;
+        let x = self.ln_before.forward(h.clone());
+        let split = |t: Tensor<3>| t.reshape([b, n, self.heads, dh]).swap_dims(1, 2);
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x));
+        let ctx = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        let ctx = ctx.swap_dims(1, 2).reshape([b, n, d]);
+        let h = self.attn_out.forward(ctx) + h;
+        let y = gelu(self.intermediate.forward(self.ln_after.forward(h.clone())));
+        self.output.forward(y) + h
+    }
+}
+
+/// The whole model.
+#[derive(Module, Debug)]
+pub struct AstModel {
+    patch_weight: Param<Tensor<4>>,
+    patch_bias: Param<Tensor<1>>,
+    cls_token: Param<Tensor<3>>,
+    distillation_token: Param<Tensor<3>>,
+    position_embeddings: Param<Tensor<3>>,
+    layers: Vec<AstLayer>,
+    layernorm: LayerNorm,
+    head_layernorm: LayerNorm,
+    head: Linear,
+    #[module(skip)]
+    strides: [usize; 2],
+    #[module(skip)]
+    input: [usize; 2],
+}
+
+/// Reads tensors of the expected shapes from a checkpoint onto a device.
+struct Loader<'a> {
+    ckpt: &'a mut Checkpoint,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    fn raw<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, AstError> {
+        let v = self.ckpt.take(name, &shape)?;
+        Ok(Tensor::from_data(TensorData::new(v, shape), self.device))
+    }
+
+    fn param<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Param<Tensor<D>>, AstError> {
+        Ok(Param::from_tensor(self.raw(name, shape)?))
+    }
+
+    /// A PyTorch `nn.Linear` (`weight [out, in]`) as a burn `Linear` (`weight [in, out]`).
+    fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<Linear, AstError> {
+        let w = self.ckpt.take(&format!("{name}.weight"), &[d_out, d_in])?;
+        let mut t = vec![0f32; w.len()];
+        for o in 0..d_out {
+            for i in 0..d_in {
+                t[i * d_out + o] = w[o * d_in + i];
+            }
+        }
+        let weight = Param::from_tensor(Tensor::from_data(TensorData::new(t, [d_in, d_out]), self.device));
+        let bias = Some(self.param(&format!("{name}.bias"), [d_out])?);
+        Ok(Linear { weight, bias })
+    }
+
+    fn layer_norm(&mut self, name: &str, d: usize, eps: f64) -> Result<LayerNorm, AstError> {
+        let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(self.device);
+        ln.gamma = self.param(&format!("{name}.weight"), [d])?;
+        ln.beta = Some(self.param(&format!("{name}.bias"), [d])?);
+        Ok(ln)
+    }
+}
+
+impl AstModel {
+    /// Build the model `cfg` describes from the checkpoint's tensors (every expected tensor must be there with the
+    /// expected shape; see [`Checkpoint::unused`] for extra ones).
+    pub fn load(cfg: &AstConfig, ckpt: &mut Checkpoint, device: &Device) -> Result<AstModel, AstError> {
+        let d = cfg.hidden_size;
+        let p = cfg.patch_size;
+        let eps = cfg.layer_norm_eps;
+        let mut l = Loader { ckpt, device };
+        let e = format!("{PREFIX}.embeddings");
+        let patch_weight = l.param(&format!("{e}.patch_embeddings.projection.weight"), [d, 1, p, p])?;
+        let patch_bias = l.param(&format!("{e}.patch_embeddings.projection.bias"), [d])?;
+        let cls_token = l.param(&format!("{e}.cls_token"), [1, 1, d])?;
+        let distillation_token = l.param(&format!("{e}.distillation_token"), [1, 1, d])?;
+        let position_embeddings = l.param(&format!("{e}.position_embeddings"), [1, cfg.num_patches() + 2, d])?;
+        if !cfg.qkv_bias {
+            return Err(AstError::Config("qkv_bias = false is not supported (AST checkpoints have biases)".into()));
+        }
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let n = format!("{PREFIX}.encoder.layer.{i}");
+            let im = cfg.intermediate_size;
+            layers.push(AstLayer {
+                ln_before: l.layer_norm(&format!("{n}.layernorm_before"), d, eps)?,
+                query: l.linear(&format!("{n}.attention.attention.query"), d, d)?,
+                key: l.linear(&format!("{n}.attention.attention.key"), d, d)?,
+                value: l.linear(&format!("{n}.attention.attention.value"), d, d)?,
+                attn_out: l.linear(&format!("{n}.attention.output.dense"), d, d)?,
+                ln_after: l.layer_norm(&format!("{n}.layernorm_after"), d, eps)?,
+                intermediate: l.linear(&format!("{n}.intermediate.dense"), d, im)?,
+                output: l.linear(&format!("{n}.output.dense"), im, d)?,
+                heads: cfg.num_attention_heads,
+            });
+        }
+        Ok(AstModel {
+            patch_weight,
+            patch_bias,
+            cls_token,
+            distillation_token,
+            position_embeddings,
+            layers,
+            layernorm: l.layer_norm(&format!("{PREFIX}.layernorm"), d, eps)?,
+            head_layernorm: l.layer_norm("classifier.layernorm", d, eps)?,
+            head: l.linear("classifier.dense", d, cfg.num_labels())?,
+            strides: [cfg.frequency_stride, cfg.time_stride],
+            input: [cfg.max_length, cfg.num_mel_bins],
+        })
+    }
+
+    /// `[B, max_length, num_mel_bins]` features → `[B, num_labels]` logits.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let [b, _, _] = x.dims();
+        let img = x.swap_dims(1, 2).unsqueeze_dim::<4>(1);
+        let patches = conv2d(
+            img,
+            self.patch_weight.val(),
+            Some(self.patch_bias.val()),
+            ConvOptions::new(self.strides, [0, 0], [1, 1], 1),
+        );
+        let [_, d, fg, tg] = patches.dims();
+        let emb = patches.reshape([b, d, fg * tg]).swap_dims(1, 2);
+        let cls = self.cls_token.val().expand([b, 1, d]);
+        let dist = self.distillation_token.val().expand([b, 1, d]);
+        let mut h = Tensor::cat(vec![cls, dist, emb], 1) + self.position_embeddings.val();
+        for layer in &self.layers {
+            h = layer.forward(h);
+        }
+        let h = self.layernorm.forward(h);
+        let pooled = (h.clone().narrow(1, 0, 1) + h.narrow(1, 1, 1)).reshape([b, d]) * 0.5;
+        self.head.forward(self.head_layernorm.forward(pooled))
+    }
+
+    /// Features per segment expected by [`forward`](Self::forward): `[max_length, num_mel_bins]`.
+    pub fn input_shape(&self) -> [usize; 2] {
+        self.input
+    }
+}
