@@ -18,5 +18,7 @@ pub mod manifest;
 pub mod playback;
 pub mod pseudo;
 pub mod store;
+#[cfg(feature = "burn")]
+pub mod student;
 pub mod tui;
 pub mod workspace;

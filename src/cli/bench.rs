@@ -36,6 +36,19 @@ pub enum BenchWhich {
         #[arg(long, default_value_t = 300)]
         frames: usize,
     },
+    /// Training throughput (segments/s) of the CNN student on the CPU, vs the same net in PyTorch.
+    #[cfg(feature = "burn")]
+    Student {
+        #[arg(long, default_value_t = 96)]
+        segments: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 16)]
+        width: usize,
+        /// tools/student_torch_bench.py: run the PyTorch reference when python3 has torch.
+        #[arg(long)]
+        torch_script: Option<std::path::PathBuf>,
+    },
 }
 
 pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
@@ -46,5 +59,9 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         BenchWhich::TuiSwitch { segments } => crate::tui::bench::switch(segments),
         BenchWhich::TuiLabel { keys } => crate::tui::bench::label(keys),
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
+        #[cfg(feature = "burn")]
+        BenchWhich::Student { segments, batch, width, torch_script } => {
+            crate::student::bench::run(segments, batch, width, torch_script.as_deref())
+        }
     }
 }
