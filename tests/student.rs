@@ -324,7 +324,7 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
     let id = dams::student::spawn_training(&mut runner, &ws, req("gold,builtin_pseudo:0.5")).unwrap();
     let v = runner.wait(id).unwrap();
     assert_eq!(v.state, JobState::Done, "{:?} {:?}", v.error, v.log);
-    let r = v.result.unwrap();
+    let r = v.result.clone().unwrap();
     assert_eq!(r["train_examples"], 12, "6 gold + 6 pseudo on train; broken skipped");
     assert_eq!(r["dev_examples"], 6);
     assert!(v.log.iter().any(|l| l.contains("skipped segments/broken.wav")), "{:?}", v.log);
