@@ -217,6 +217,39 @@ pub enum Action {
     CloseHelp,
     ScrollDown,
     ScrollUp,
+    // screens (app context)
+    ShowThresholds,
+    ShowDisagreements,
+    ShowJobs,
+    // shared by the research screens
+    Back,
+    ItemDown,
+    ItemUp,
+    OpenItem,
+    // thresholds
+    ThresholdUp,
+    ThresholdDown,
+    ThresholdUpCoarse,
+    ThresholdDownCoarse,
+    NextTeacher,
+    PrevTeacher,
+    NextClass,
+    CalibratePrecision,
+    CalibrateQuantile,
+    CalibrateF1,
+    TargetUp,
+    TargetDown,
+    QuantileUp,
+    QuantileDown,
+    SaveThreshold,
+    // disagreements
+    CycleOrder,
+    CycleClassFilter,
+    CycleSplitFilterQueue,
+    // jobs
+    NewScoreJob,
+    NewPseudoJob,
+    CancelJob,
 }
 
 /// `(name in keymap files, action)`; `noop` is handled separately.
@@ -266,6 +299,34 @@ pub const ACTIONS: &[(&str, Action)] = &[
     ("close_help", Action::CloseHelp),
     ("scroll_down", Action::ScrollDown),
     ("scroll_up", Action::ScrollUp),
+    ("show_thresholds", Action::ShowThresholds),
+    ("show_disagreements", Action::ShowDisagreements),
+    ("show_jobs", Action::ShowJobs),
+    ("back", Action::Back),
+    ("item_down", Action::ItemDown),
+    ("item_up", Action::ItemUp),
+    ("open_item", Action::OpenItem),
+    ("threshold_up", Action::ThresholdUp),
+    ("threshold_down", Action::ThresholdDown),
+    ("threshold_up_coarse", Action::ThresholdUpCoarse),
+    ("threshold_down_coarse", Action::ThresholdDownCoarse),
+    ("next_teacher", Action::NextTeacher),
+    ("prev_teacher", Action::PrevTeacher),
+    ("next_class", Action::NextClass),
+    ("calibrate_precision", Action::CalibratePrecision),
+    ("calibrate_quantile", Action::CalibrateQuantile),
+    ("calibrate_f1", Action::CalibrateF1),
+    ("target_up", Action::TargetUp),
+    ("target_down", Action::TargetDown),
+    ("quantile_up", Action::QuantileUp),
+    ("quantile_down", Action::QuantileDown),
+    ("save_threshold", Action::SaveThreshold),
+    ("cycle_order", Action::CycleOrder),
+    ("cycle_class_filter", Action::CycleClassFilter),
+    ("cycle_queue_split", Action::CycleSplitFilterQueue),
+    ("new_score_job", Action::NewScoreJob),
+    ("new_pseudo_job", Action::NewPseudoJob),
+    ("cancel_job", Action::CancelJob),
 ];
 
 impl Action {
@@ -278,11 +339,21 @@ impl Action {
 }
 
 /// The contexts a keymap file may contain, in help-popup order.
-pub const CONTEXTS: [&str; 5] = ["app", "list", "player", "label", "help"];
+pub const CONTEXTS: [&str; 8] = ["app", "list", "player", "label", "thresholds", "disagreements", "jobs", "help"];
 
-/// Which contexts are active at the same time (a key may be bound once per scope).
+/// The screens with their own key scope (besides the main screen and the help popup).
+pub const SCREEN_SCOPES: [&str; 3] = ["thresholds", "disagreements", "jobs"];
+
+/// Which contexts are active at the same time (a key may be bound once per scope). The research
+/// screens each have their own scope; keys they leave unbound fall back to the `app` context.
 fn scope_of(context: &str) -> &'static str {
-    if context == "help" { "help" } else { "main" }
+    match context {
+        "help" => "help",
+        "thresholds" => "thresholds",
+        "disagreements" => "disagreements",
+        "jobs" => "jobs",
+        _ => "main",
+    }
 }
 
 /// One live binding.
@@ -473,9 +544,30 @@ impl Keymap {
         self.index.get(&(scope, key)).map(|&i| self.bindings[i].action)
     }
 
+    /// The action bound to `key` on a research screen (`thresholds`, `disagreements`, `jobs`):
+    /// the screen's own bindings first, then the `app` context (quit, help, screen switches).
+    pub fn lookup_screen(&self, screen: &str, key: Key) -> Option<Action> {
+        let scope = scope_of(screen);
+        if let Some(&i) = self.index.get(&(scope, key)) {
+            return Some(self.bindings[i].action);
+        }
+        self.index.get(&("main", key)).map(|&i| &self.bindings[i]).filter(|b| b.context == "app").map(|b| b.action)
+    }
+
     /// Every live binding (help popup, docs).
     pub fn bindings(&self) -> &[Binding] {
         &self.bindings
+    }
+
+    /// The keys bound to an action in one context, or in the `app` context (hints on a screen).
+    pub fn keys_in(&self, context: &str, action: Action) -> String {
+        let keys: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|b| b.action == action && (b.context == context || b.context == "app"))
+            .map(|b| b.key.to_string())
+            .collect();
+        keys.join("/")
     }
 
     /// The keys bound to an action (for hints in the status bar), joined by `/`.
@@ -543,7 +635,7 @@ mod tests {
         assert_eq!(km.lookup(Key::ch('q'), false), None);
         // The preset's other bindings survive.
         assert_eq!(km.lookup(Key::ch('1'), false), Some(Action::ToggleSpeech));
-        let b = km.bindings().iter().find(|b| b.key == Key::ch('x')).unwrap();
+        let b = km.bindings().iter().find(|b| b.key == Key::ch('x') && b.context == "label").unwrap();
         assert_eq!(b.origin, "user.toml:2");
     }
 

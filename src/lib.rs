@@ -17,8 +17,10 @@ pub mod labels;
 pub mod manifest;
 pub mod playback;
 pub mod pseudo;
+pub mod rng;
 pub mod store;
 #[cfg(feature = "burn")]
 pub mod student;
+pub mod teachers;
 pub mod tui;
 pub mod workspace;

@@ -22,6 +22,8 @@ use thiserror::Error;
 
 use crate::eval::{self, EvalError};
 use crate::labels::{CLASSES, Class, LabelSet, LabelSource, Split};
+use crate::manifest::export::{manifest_path, snapshot_file_name};
+use crate::manifest::{Spelling, fmt_float};
 use crate::store::{Store, StoreError};
 use crate::workspace::Workspace;
 
@@ -46,6 +48,8 @@ pub enum PseudoError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T, E = PseudoError> = std::result::Result<T, E>;
@@ -133,6 +137,13 @@ pub struct Outcome {
 
 /// Compute, store and write a pseudo-labelling run.
 pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
+    run_with(ws, store, p, None)
+}
+
+/// [`run`] inside a [`crate::jobs::JobRunner`] job: the runner owns the `jobs` row (its id is
+/// the outcome's `job_id`); progress goes to the job's view and cancellation is honoured
+/// between segments (nothing is written before the labels are complete).
+pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crate::jobs::JobCtx>) -> Result<Outcome> {
     if p.teachers.is_empty() {
         return Err(PseudoError::NoTeachers);
     }
@@ -203,12 +214,27 @@ pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
         index.iter().filter(|(_, i)| p.splits.contains(&i.split)).map(|(id, _)| *id).collect();
     candidates.sort_unstable();
 
-    let job_id = store.create_job("pseudo_label", &config, Some(candidates.len() as i64))?;
+    let job_id = match job {
+        Some(j) => {
+            j.phase("labelling");
+            j.progress(0, Some(candidates.len() as u64));
+            j.id()
+        }
+        None => store.create_job("pseudo_label", &config, Some(candidates.len() as i64))?,
+    };
     let result = (|| -> Result<Outcome> {
         let mut rows: Vec<(i64, LabelSet, [f32; 3])> = Vec::new();
         let (mut empty, mut unscored, mut skipped_gold) = (0, 0, 0);
         let mut positives = [0usize; 3];
-        for &id in &candidates {
+        for (i, &id) in candidates.iter().enumerate() {
+            if let Some(j) = job
+                && i % 1024 == 0
+            {
+                if j.is_cancelled() {
+                    return Err(PseudoError::Cancelled);
+                }
+                j.progress(i as u64, None);
+            }
             if gold.contains_key(&id) {
                 skipped_gold += 1;
                 continue;
@@ -240,12 +266,17 @@ pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
         }
         let pseudo_run_id = store.create_pseudo_run(&source, &config)?;
         store.put_pseudo_labels(pseudo_run_id, &rows)?;
-        store.update_job(job_id, candidates.len() as i64, None, Some("writing CSV"), None)?;
+        match job {
+            Some(j) => {
+                j.progress(candidates.len() as u64, None);
+                j.phase("writing CSV");
+            }
+            None => store.update_job(job_id, candidates.len() as i64, None, Some("writing CSV"), None)?,
+        }
 
-        let date = chrono::Utc::now().format("%Y%m%d").to_string();
-        let splits_tag: Vec<String> = p.splits.iter().map(|s| s.as_str().to_ascii_uppercase()).collect();
         let labels_csv = ws.metadata_dir().join("blocs_smad_labels.csv");
-        let snapshot_csv = ws.experiments_dir().join(format!("{}_{}_{date}.csv", source, splits_tag.join("-")));
+        let snapshot_csv =
+            ws.experiments_dir().join(snapshot_file_name(source.as_str(), &p.splits, chrono::Utc::now().date_naive()));
         let pseudo: HashMap<i64, (LabelSet, [f32; 3])> = rows.iter().map(|(i, l, s)| (*i, (*l, *s))).collect();
         let text = labels_csv_text(store, &gold, &pseudo, &source)?;
         write_atomic(&labels_csv, text.as_bytes())?;
@@ -264,6 +295,9 @@ pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
             positives,
         })
     })();
+    if job.is_some() {
+        return result; // the runner records the outcome
+    }
     match &result {
         Ok(o) => {
             let r = serde_json::to_string(o).unwrap_or_default();
@@ -275,7 +309,8 @@ pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
 }
 
 /// The labels CSV: every segment with gold (label_source `gold`) or a pseudo-label, in
-/// segment order; gold wins where both exist. Columns as the DAMS manifest.
+/// segment order; gold wins where both exist. Columns, paths and number formats as the DAMS
+/// manifest export (`crate::manifest`).
 fn labels_csv_text(
     store: &Store,
     gold: &HashMap<i64, LabelSet>,
@@ -284,21 +319,7 @@ fn labels_csv_text(
 ) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let err = |e: csv::Error| PseudoError::Write { path: "labels CSV".into(), source: std::io::Error::other(e) };
-    w.write_record([
-        "raw_file",
-        "segment_path",
-        "start_time",
-        "end_time",
-        "split",
-        "label_source",
-        "speech_label",
-        "music_label",
-        "noise_label",
-        "speech_score",
-        "music_score",
-        "noise_score",
-    ])
-    .map_err(err)?;
+    w.write_record(Spelling::Dams.header()).map_err(err)?;
     for s in store.segments(None)? {
         let (src, labels, scores): (&str, LabelSet, Option<[f32; 3]>) = if let Some(g) = gold.get(&s.id) {
             ("gold", *g, None)
@@ -307,17 +328,17 @@ fn labels_csv_text(
         } else {
             continue;
         };
-        let path = match s.segment_path.strip_prefix("segments/") {
-            Some(rest) if !rest.contains('/') => rest.to_string(),
-            _ => s.segment_path.clone(),
-        };
         let b = |c: Class| if labels.get(c) { "1" } else { "0" }.to_string();
-        let sc = |i: usize| scores.map(|x| format!("{}", x[i])).unwrap_or_default();
+        // Scores are f32: write their shortest decimal (0.8, not 0.800000011920929) in the
+        // manifest's float style.
+        let sc = |i: usize| {
+            scores.map(|x| fmt_float(x[i].to_string().parse::<f64>().unwrap_or(x[i] as f64))).unwrap_or_default()
+        };
         w.write_record([
             s.raw_file.clone(),
-            path,
-            format!("{}", s.start_time),
-            format!("{}", s.end_time),
+            manifest_path(&s.segment_path).to_string(),
+            fmt_float(s.start_time),
+            fmt_float(s.end_time),
             s.split.to_string(),
             src.to_string(),
             b(Class::Speech),
@@ -333,17 +354,19 @@ fn labels_csv_text(
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Write a finished text file atomically (the manifest exporter's temp-file-and-rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let werr = |source| PseudoError::Write { path: path.display().to_string(), source };
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(werr)?;
-    }
-    let tmp = path.with_extension("csv.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(werr)?;
-    f.write_all(bytes).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    std::fs::rename(&tmp, path).map_err(werr)?;
-    Ok(())
+    crate::manifest::export::write_atomic(path, |w| {
+        w.write_all(bytes)
+            .map_err(|err| crate::manifest::ManifestError::Write { path: path.display().to_string(), err })
+    })
+    .map_err(|e| {
+        let source = match e {
+            crate::manifest::ManifestError::Write { err, .. } => err,
+            other => std::io::Error::other(other.to_string()),
+        };
+        PseudoError::Write { path: path.display().to_string(), source }
+    })
 }
 
 #[cfg(test)]

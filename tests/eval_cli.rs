@@ -239,12 +239,12 @@ fn calibrate_eval_and_pseudo_label_end_to_end() {
         "raw_file,segment_path,start_time,end_time,split,label_source,speech_label,music_label,noise_label,speech_score,music_score,noise_score"
     );
     assert_eq!(lines.len(), 1 + 7 + 4, "7 gold rows + 4 pseudo rows:\n{labels}");
-    assert!(lines.contains(&"train.flac,t1.wav,0,10,train,gold,0,1,0,,,"), "gold wins on t1:\n{labels}");
-    assert!(lines.iter().any(|l| l.starts_with("train.flac,t2.wav,0,10,train,ast_pseudo,1,0,0,0.8,")), "{labels}");
-    assert!(lines.iter().any(|l| l.starts_with(",u1.wav,0,10,unlabeled,ast_pseudo,0,1,1,")), "{labels}");
+    assert!(lines.contains(&"train.flac,t1.wav,0.0,10.0,train,gold,0,1,0,,,"), "gold wins on t1:\n{labels}");
+    assert!(lines.iter().any(|l| l.starts_with("train.flac,t2.wav,0.0,10.0,train,ast_pseudo,1,0,0,0.8,")), "{labels}");
+    assert!(lines.iter().any(|l| l.starts_with(",u1.wav,0.0,10.0,unlabeled,ast_pseudo,0,1,1,")), "{labels}");
     assert!(!labels.contains("t4.wav"), "empty label excluded");
     let date = chrono::Utc::now().format("%Y%m%d").to_string();
-    let snap = ws.experiments_dir().join(format!("ast_pseudo_TRAIN-UNLABELED_{date}.csv"));
+    let snap = ws.experiments_dir().join(format!("ast_pseudo_train-unlabeled_{date}.csv"));
     assert_eq!(std::fs::read_to_string(&snap).unwrap(), labels);
     let store = ws.open_store().unwrap();
     let t1 = store.segment_by_path("segments/t1.wav").unwrap().unwrap().id;
@@ -266,7 +266,7 @@ fn calibrate_eval_and_pseudo_label_end_to_end() {
     assert!(out.contains("2 segments labelled") && out.contains("consensus_pseudo"), "{out}");
     assert!(out.contains("2 with no class on, 1 not scored by every teacher"), "{out}");
     let labels = std::fs::read_to_string(ws.metadata_dir().join("blocs_smad_labels.csv")).unwrap();
-    assert!(labels.contains(",u1.wav,0,10,unlabeled,consensus_pseudo,0,1,1,0.3,0.7,0.7"), "{labels}");
+    assert!(labels.contains(",u1.wav,0.0,10.0,unlabeled,consensus_pseudo,0,1,1,0.3,0.7,0.7"), "{labels}");
     let (cfg, job): (String, String) = store
         .conn()
         .query_row(

@@ -237,7 +237,13 @@ fn cancelled_training_resumes_from_its_checkpoint_without_redoing_epochs() {
     let epochs: Vec<usize> = st.history.iter().map(|h| h.epoch).collect();
     assert_eq!(epochs, (1..=6).collect::<Vec<_>>(), "epochs redone or skipped");
     // Resuming restores weights, optimizer and generator state: the same run as without the stop.
-    assert_eq!(st.history, reference.history);
+    // (Losses of the epochs before the stop went through state.json, whose f64 parsing may
+    // differ in the last bit; everything else is compared exactly.)
+    assert_eq!(st.history.len(), reference.history.len());
+    for (a, b) in st.history.iter().zip(&reference.history) {
+        assert!((a.loss - b.loss).abs() <= 1e-12 * b.loss.abs(), "{a:?} vs {b:?}");
+        assert_eq!((a.epoch, a.examples, a.dev_f1), (b.epoch, b.examples, b.dev_f1));
+    }
 }
 
 /// End to end in a workspace: gold on train and dev, a pseudo-label source with a weight, an
@@ -338,6 +344,22 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
     // Scoring again resumes the same run and redoes nothing.
     let again = dams::student::score_workspace(&ws, &mut store, "s1", None, DeviceChoice::Cpu, |_, _| {}).unwrap();
     assert_eq!((again.run_id, again.scored, again.skipped), (o.run_id, 0, 18));
+    // `student:s1` is a teacher like any other (what `dams score --teacher student:s1` opens).
+    let opts = dams::teachers::LoadOptions {
+        device: Some("cpu".into()),
+        models_dir: Some(ws.data_dir().join("models")),
+        ..Default::default()
+    };
+    let mut t = dams::teachers::load("student:s1", &opts).unwrap();
+    assert_eq!(t.id(), "student:s1");
+    let x = speech(&mut rng);
+    let out = t.score_batch(&[&x[..16_000], &x[16_000..]]).unwrap();
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|o| o.scores.iter().all(|s| (0.0..=1.0).contains(s))));
+    assert!(matches!(
+        dams::teachers::load("student:missing", &opts),
+        Err(dams::teachers::TeacherError::NotInstalled { .. })
+    ));
     // Names that would escape the models directory are refused.
     assert!(dams::student::student_dir(&ws, "../x").is_err());
 }

@@ -12,6 +12,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchWhich {
+    /// Built-in teacher: per-segment scoring time (features + head) on generated 10 s segments, against decoding
+    /// the same segment from a 16-bit WAV and against the bare 512-point spectrogram.
+    Builtin(super::teachers::BenchBuiltinArgs),
     /// Segmentation throughput (decode + resample + write windows) vs ffmpeg on the same file.
     Segment(super::audio::SegmentBenchArgs),
     /// Threshold move → recomputed metrics at 100,000 scored segments, vs a full rescan.
@@ -53,6 +56,7 @@ pub enum BenchWhich {
 
 pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     match a.which {
+        BenchWhich::Builtin(b) => super::teachers::bench_builtin(b),
         BenchWhich::Segment(b) => super::audio::run_bench_segment(ctx, b),
         BenchWhich::Thresholds(b) => super::eval::run_bench_thresholds(b),
         BenchWhich::Import(b) => super::manifest::bench_import(b),

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod manifest;
 #[cfg(feature = "burn")]
 pub mod student;
+pub mod teachers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,10 @@ pub enum Command {
     Tui,
     /// Measure dams' speed against a reference (ratios in one run).
     Bench(bench::BenchArgs),
+    /// List teachers (installed or not); train and evaluate the built-in teacher.
+    Teachers(teachers::TeachersArgs),
+    /// Score segments with a teacher into a (resumable) teacher run.
+    Score(teachers::ScoreArgs),
     /// Import a teacher's scores from CSV as a new run (refused whole on any bad row).
     ImportScores(eval::ImportScoresArgs),
     /// Evaluate teachers against gold: P/R/F1 with bootstrap intervals, confusions, kappa.
@@ -158,6 +163,8 @@ pub fn run(cli: Cli) -> Result<()> {
             info(&ws)
         }
         Some(Command::Bench(a)) => bench::run(&ctx, a),
+        Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
+        Some(Command::Score(a)) => teachers::run_score(&ctx, a),
         Some(Command::ImportScores(a)) => eval::run_import_scores(&ctx, a),
         Some(Command::Eval(a)) => eval::run_eval(&ctx, a),
         Some(Command::Calibrate(a)) => eval::run_calibrate(&ctx, a),

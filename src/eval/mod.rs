@@ -7,6 +7,7 @@ pub mod disagreement;
 pub mod explorer;
 pub mod import;
 pub mod metrics;
+pub mod workbench;
 
 use std::collections::HashMap;
 

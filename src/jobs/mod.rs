@@ -24,6 +24,8 @@ use serde_json::Value;
 
 use crate::store::Store;
 
+pub mod kinds;
+
 /// How many log lines a job keeps in memory (the store keeps them all).
 const LOG_LINES: usize = 200;
 /// Progress is written to the store at most this often.

@@ -9,24 +9,18 @@ use super::{Spelling, fmt_float};
 /// Windows per generated show (one hour at a 5 s hop).
 const WINDOWS_PER_SHOW: usize = 720;
 
-/// xorshift64*: a small deterministic generator (no dependency for benchmark data).
-struct Rng(u64);
+/// Benchmark data from the crate's deterministic generator.
+struct Rng(crate::rng::SplitMix64);
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
     /// Uniform in [0, 1), rounded to f32 like a model's sigmoid output.
     fn score(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) as f32 as f64
+        self.0.f64() as f32 as f64
     }
 }
 
 /// Write a canonical manifest of `rows` rows to `w`.
 pub fn generate_manifest<W: Write>(w: &mut W, rows: usize, seed: u64) -> std::io::Result<()> {
-    let mut rng = Rng(seed.max(1));
+    let mut rng = Rng(crate::rng::SplitMix64::new(seed));
     writeln!(w, "{}", Spelling::Dams.header().join(","))?;
     for i in 0..rows {
         let show = i / WINDOWS_PER_SHOW;

@@ -41,7 +41,7 @@ impl Store {
         channels: u16,
         rows: &[NewSegment],
     ) -> Result<usize> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let new_rows: Vec<NewSegment> = {
             let mut exists = tx.prepare_cached("SELECT 1 FROM segments WHERE segment_path = ?1")?;
             let mut v = Vec::new();

@@ -303,7 +303,7 @@ impl Store {
         }
         for v in (current + 1)..=latest {
             let sql = schema::MIGRATIONS[(v - 1) as usize];
-            let tx = self.conn.transaction()?;
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql).map_err(|source| StoreError::Migration { path: p.clone(), version: v, source })?;
             tx.execute("INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)", params![v, now()])?;
             tx.commit()?;
@@ -316,7 +316,7 @@ impl Store {
     /// Insert or update segments by `segment_path`, all in one transaction. Returns
     /// `(inserted, updated)`.
     pub fn upsert_segments(&mut self, rows: &[NewSegment]) -> Result<(usize, usize)> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let counts = upsert_segments_tx(&tx, rows)?;
         tx.commit()?;
         Ok(counts)
@@ -495,7 +495,7 @@ impl Store {
         needs_review: bool,
         allow_any_split: bool,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let split: Option<String> =
             tx.query_row("SELECT split FROM segments WHERE id = ?1", [segment_id], |r| r.get(0)).optional()?;
         let split: Split = split.ok_or(StoreError::NoSegment(segment_id))?.parse().unwrap_or(Split::Unsplit);
@@ -539,7 +539,7 @@ impl Store {
     }
 
     fn step_history(&mut self, annotator_id: i64, undo: bool) -> Result<Option<LabelChange>> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let sql = if undo {
             "SELECT id, segment_id, before_bits, before_review FROM label_history \
              WHERE annotator_id = ?1 AND state = 'done' ORDER BY id DESC LIMIT 1"
@@ -688,7 +688,7 @@ impl Store {
 
     /// Write scores for a run in one transaction (upsert per segment).
     pub fn put_scores(&mut self, run_id: i64, rows: &[ScoreRow]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR REPLACE INTO teacher_scores (run_id, segment_id, speech, music, noise, logits) \
@@ -821,7 +821,7 @@ impl Store {
 
     /// Write pseudo-labels `(segment_id, labels, scores)` for a pseudo run in one transaction.
     pub fn put_pseudo_labels(&mut self, pseudo_run_id: i64, rows: &[(i64, LabelSet, [f32; 3])]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR REPLACE INTO pseudo_labels (pseudo_run_id, segment_id, speech, music, noise, \
@@ -890,8 +890,11 @@ impl Store {
                 .execute("UPDATE jobs SET state = 'interrupted', finished_at = ?1 WHERE id = ?2", params![now(), id])?;
         }
         self.conn.execute(
-            "UPDATE teacher_runs SET state = 'interrupted' WHERE state = 'running' AND id NOT IN \
-             (SELECT json_extract(params, '$.run_id') FROM jobs WHERE state = 'running' AND json_valid(params))",
+            // A run left 'running' with no live scoring job anywhere was cut off. While any process
+            // is still scoring (its job row is 'running' and its pid alive), leave runs alone: the
+            // job may not have recorded its run id yet.
+            "UPDATE teacher_runs SET state = 'interrupted' WHERE state = 'running' AND NOT EXISTS \
+             (SELECT 1 FROM jobs WHERE state = 'running' AND kind = 'score')",
             [],
         )?;
         Ok(stale.len())

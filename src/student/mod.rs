@@ -9,6 +9,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod model;
+pub mod teacher;
 pub mod train;
 
 use std::path::{Path, PathBuf};

@@ -2,10 +2,9 @@
 //! dev validation (per-class and macro F1), early stopping, best-checkpoint saving, checkpoint
 //! after every epoch, and resume from the last one. Deterministic for a seed: the data order and
 //! augmentations come from a seeded generator saved in each checkpoint, and the initial weights
-//! from burn's generator seeded under a lock.
+//! from the same kind of generator.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -96,14 +95,50 @@ pub struct Trained {
     pub model: CnnStudent,
 }
 
-/// burn's weight initialiser uses a process-wide generator: seed and initialise under a lock.
-static INIT: Mutex<()> = Mutex::new(());
+/// Initial weights from our own seeded generator (burn's initialisers draw lazily from a
+/// process-wide generator, so concurrent trainings would not be reproducible): He-uniform for
+/// conv and linear weights, zero biases; batch-norm keeps its ones/zeros.
+struct SeededInit {
+    rng: Rng,
+    path: Vec<String>,
+}
+
+impl burn::module::ModuleMapper for SeededInit {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+        if self.path.iter().any(|p| p == "norm") {
+            return param;
+        }
+        let rng = &mut self.rng;
+        param.map(|t| {
+            let dims = t.dims();
+            let n: usize = dims.iter().product();
+            let fan_in = match D {
+                1 => 0,
+                // burn's Linear weight is [d_in, d_out].
+                2 => dims[0],
+                _ => dims[1..].iter().product(),
+            };
+            let v: Vec<f32> = if fan_in == 0 {
+                vec![0.0; n]
+            } else {
+                let bound = (6.0 / fan_in as f32).sqrt();
+                (0..n).map(|_| (rng.unit() * 2.0 - 1.0) * bound).collect()
+            };
+            let grad = t.is_require_grad();
+            Tensor::<D>::from_data(TensorData::new(v, dims), &t.device()).set_require_grad(grad)
+        })
+    }
+}
 
 /// A freshly initialised network, identical for identical seeds.
 pub fn init_model(cnn: &CnnConfig, seed: u64, device: &Device) -> CnnStudent {
-    let _g = INIT.lock().unwrap_or_else(|p| p.into_inner());
-    device.seed(seed);
-    CnnStudent::new(cnn, device)
+    CnnStudent::new(cnn, device).map(&mut SeededInit { rng: Rng::new(seed ^ 0x1A17), path: Vec::new() })
 }
 
 fn optimizer() -> ModuleOptimizer {

@@ -100,6 +100,8 @@ pub struct App {
     pub quit: bool,
     /// Last measured segment-switch time (selection to spectrogram ready), ms.
     pub last_switch_ms: Option<f64>,
+    /// The research screens (threshold view, disagreement browser, jobs pane).
+    pub research: super::research::Research,
 }
 
 impl App {
@@ -115,6 +117,9 @@ impl App {
     ) -> anyhow::Result<App> {
         let annotator = config.annotator.as_str();
         let mut store = ws.open_store()?;
+        // Jobs left `running` by a process that is gone are marked interrupted.
+        let interrupted = store.mark_interrupted_jobs()?;
+        let runner = crate::jobs::JobRunner::new(ws.db_path());
         let annotator_id = store.annotator_id(annotator)?;
         let index = SegmentIndex::load(&store, annotator_id)?;
         let mode = if diagnostics.is_empty() { Mode::Normal } else { Mode::Diagnostics };
@@ -143,7 +148,11 @@ impl App {
             areas: Areas::default(),
             quit: false,
             last_switch_ms: None,
+            research: super::research::Research::new(runner),
         };
+        if interrupted > 0 {
+            app.message = format!("{interrupted} job(s) of an earlier session were interrupted (J shows them)");
+        }
         app.poll_playback();
         app.select(0);
         Ok(app)
@@ -242,8 +251,12 @@ impl App {
         {
             self.playback.load(a.samples.clone());
             self.last_switch_ms = Some(c.selected_at.elapsed().as_secs_f64() * 1e3);
+            let wanted = self.research.play_when_ready == Some(a.id);
             c.analysis = Some(a);
-            if autoplay_now {
+            if wanted {
+                self.research.play_when_ready = None;
+            }
+            if autoplay_now || wanted {
                 self.playback.play();
             }
         }
@@ -335,6 +348,9 @@ impl App {
             return;
         }
         let in_help = matches!(self.mode, Mode::Help { .. });
+        if !in_help && self.research_key(key) {
+            return;
+        }
         if let Some(action) = self.keymap.lookup(key, in_help) {
             self.run(action);
         } else if in_help && key.code == KeyCode::Esc {
@@ -507,6 +523,34 @@ impl App {
                 }
             }
             Undo | Redo => self.undo_redo(action == Undo),
+            ShowThresholds
+            | ShowDisagreements
+            | ShowJobs
+            | Back
+            | ItemDown
+            | ItemUp
+            | OpenItem
+            | ThresholdUp
+            | ThresholdDown
+            | ThresholdUpCoarse
+            | ThresholdDownCoarse
+            | NextTeacher
+            | PrevTeacher
+            | NextClass
+            | CalibratePrecision
+            | CalibrateQuantile
+            | CalibrateF1
+            | TargetUp
+            | TargetDown
+            | QuantileUp
+            | QuantileDown
+            | SaveThreshold
+            | CycleOrder
+            | CycleClassFilter
+            | CycleSplitFilterQueue
+            | NewScoreJob
+            | NewPseudoJob
+            | CancelJob => self.run_research(action),
         }
     }
 

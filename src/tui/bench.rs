@@ -367,6 +367,7 @@ pub fn render(n: usize, frames: usize) -> Result<()> {
         })?;
         plain.push(t.elapsed());
     }
+    let thresholds = threshold_view(&mut app, &mut cache, frames)?;
     let p50 = percentile(&times, 50.0);
     println!("tui-render: 200x60 terminal, {n} rows loaded, {frames} frames ({} build{})", build_kind(), load_note());
     println!(
@@ -384,6 +385,17 @@ pub fn render(n: usize, frames: usize) -> Result<()> {
         p50 / percentile(&plain, 50.0),
         percentile(&plain, 50.0) / p50
     );
+    let (tv, scan) = thresholds;
+    println!(
+        "  threshold view, 100,000 scored segments (20,000 gold), slider step + frame: p50 {:7.3} ms  p99 {:7.3} ms   goal < 16 ms",
+        percentile(&tv, 50.0),
+        percentile(&tv, 99.0)
+    );
+    println!(
+        "  reference: the same frame after a full rescan of the scores p50 {:7.3} ms; ratio {:.3}",
+        percentile(&scan, 50.0),
+        percentile(&tv, 50.0) / percentile(&scan, 50.0)
+    );
     println!(
         "  once per change, not per frame: load index {:.0} ms, text filter {:.0} ms, sort {:.0} ms",
         load.as_secs_f64() * 1e3,
@@ -391,6 +403,65 @@ pub fn render(n: usize, frames: usize) -> Result<()> {
         sort_t.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// The live threshold view with 100,000 scored segments (20,000 of them gold): each frame moves
+/// the slider one fine step and draws (80x24, as a user at the minimum size would see it); the
+/// reference rescans every score at the new threshold before the same draw.
+fn threshold_view(app: &mut App, cache: &mut SpecCells, frames: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    use crate::eval::explorer::ClassExplorer;
+    use crate::labels::CLASSES;
+    let n = 100_000usize;
+    let mut seed = 0x9e37_79b9u32;
+    let mut rnd = move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) as f64 / (1u32 << 24) as f64
+    };
+    let mut explorers = Vec::new();
+    for c in CLASSES {
+        let mut gold = Vec::new();
+        let mut unl = Vec::new();
+        for id in 0..n as i64 {
+            let pos = rnd() < 0.4;
+            // positives score higher on average
+            let s = ((if pos { 0.35 } else { 0.0 }) + rnd() * 0.65).min(1.0);
+            if id % 5 == 0 { gold.push((id + 1, s, pos)) } else { unl.push(s) }
+        }
+        explorers.push(ClassExplorer::new(c, &gold, &unl, 0.5));
+    }
+    let run = crate::store::TeacherRun {
+        id: 1,
+        teacher: "bench".into(),
+        checksum: String::new(),
+        settings: "{}".into(),
+        kind: "imported".into(),
+        zero_shot: false,
+        state: "done".into(),
+        created_at: String::new(),
+        finished_at: None,
+        n_scores: n as i64,
+    };
+    app.research.thresholds = Some(crate::eval::workbench::ThresholdSession::with_explorers(run, explorers));
+    app.research.screen = super::research::Screen::Thresholds;
+    let mut term = Terminal::new(TestBackend::new(80, 24))?;
+    frame(&mut term, app, cache)?;
+    let mut tv = Vec::with_capacity(frames);
+    let mut scan = Vec::with_capacity(frames);
+    for i in 0..frames {
+        let up = (i / 40) % 2 == 0;
+        let t = Instant::now();
+        app.run(if up { crate::keymap::Action::ThresholdUp } else { crate::keymap::Action::ThresholdDown });
+        frame(&mut term, app, cache)?;
+        tv.push(t.elapsed());
+        let t = Instant::now();
+        if let Some(e) = app.research.thresholds.as_ref().and_then(|s| s.explorer()) {
+            std::hint::black_box(e.metrics_by_scan(e.threshold()));
+        }
+        frame(&mut term, app, cache)?;
+        scan.push(t.elapsed());
+    }
+    app.research.screen = super::research::Screen::Segments;
+    Ok((tv, scan))
 }
 
 /// The machine's load average (shared build machines make tail latencies noisy).

@@ -8,6 +8,8 @@
 pub mod app;
 pub mod bench;
 pub mod colormap;
+pub mod research;
+pub mod research_view;
 pub mod view;
 pub mod worker;
 
@@ -78,12 +80,14 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> Result<
     loop {
         app.poll_playback();
         app.poll_worker();
+        app.refresh_jobs(false);
         terminal.draw(|f| view::draw(f, app, &mut cache))?;
         if app.quit {
             return Ok(());
         }
         let waiting = app.playback.is_playing()
             || app.current.as_ref().is_some_and(|c| c.analysis.is_none() && c.analysis_error.is_none());
+        let waiting = waiting || app.research.jobs.runner.any_running();
         let timeout = Duration::from_millis(if waiting { 30 } else { 250 });
         if !event::poll(timeout)? {
             continue;
@@ -96,6 +100,11 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> Result<
                         app.on_key(key);
                     }
                 }
+                Event::Mouse(m) if app.research.screen != research::Screen::Segments => match m.kind {
+                    MouseEventKind::ScrollDown => app.run(crate::keymap::Action::ItemDown),
+                    MouseEventKind::ScrollUp => app.run(crate::keymap::Action::ItemUp),
+                    _ => {}
+                },
                 Event::Mouse(m) => {
                     if let MouseEventKind::Down(MouseButton::Left) = m.kind {
                         app.on_click(m.column, m.row);

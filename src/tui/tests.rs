@@ -201,3 +201,247 @@ fn missing_and_corrupt_audio_show_an_error_and_the_app_goes_on() {
     }
     assert!((app.playback.duration() - 10.0).abs() < 1e-6);
 }
+
+/// Two teachers over `n` dev segments with thresholds 0.5 for every class: `ast` (from the
+/// scratch workspace, speech 0.7 everywhere) and `beats` with speech alternating 0.2 / 0.9.
+fn second_teacher(app: &mut App, n: i64) {
+    use crate::labels::CLASSES;
+    use crate::store::{NewRun, NewThreshold, ScoreRow};
+    let run = app
+        .store
+        .create_run(&NewRun { teacher: "beats", checksum: "c", settings: "{}", imported: true, zero_shot: false })
+        .unwrap();
+    let rows: Vec<ScoreRow> = (1..=n)
+        .map(|id| ScoreRow { segment_id: id, scores: [if id % 2 == 0 { 0.9 } else { 0.2 }, 0.2, 0.1], logits: None })
+        .collect();
+    app.store.put_scores(run, &rows).unwrap();
+    for t in ["ast", "beats"] {
+        for c in CLASSES {
+            app.store
+                .save_threshold(&NewThreshold {
+                    teacher: t.into(),
+                    class: Some(c),
+                    value: Some(0.5),
+                    method: "manual".into(),
+                    created_by: "test".into(),
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn disagreement_browser_opens_a_segment_in_the_segment_view() {
+    use super::research::Screen;
+    let s = scratch_workspace(4).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    second_teacher(&mut app, 4);
+    app.run(Action::ShowDisagreements);
+    assert_eq!(app.research.screen, Screen::Disagreements);
+    let scr = screen(&mut app, 80, 24);
+    // ast votes speech on all four, beats on 2 and 4: segments 1 and 3 disagree (entropy 1).
+    assert!(scr.contains("2 of 4 segments"), "{scr}");
+    assert!(scr.contains("segments/bench_0000.wav"), "{scr}");
+    assert!(scr.contains("Cohen's κ"), "{scr}");
+    app.on_key(Key::ch('j'));
+    let id = app.research.disagreements.as_ref().unwrap().selected().unwrap().segment_id;
+    assert_eq!(id, 3);
+    app.on_key(Key::plain(KeyCode::Enter));
+    assert_eq!(app.research.screen, Screen::Segments);
+    assert_eq!(app.current_id(), Some(3));
+    // The annotator labels it there, as any segment.
+    app.on_key(Key::ch('1'));
+    assert_eq!(app.store.gold(3, app.annotator_id).unwrap().0, Some(LabelSet::new(true, false, false)));
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("bench_0002.wav"), "{scr}");
+    // D goes back to the browser, which now knows the gold label.
+    app.on_key(Key::ch('D'));
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("disagreements"), "{scr}");
+    assert_eq!(app.research.disagreements.as_ref().unwrap().selected().unwrap().segment_id, 3);
+}
+
+#[test]
+fn threshold_view_draws_at_80x24_and_saves_with_provenance() {
+    let s = scratch_workspace(4).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    second_teacher(&mut app, 4);
+    app.run(Action::ShowThresholds);
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("threshold 0.500"), "{scr}");
+    assert!(scr.contains("PR curve"), "{scr}");
+    assert!(scr.contains("flips of the last move: 0"), "{scr}");
+    app.on_key(Key::ch('e')); // quantile 0.9 of the unlabeled scores (all 0.7: no gold yet)
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("threshold 0.700"), "{scr}");
+    app.on_key(Key::ch('s'));
+    let t = app.store.thresholds("ast").unwrap()[0].clone().unwrap();
+    assert_eq!(
+        (t.value, t.method.as_str(), t.target, t.created_by.as_str()),
+        (Some(0.7f32 as f64), "quantile", Some(0.9), "bench")
+    );
+    for (w, h) in [(80, 24), (40, 10), (1, 1)] {
+        screen(&mut app, w, h);
+    }
+    app.on_key(Key::plain(KeyCode::Esc));
+    assert_eq!(app.research.screen, super::research::Screen::Segments);
+}
+
+#[test]
+fn a_job_started_from_the_jobs_pane_runs_to_the_end_while_labeling_goes_on() {
+    let s = scratch_workspace(4).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    second_teacher(&mut app, 4);
+    // Two of the segments become unlabeled: they get pseudo-labels.
+    app.store.conn().execute("UPDATE segments SET split = 'unlabeled' WHERE id IN (3, 4)", []).unwrap();
+    app.run(Action::ShowJobs);
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("no jobs yet"), "{scr}");
+    app.on_key(Key::ch('n'));
+    assert!(app.research.jobs.form.is_some());
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("start a pseudo-labeling job"), "{scr}");
+    app.on_key(Key::plain(KeyCode::Enter));
+    assert!(app.research.jobs.form.is_none(), "{}", app.message);
+    assert!(app.message.starts_with("started job #"), "{}", app.message);
+    // Labeling goes on while the job writes.
+    app.on_key(Key::plain(KeyCode::Esc));
+    app.select(0);
+    app.on_key(Key::ch('2'));
+    assert!(app.message.starts_with("saved"), "{}", app.message);
+    app.on_key(Key::ch('J'));
+    let t0 = std::time::Instant::now();
+    while app.research.jobs.runner.any_running() {
+        assert!(t0.elapsed().as_secs() < 60, "job did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    app.refresh_jobs(false);
+    assert!(app.message.contains("done"), "{}", app.message);
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("pseudo_label"), "{scr}");
+    assert!(scr.contains("done"), "{scr}");
+    assert!(scr.contains("segments labelled"), "{scr}");
+    // One job row in the store, finished, with the outcome.
+    let jobs = app.store.jobs(10).unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0].kind.as_str(), jobs[0].state.as_str()), ("pseudo_label", "done"));
+    // k = 2 of ast (speech everywhere) and beats (speech on even ids): segment 4 gets speech,
+    // segment 3 has one vote only and is left out.
+    let r = jobs[0].result.as_deref().unwrap_or("");
+    assert!(r.contains("\"labeled\":1") && r.contains("\"excluded_empty\":1"), "{r}");
+    assert!(s.ws.metadata_dir().join("blocs_smad_labels.csv").exists());
+}
+
+#[test]
+fn jobs_pane_shows_a_metric_sparkline_and_cancels_a_running_job() {
+    let s = scratch_workspace(1).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    let id = app
+        .research
+        .jobs
+        .runner
+        .spawn("demo_train", serde_json::json!({"epochs": 100}), Some(100), |ctx| {
+            for epoch in 0..5u64 {
+                ctx.metric("loss", 1.0 / (epoch + 1) as f64);
+                ctx.log(format!("epoch {epoch}"));
+                ctx.progress(epoch + 1, None);
+            }
+            loop {
+                ctx.check_cancel()?;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+        .unwrap();
+    app.on_key(Key::ch('J'));
+    let t0 = std::time::Instant::now();
+    while app.research.jobs.runner.view(id).is_none_or(|v| v.done < 5) {
+        assert!(t0.elapsed().as_secs() < 30);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("demo_train") && scr.contains("running"), "{scr}");
+    assert!(scr.contains("loss 0.2000"), "{scr}");
+    assert!(scr.contains('█') && scr.contains("5/100"), "{scr}");
+    assert!(scr.contains("epoch 4"), "{scr}");
+    app.on_key(Key::ch('x'));
+    assert!(app.message.starts_with(&format!("cancelling job #{id}")), "{}", app.message);
+    let v = app.research.jobs.runner.wait(id).unwrap();
+    assert_eq!(v.state, crate::jobs::JobState::Cancelled);
+    app.refresh_jobs(false);
+    assert!(app.message.contains("cancelled"), "{}", app.message);
+    let jobs = app.store.jobs(10).unwrap();
+    assert_eq!(jobs[0].state, "cancelled");
+}
+
+/// A job writing to the database as fast as it can while the annotator labels: every label is
+/// saved, none reports a locked or busy database.
+#[test]
+fn labeling_while_a_job_writes_never_reports_a_locked_database() {
+    let s = scratch_workspace(2).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    let id = app
+        .research
+        .jobs
+        .runner
+        .spawn("writer", serde_json::json!({}), None, |ctx| {
+            let mut i = 0u64;
+            loop {
+                ctx.check_cancel()?;
+                ctx.log(format!("line {i}"));
+                i += 1;
+            }
+        })
+        .unwrap();
+    for i in 0..200 {
+        app.on_key(Key::ch(['1', '2', '3'][i % 3]));
+        assert!(app.message.starts_with("saved"), "label {i}: {}", app.message);
+    }
+    app.research.jobs.runner.cancel(id);
+    app.research.jobs.runner.wait(id);
+}
+
+#[test]
+fn a_scoring_job_from_the_form_scores_with_the_builtin_teacher_and_the_list_shows_it() {
+    let s = scratch_workspace(3).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    app.on_key(Key::ch('J'));
+    app.on_key(Key::ch('S'));
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("start a scoring job") && scr.contains("builtin"), "{scr}");
+    app.on_key(Key::plain(KeyCode::Enter));
+    assert!(app.message.starts_with("started job #"), "{}", app.message);
+    let t0 = std::time::Instant::now();
+    while app.research.jobs.runner.any_running() {
+        assert!(t0.elapsed().as_secs() < 120, "scoring did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    app.refresh_jobs(false);
+    assert!(app.message.contains("(score) done"), "{}", app.message);
+    let jobs = app.store.jobs(5).unwrap();
+    assert_eq!((jobs[0].kind.as_str(), jobs[0].state.as_str()), ("score", "done"));
+    assert!(jobs[0].result.as_deref().unwrap_or("").contains("\"scored\":3"), "{:?}", jobs[0].result);
+    // The segment view now shows the built-in teacher's scores.
+    let cur = app.current.as_ref().unwrap();
+    assert!(cur.scores.iter().any(|t| t.teacher == "builtin"), "{:?}", cur.scores);
+    app.on_key(Key::ch('T'));
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("thresholds") && scr.contains("run #"), "{scr}");
+}
+
+#[test]
+fn jobs_of_a_dead_process_show_as_interrupted_at_startup() {
+    let s = scratch_workspace(1).unwrap();
+    {
+        let mut store = s.ws.open_store().unwrap();
+        let id = store.create_job("score", "{\"teacher\":\"builtin\"}", Some(10)).unwrap();
+        // A pid no process has (above Linux's pid_max).
+        store.conn().execute("UPDATE jobs SET pid = 2147483000, done = 4 WHERE id = ?1", [id]).unwrap();
+    }
+    let mut app = app_on(&s.ws, None).unwrap();
+    assert!(app.message.contains("1 job(s) of an earlier session were interrupted"), "{}", app.message);
+    app.on_key(Key::ch('J'));
+    let scr = screen(&mut app, 80, 24);
+    assert!(scr.contains("interrupted"), "{scr}");
+    assert!(scr.contains("start it again to resume"), "{scr}");
+}

@@ -38,6 +38,16 @@ pub fn draw(f: &mut Frame<'_>, app: &mut App, cache: &mut SpecCells) {
     let [title, body, status] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(2)]).areas(area);
     draw_title(f.buffer_mut(), title, app);
+    if app.research.screen != super::research::Screen::Segments {
+        super::research_view::draw(f, body, app);
+        draw_status(f.buffer_mut(), status, app);
+        match &app.mode {
+            Mode::Help { scroll } => draw_help(f, area, app, *scroll),
+            Mode::Diagnostics => draw_diagnostics(f, area, app),
+            _ => {}
+        }
+        return;
+    }
     let view_area = if app.expanded {
         app.areas.list = (0, 0, 0, 0);
         body
@@ -497,7 +507,7 @@ fn draw_neighbours(buf: &mut Buffer, area: Rect, n: &(Option<crate::store::Segme
     Paragraph::new(lines).render_ref(area, buf);
 }
 
-fn draw_status(buf: &mut Buffer, area: Rect, app: &App) {
+pub(super) fn draw_status(buf: &mut Buffer, area: Rect, app: &App) {
     let pb = &app.playback;
     let state = if pb.is_playing() { "▶" } else { "⏸" };
     let mut l1 = vec![Span::styled(
@@ -540,7 +550,7 @@ fn draw_status(buf: &mut Buffer, area: Rect, app: &App) {
     Paragraph::new(vec![Line::from(l1), l2]).render_ref(area, buf);
 }
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
@@ -551,7 +561,12 @@ fn draw_help(f: &mut Frame<'_>, area: Rect, app: &App, scroll: u16) {
     let r = centered(area, area.width.saturating_sub(4).min(110), area.height.saturating_sub(2));
     f.render_widget(Clear, r);
     let mut lines: Vec<Line> = Vec::new();
-    for ctx in CONTEXTS {
+    // The contexts live on this screen: the annotation contexts, or a research screen's own.
+    let live: Vec<&str> = match app.research.screen.context() {
+        None => CONTEXTS.iter().copied().filter(|c| !crate::keymap::SCREEN_SCOPES.contains(c)).collect(),
+        Some(screen) => vec!["app", screen, "help"],
+    };
+    for ctx in live {
         let bs: Vec<_> = app.keymap.bindings().iter().filter(|b| b.context == ctx).collect();
         if bs.is_empty() {
             continue;
@@ -574,14 +589,21 @@ fn draw_help(f: &mut Frame<'_>, area: Rect, app: &App, scroll: u16) {
         }
     }
     lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        "mouse: click a row to select it, click the spectrogram to seek",
-        Style::new().fg(Color::Gray),
-    ));
-    lines.push(Line::styled(
-        "speed changes are a plain rate change (pitch shifts with speed)",
-        Style::new().fg(Color::Gray),
-    ));
+    if app.research.screen.context().is_none() {
+        lines.push(Line::styled(
+            "mouse: click a row to select it, click the spectrogram to seek",
+            Style::new().fg(Color::Gray),
+        ));
+        lines.push(Line::styled(
+            "speed changes are a plain rate change (pitch shifts with speed)",
+            Style::new().fg(Color::Gray),
+        ));
+    } else {
+        lines.push(Line::styled(
+            "keys this screen leaves unbound fall back to [app]; Esc on the screen goes back",
+            Style::new().fg(Color::Gray),
+        ));
+    }
     let block = Block::bordered()
         .title(" key bindings (from the keymap files) ")
         .title_bottom(Line::from(" j/k scroll · Esc closes ").right_aligned())

@@ -1,0 +1,483 @@
+//! The scoring job: run a teacher over the workspace's segments into a teacher run.
+//!
+//! Resumable (an unfinished run of the same teacher, weights and settings continues where it stopped),
+//! cancellable (an `AtomicBool`, or any flag such as a job's, checked between batches), writes each batch in one
+//! transaction, reports progress through a callback, and reports-and-skips segments whose audio cannot be read.
+//! Knows nothing of the terminal. [`spawn_scoring`] runs it as a background job of [`crate::jobs::JobRunner`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{LoadOptions, Teacher};
+use crate::jobs::{JobCtx, JobRunner};
+use crate::labels::{CLASSES, Split};
+use crate::store::{NewRun, NewThreshold, ScoreRow, Store};
+use crate::workspace::Workspace;
+
+/// What to score.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreOptions {
+    /// Only segments of these splits (all segments when `None`).
+    pub splits: Option<Vec<Split>>,
+    /// Segments per batch (the teacher's preference when `None`).
+    pub batch_size: Option<usize>,
+    /// Start a new run even if an unfinished one could be resumed.
+    pub fresh: bool,
+}
+
+/// Progress of a scoring job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Segments handled in this run so far (scored or failed), including those scored before a resume.
+    pub done: usize,
+    pub total: usize,
+    /// Segments per second in this session.
+    pub rate: f64,
+    pub eta: Option<Duration>,
+    pub failed: usize,
+}
+
+/// The outcome of a scoring job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreReport {
+    pub run_id: i64,
+    pub resumed: bool,
+    /// Segments scored in this session.
+    pub scored: usize,
+    /// Segments that were already scored in the resumed run.
+    pub already: usize,
+    /// Segments whose audio could not be read or scored: `(segment path, error)`.
+    pub failed: Vec<(String, String)>,
+    pub cancelled: bool,
+    pub elapsed: Duration,
+    /// The teacher's default thresholds were stored because the workspace had none.
+    pub default_thresholds_set: bool,
+}
+
+/// Score segments of `ws` with `teacher` into a new or resumed run.
+pub fn score_segments(
+    ws: &Workspace,
+    store: &mut Store,
+    teacher: &mut dyn Teacher,
+    opts: &ScoreOptions,
+    cancel: &AtomicBool,
+    progress: impl FnMut(&Progress),
+) -> Result<ScoreReport> {
+    score_segments_with(ws, store, teacher, opts, || cancel.load(Ordering::Relaxed), progress)
+}
+
+/// [`score_segments`] with any cancellation test (checked between batches).
+pub fn score_segments_with(
+    ws: &Workspace,
+    store: &mut Store,
+    teacher: &mut dyn Teacher,
+    opts: &ScoreOptions,
+    cancelled: impl Fn() -> bool,
+    mut progress: impl FnMut(&Progress),
+) -> Result<ScoreReport> {
+    let started = Instant::now();
+    let split_names = opts.splits.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(","));
+    let base: serde_json::Value = serde_json::from_str(&teacher.settings_json()).unwrap_or(serde_json::json!({}));
+    let mut settings = match base {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    settings.insert("splits".into(), serde_json::json!(split_names.clone().unwrap_or_else(|| "all".into())));
+    let settings = serde_json::Value::Object(settings).to_string();
+
+    let segments = store.segments(opts.splits.as_deref())?;
+    if segments.is_empty() {
+        anyhow::bail!(
+            "no segments to score{} (import a manifest or cut recordings with `dams segment` first)",
+            split_names.as_deref().map(|s| format!(" in split(s) {s}")).unwrap_or_default()
+        );
+    }
+    let existing = if opts.fresh { None } else { store.resumable_run(teacher.id(), teacher.checksum(), &settings)? };
+    let (run_id, resumed) = match existing {
+        Some(id) => {
+            store.conn().execute("UPDATE teacher_runs SET state = 'running' WHERE id = ?1", [id])?;
+            (id, true)
+        }
+        None => {
+            let id = store.create_run(&NewRun {
+                teacher: teacher.id(),
+                checksum: teacher.checksum(),
+                settings: &settings,
+                imported: false,
+                zero_shot: teacher.zero_shot(),
+            })?;
+            (id, false)
+        }
+    };
+
+    let done_before = store.scored_segments(run_id)?;
+    let todo: Vec<_> = segments.iter().filter(|s| !done_before.contains(&s.id)).collect();
+    let total = segments.len();
+    let already = total - todo.len();
+    let batch = opts.batch_size.unwrap_or_else(|| teacher.batch_size()).max(1);
+    let rate_of_teacher = teacher.sample_rate();
+
+    let mut report = ScoreReport {
+        run_id,
+        resumed,
+        scored: 0,
+        already,
+        failed: Vec::new(),
+        cancelled: false,
+        elapsed: Duration::ZERO,
+        default_thresholds_set: false,
+    };
+    let mut handled = 0usize;
+    let report_progress = |handled: usize, failed: usize, progress: &mut dyn FnMut(&Progress)| {
+        let secs = started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { handled as f64 / secs } else { 0.0 };
+        let left = todo.len() - handled;
+        let eta = (rate > 0.0).then(|| Duration::from_secs_f64(left as f64 / rate));
+        progress(&Progress { done: already + handled, total, rate, eta, failed });
+    };
+    report_progress(0, 0, &mut progress);
+
+    // Decoding runs one thread ahead of scoring (at most two batches in flight), so the two overlap.
+    struct Decoded<'s> {
+        chunk: &'s [&'s crate::store::Segment],
+        ids: Vec<i64>,
+        audio: Vec<Vec<f32>>,
+        failed: Vec<(String, String)>,
+    }
+    let decode = |seg: &crate::store::Segment| -> std::result::Result<Vec<f32>, String> {
+        let path = ws.resolve_data_path(&seg.segment_path).map_err(|e| e.to_string())?;
+        let x = crate::audio::load_mono_16k(&path).map_err(|e| e.to_string())?;
+        if rate_of_teacher == crate::audio::TARGET_RATE {
+            Ok(x)
+        } else {
+            crate::audio::resample(&x, crate::audio::TARGET_RATE, rate_of_teacher).map_err(|e| e.to_string())
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded<'_>>(1);
+    let todo_ref = &todo;
+    let outcome: Result<()> = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for chunk in todo_ref.chunks(batch) {
+                let mut d = Decoded { chunk, ids: Vec::new(), audio: Vec::new(), failed: Vec::new() };
+                for seg in chunk {
+                    match decode(seg) {
+                        Ok(x) => {
+                            d.ids.push(seg.id);
+                            d.audio.push(x);
+                        }
+                        Err(e) => d.failed.push((seg.segment_path.clone(), e)),
+                    }
+                }
+                if tx.send(d).is_err() {
+                    break; // the scorer stopped (cancelled or failed)
+                }
+            }
+        });
+        let result = (|| -> Result<()> {
+            for d in rx.iter() {
+                if cancelled() {
+                    report.cancelled = true;
+                    break;
+                }
+                report.failed.extend(d.failed);
+                if !d.audio.is_empty() {
+                    let refs: Vec<&[f32]> = d.audio.iter().map(|a| a.as_slice()).collect();
+                    let scored = teacher.score_batch(&refs).and_then(|outs| {
+                        if outs.len() == d.ids.len() {
+                            Ok(outs)
+                        } else {
+                            Err(super::TeacherError::Input {
+                                id: teacher.id().to_string(),
+                                detail: format!("returned {} results for {} segments", outs.len(), d.ids.len()),
+                            })
+                        }
+                    });
+                    match scored {
+                        Ok(outs) => {
+                            let mut rows: Vec<ScoreRow> = Vec::with_capacity(outs.len());
+                            for ((&segment_id, o), seg) in
+                                d.ids.iter().zip(outs).zip(d.chunk.iter().filter(|s| d.ids.contains(&s.id)))
+                            {
+                                if o.scores.iter().all(|v| v.is_finite()) {
+                                    let scores = o.scores.map(|v| v.clamp(0.0, 1.0));
+                                    rows.push(ScoreRow { segment_id, scores, logits: o.logits });
+                                } else {
+                                    report.failed.push((
+                                        seg.segment_path.clone(),
+                                        format!("teacher returned non-finite scores {:?}", o.scores),
+                                    ));
+                                }
+                            }
+                            store.put_scores(run_id, &rows)?;
+                            report.scored += rows.len();
+                        }
+                        Err(e) => {
+                            for seg in d.chunk.iter().filter(|s| d.ids.contains(&s.id)) {
+                                report.failed.push((seg.segment_path.clone(), e.to_string()));
+                            }
+                        }
+                    }
+                }
+                handled += d.chunk.len();
+                report_progress(handled, report.failed.len(), &mut progress);
+            }
+            Ok(())
+        })();
+        drop(rx); // unblocks and ends the decoder if scoring stopped early
+        result
+    });
+    outcome?;
+
+    store.finish_run(run_id, if report.cancelled { "cancelled" } else { "done" })?;
+    if let Some(defaults) = teacher.default_thresholds() {
+        let current = store.thresholds(teacher.id())?;
+        for c in CLASSES {
+            if current[c.index()].is_none() {
+                store.save_threshold(&NewThreshold {
+                    teacher: teacher.id().to_string(),
+                    class: Some(c),
+                    value: Some(defaults[c.index()]),
+                    method: "default".into(),
+                    run_id: Some(run_id),
+                    created_by: "dams".into(),
+                    note: Some(format!("default of teacher {} ({})", teacher.id(), teacher.version())),
+                    ..Default::default()
+                })?;
+                report.default_thresholds_set = true;
+            }
+        }
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Start a scoring job on `runner` (kind `score`): loads the teacher, opens its own store connection, reports
+/// progress, rate and ETA, logs every skipped file, and stops between batches when the job is cancelled (the run is
+/// then `cancelled` and the next scoring job of the same teacher resumes it). Returns the job id.
+pub fn spawn_scoring(
+    runner: &mut JobRunner,
+    ws: &Workspace,
+    teacher_id: &str,
+    load_opts: LoadOptions,
+    opts: ScoreOptions,
+) -> Result<i64> {
+    let params = serde_json::json!({
+        "teacher": teacher_id,
+        "splits": opts.splits.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+        "fresh": opts.fresh,
+    });
+    let ws = ws.clone();
+    let teacher_id = teacher_id.to_string();
+    runner.spawn("score", params, None, move |ctx: &JobCtx| {
+        ctx.phase(format!("loading teacher {teacher_id}"));
+        let mut teacher = super::load(&teacher_id, &load_opts)?;
+        let mut store = ws.open_store()?;
+        ctx.phase(format!("scoring with {teacher_id}"));
+        let mut resumed = false;
+        let report = score_segments_with(
+            &ws,
+            &mut store,
+            teacher.as_mut(),
+            &opts,
+            || ctx.is_cancelled(),
+            |p| {
+                if !resumed {
+                    ctx.resume_from(p.done as u64);
+                    resumed = true;
+                }
+                ctx.progress(p.done as u64, Some(p.total as u64));
+            },
+        )?;
+        for (path, e) in &report.failed {
+            ctx.log(format!("skipped {path}: {e}"));
+        }
+        if report.cancelled {
+            ctx.check_cancel()?;
+        }
+        Ok(serde_json::json!({
+            "run_id": report.run_id,
+            "resumed": report.resumed,
+            "scored": report.scored,
+            "already": report.already,
+            "failed": report.failed.len(),
+        }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::{LabelSource, Split};
+    use crate::store::NewSegment;
+    use crate::teachers::{TeacherError, TeacherOutput};
+
+    /// A teacher whose score is the segment's RMS, so results are easy to check.
+    struct RmsTeacher {
+        calls: usize,
+    }
+    impl Teacher for RmsTeacher {
+        fn id(&self) -> &str {
+            "rms"
+        }
+        fn version(&self) -> String {
+            "1".into()
+        }
+        fn checksum(&self) -> &str {
+            "sha256:test"
+        }
+        fn batch_size(&self) -> usize {
+            2
+        }
+        fn score_batch(&mut self, segs: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
+            self.calls += 1;
+            Ok(segs
+                .iter()
+                .map(|s| {
+                    let r = (s.iter().map(|v| v * v).sum::<f32>() / s.len().max(1) as f32).sqrt();
+                    TeacherOutput { scores: [r, 0.0, 1.0], logits: None }
+                })
+                .collect())
+        }
+    }
+
+    fn workspace_with_segments(n: usize, broken: &[usize]) -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::init(dir.path()).unwrap();
+        let mut store = ws.open_store().unwrap();
+        let mut rows = Vec::new();
+        for i in 0..n {
+            let rel = format!("segments/s{i}.wav");
+            let path = ws.abs_data_path(&rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            if broken.contains(&i) {
+                std::fs::write(&path, b"not audio at all").unwrap();
+            } else {
+                let amp = 0.1 * (i + 1) as f32;
+                let x: Vec<f32> = (0..1600).map(|k| if k % 2 == 0 { amp } else { -amp }).collect();
+                crate::audio::write_wav_16k(&path, &x).unwrap();
+            }
+            rows.push(NewSegment {
+                segment_path: rel,
+                raw_file: "raw.wav".into(),
+                start_time: i as f64 * 5.0,
+                end_time: i as f64 * 5.0 + 10.0,
+                split: if i % 2 == 0 { Split::Dev } else { Split::Test },
+                label_source: LabelSource::none(),
+                labels: None,
+                scores: [None; 3],
+                extra: None,
+            });
+        }
+        store.upsert_segments(&rows).unwrap();
+        (dir, ws)
+    }
+
+    /// Returns NaN for quiet segments: those are reported as failed, never stored.
+    struct NanTeacher;
+    impl Teacher for NanTeacher {
+        fn id(&self) -> &str {
+            "nan"
+        }
+        fn version(&self) -> String {
+            "1".into()
+        }
+        fn checksum(&self) -> &str {
+            "x"
+        }
+        fn score_batch(&mut self, segs: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
+            Ok(segs
+                .iter()
+                .map(|s| {
+                    let loud = s.iter().any(|v| v.abs() > 0.15);
+                    TeacherOutput { scores: if loud { [1.5, -0.2, 0.5] } else { [f32::NAN; 3] }, logits: None }
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn empty_selection_and_bad_scores_are_clear() {
+        let (_d, ws) = workspace_with_segments(3, &[]);
+        let mut store = ws.open_store().unwrap();
+        let cancel = AtomicBool::new(false);
+        let none = ScoreOptions { splits: Some(vec![Split::Unlabeled]), ..Default::default() };
+        let err = score_segments(&ws, &mut store, &mut NanTeacher, &none, &cancel, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("no segments to score in split(s) unlabeled"), "{err}");
+        assert!(store.runs().unwrap().is_empty());
+        // Amplitudes 0.1, 0.2, 0.3: the first is "quiet" and gets NaN.
+        let r = score_segments(&ws, &mut store, &mut NanTeacher, &ScoreOptions::default(), &cancel, |_| {}).unwrap();
+        assert_eq!((r.scored, r.failed.len()), (2, 1));
+        assert!(r.failed[0].0.ends_with("s0.wav") && r.failed[0].1.contains("non-finite"), "{:?}", r.failed);
+        // Out-of-range scores are clamped into [0, 1].
+        assert!(store.run_scores(r.run_id).unwrap().iter().all(|(_, s)| *s == [1.0, 0.0, 0.5]));
+    }
+
+    #[test]
+    fn scoring_runs_as_a_job() {
+        let (_d, ws) = workspace_with_segments(3, &[1]);
+        let mut runner = JobRunner::new(ws.db_path());
+        let id = spawn_scoring(&mut runner, &ws, "builtin", LoadOptions::default(), ScoreOptions::default()).unwrap();
+        let view = runner.wait(id).unwrap();
+        assert_eq!(view.state, crate::jobs::JobState::Done, "{:?}", view.error);
+        assert_eq!((view.done, view.total), (3, Some(3)));
+        assert!(view.log.iter().any(|l| l.contains("s1.wav")), "{:?}", view.log);
+        let result = view.result.unwrap();
+        assert_eq!(result["scored"], 2);
+        assert_eq!(result["failed"], 1);
+        let store = ws.open_store().unwrap();
+        let run = &store.runs().unwrap()[0];
+        assert_eq!((run.teacher.as_str(), run.n_scores), ("builtin", 2));
+        assert_eq!(store.jobs(10).unwrap()[0].kind, "score");
+        // A teacher that is not installed fails the job with its message, nothing panics.
+        let id = spawn_scoring(&mut runner, &ws, "ast", LoadOptions::default(), ScoreOptions::default()).unwrap();
+        let view = runner.wait(id).unwrap();
+        assert_eq!(view.state, crate::jobs::JobState::Failed);
+        assert!(view.error.unwrap_or_default().contains("not installed"));
+    }
+
+    #[test]
+    fn scores_skips_bad_audio_cancels_and_resumes() {
+        let (_d, ws) = workspace_with_segments(6, &[3]);
+        let mut store = ws.open_store().unwrap();
+        let mut t = RmsTeacher { calls: 0 };
+        // Cancel after the first batch.
+        let cancel = AtomicBool::new(false);
+        let mut seen = Vec::new();
+        let r = score_segments(&ws, &mut store, &mut t, &ScoreOptions::default(), &cancel, |p| {
+            seen.push(p.done);
+            if p.done >= 2 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+        assert!(r.cancelled && !r.resumed);
+        assert_eq!(r.scored, 2);
+        assert_eq!(store.scored_segments(r.run_id).unwrap().len(), 2);
+        assert_eq!(seen, vec![0, 2]);
+
+        // Resume: the same run continues, the broken file is reported and skipped.
+        let cancel = AtomicBool::new(false);
+        let r2 = score_segments(&ws, &mut store, &mut t, &ScoreOptions::default(), &cancel, |_| {}).unwrap();
+        assert!(r2.resumed && !r2.cancelled);
+        assert_eq!(r2.run_id, r.run_id);
+        assert_eq!((r2.already, r2.scored), (2, 3));
+        assert_eq!(r2.failed.len(), 1);
+        assert!(r2.failed[0].0.ends_with("s3.wav"), "{:?}", r2.failed);
+        let scores = store.run_scores(r.run_id).unwrap();
+        assert_eq!(scores.len(), 5);
+        // Square wave of amplitude 0.1 (i + 1): RMS equals the amplitude (16-bit rounding aside).
+        let seg0 = store.segment_by_path("segments/s0.wav").unwrap().unwrap();
+        let s0 = scores.iter().find(|(id, _)| *id == seg0.id).unwrap().1;
+        assert!((s0[0] - 0.1).abs() < 1e-3, "{s0:?}");
+        let run = store.runs().unwrap().into_iter().find(|x| x.id == r.run_id).unwrap();
+        assert_eq!(run.state, "done");
+
+        // A finished run is not resumed; a split filter gives a run of its own.
+        let only_dev = ScoreOptions { splits: Some(vec![Split::Dev]), ..Default::default() };
+        let r3 = score_segments(&ws, &mut store, &mut t, &only_dev, &cancel, |_| {}).unwrap();
+        assert_ne!(r3.run_id, r.run_id);
+        assert_eq!(r3.scored, 3);
+    }
+}

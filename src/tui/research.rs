@@ -1,0 +1,441 @@
+//! The researcher's screens inside the TUI: which one is shown and what their keys do. The
+//! state lives in core types ([`ThresholdSession`], [`DisagreementSession`], [`JobRunner`],
+//! [`JobForm`]); this file only routes actions to them and back to the segment view.
+
+use std::time::{Duration, Instant};
+
+use crate::eval::calibrate::Method;
+use crate::eval::workbench::{DisagreementSession, ThresholdSession};
+use crate::jobs::kinds::JobForm;
+use crate::jobs::{JobRunner, JobState, JobView};
+use crate::keymap::{Action, Key, KeyCode};
+use crate::store::Job;
+
+use super::app::App;
+
+/// The screen on show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Screen {
+    /// The annotation screen: segment list + segment view.
+    #[default]
+    Segments,
+    Thresholds,
+    Disagreements,
+    Jobs,
+}
+
+impl Screen {
+    /// The keymap context of the screen (`None`: the main annotation contexts).
+    pub fn context(self) -> Option<&'static str> {
+        match self {
+            Screen::Segments => None,
+            Screen::Thresholds => Some("thresholds"),
+            Screen::Disagreements => Some("disagreements"),
+            Screen::Jobs => Some("jobs"),
+        }
+    }
+}
+
+/// One row of the jobs list: a job of this session (live) or one from the store's history.
+#[derive(Debug, Clone)]
+pub enum JobRow {
+    Live(JobView),
+    Past(Job),
+}
+
+impl JobRow {
+    pub fn id(&self) -> i64 {
+        match self {
+            JobRow::Live(v) => v.id,
+            JobRow::Past(j) => j.id,
+        }
+    }
+}
+
+/// The jobs pane: the runner of this session, the store's history, the form.
+pub struct JobsPane {
+    pub runner: JobRunner,
+    pub history: Vec<Job>,
+    pub cursor: usize,
+    pub form: Option<JobForm>,
+    /// Show the selected job's parameters, result and whole log.
+    pub inspect: bool,
+    refreshed: Option<Instant>,
+    /// Jobs seen running (to notice when they finish).
+    running: Vec<i64>,
+}
+
+impl JobsPane {
+    pub fn new(runner: JobRunner) -> JobsPane {
+        JobsPane {
+            runner,
+            history: Vec::new(),
+            cursor: 0,
+            form: None,
+            inspect: false,
+            refreshed: None,
+            running: vec![],
+        }
+    }
+
+    /// Live jobs first (newest first), then the store's history without them.
+    pub fn rows(&self) -> Vec<JobRow> {
+        let live = self.runner.snapshot();
+        let mut out: Vec<JobRow> = Vec::with_capacity(live.len() + self.history.len());
+        for j in &self.history {
+            if !live.iter().any(|v| v.id == j.id) {
+                out.push(JobRow::Past(j.clone()));
+            }
+        }
+        let mut rows: Vec<JobRow> = live.into_iter().map(JobRow::Live).collect();
+        rows.append(&mut out);
+        rows
+    }
+}
+
+/// The state of the research screens.
+pub struct Research {
+    pub screen: Screen,
+    pub thresholds: Option<ThresholdSession>,
+    pub disagreements: Option<DisagreementSession>,
+    pub jobs: JobsPane,
+    /// Why a screen could not load (shown on it).
+    pub error: Option<String>,
+    /// Play this segment as soon as its audio is decoded (Enter on a flip).
+    pub play_when_ready: Option<i64>,
+}
+
+impl Research {
+    pub fn new(runner: JobRunner) -> Research {
+        Research {
+            screen: Screen::Segments,
+            thresholds: None,
+            disagreements: None,
+            jobs: JobsPane::new(runner),
+            error: None,
+            play_when_ready: None,
+        }
+    }
+}
+
+impl App {
+    /// Switch screens; the threshold view and disagreement browser load on first show (and
+    /// reload when shown again, so new labels and runs count).
+    pub fn show_screen(&mut self, screen: Screen) {
+        self.research.screen = screen;
+        self.research.error = None;
+        match screen {
+            Screen::Segments => {}
+            Screen::Thresholds => {
+                let r = match &mut self.research.thresholds {
+                    Some(s) => s.reload(&self.store),
+                    None => ThresholdSession::load(&self.store).map(|s| self.research.thresholds = Some(s)),
+                };
+                if let Err(e) = r {
+                    self.research.error = Some(e.to_string());
+                }
+            }
+            Screen::Disagreements => {
+                let keep = self.research.disagreements.take();
+                match DisagreementSession::load(&self.store) {
+                    Ok(mut d) => {
+                        if let Some(k) = keep {
+                            // Keep the user's order and filters.
+                            while d.order != k.order {
+                                d.cycle_order();
+                            }
+                            while d.filter.class != k.filter.class {
+                                d.cycle_class();
+                            }
+                            while d.filter.splits != k.filter.splits {
+                                d.cycle_split();
+                            }
+                            d.cursor = k.cursor.min(d.queue.len().saturating_sub(1));
+                        }
+                        self.research.disagreements = Some(d);
+                    }
+                    Err(e) => self.research.error = Some(e.to_string()),
+                }
+            }
+            Screen::Jobs => self.refresh_jobs(true),
+        }
+    }
+
+    /// Re-read the job history (at most every 2 s unless `force`) and notice finished jobs.
+    pub fn refresh_jobs(&mut self, force: bool) {
+        let pane = &mut self.research.jobs;
+        let live = pane.runner.snapshot();
+        let finished: Vec<&JobView> =
+            live.iter().filter(|v| v.state.is_finished() && pane.running.contains(&v.id)).collect();
+        let changed = !finished.is_empty();
+        for v in &finished {
+            self.message = match v.state {
+                JobState::Done => format!("job #{} ({}) done", v.id, v.kind),
+                JobState::Cancelled => format!("job #{} ({}) cancelled", v.id, v.kind),
+                _ => format!("job #{} ({}) failed: {}", v.id, v.kind, v.error.as_deref().unwrap_or("?")),
+            };
+        }
+        let scored = finished.iter().any(|v| v.kind == "score");
+        pane.running = live.iter().filter(|v| !v.state.is_finished()).map(|v| v.id).collect();
+        let due = pane.refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
+        if force || changed || (due && self.research.screen == Screen::Jobs) {
+            pane.refreshed = Some(Instant::now());
+            match self.store.jobs(100) {
+                Ok(h) => pane.history = h,
+                Err(e) => self.message = format!("error: cannot read the job history: {e}"),
+            }
+        }
+        if scored {
+            self.reload_index();
+        }
+    }
+
+    /// Re-read the segment list after new scores arrived (keeping filter, sort and selection)
+    /// so its teacher columns and the segment view's score bars show them.
+    pub fn reload_index(&mut self) {
+        match crate::browse::SegmentIndex::load(&self.store, self.annotator_id) {
+            Ok(mut idx) => {
+                idx.set_filter(self.index.filter().clone());
+                let sort = self.index.sort();
+                if idx.columns().contains(&sort.column) {
+                    idx.set_sort(sort);
+                }
+                let keep = self.current_id();
+                self.index = idx;
+                self.current = None;
+                let pos = keep.and_then(|id| self.index.view_position(id)).unwrap_or(0);
+                self.select(pos);
+            }
+            Err(e) => self.message = format!("error: cannot reload the segment list: {e}"),
+        }
+    }
+
+    /// A key on a research screen. Returns false if the screen does not take it.
+    pub fn research_key(&mut self, key: Key) -> bool {
+        let Some(ctx) = self.research.screen.context() else { return false };
+        if self.research.screen == Screen::Jobs && self.research.jobs.form.is_some() {
+            self.form_key(key);
+            return true;
+        }
+        if let Some(a) = self.keymap.lookup_screen(ctx, key) {
+            self.run(a);
+        }
+        true
+    }
+
+    /// Keys of the job form (fixed, like the text inputs; shown in the form's footer).
+    fn form_key(&mut self, key: Key) {
+        let Some(form) = self.research.jobs.form.as_mut() else { return };
+        match key.code {
+            KeyCode::Esc => {
+                self.research.jobs.form = None;
+                self.message = "job not started".into();
+            }
+            KeyCode::Up | KeyCode::Char('k') | KeyCode::BackTab => form.up(),
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => form.down(),
+            KeyCode::Left | KeyCode::Char('h') => form.left(),
+            KeyCode::Right | KeyCode::Char('l') => form.right(),
+            KeyCode::Char(' ') => form.toggle(),
+            KeyCode::Enter => {
+                let form = form.clone();
+                match form.start(&mut self.research.jobs.runner, &self.ws, &self.annotator) {
+                    Ok(id) => {
+                        self.research.jobs.form = None;
+                        self.research.jobs.cursor = 0;
+                        self.message = format!("started job #{id} ({})", form.kind.title());
+                        self.refresh_jobs(true);
+                    }
+                    Err(e) => self.message = format!("error: {e:#}"),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Run a research-screen action.
+    pub fn run_research(&mut self, action: Action) {
+        use Action::*;
+        match action {
+            ShowThresholds => self.show_screen(Screen::Thresholds),
+            ShowDisagreements => self.show_screen(Screen::Disagreements),
+            ShowJobs => self.show_screen(Screen::Jobs),
+            Back => {
+                if self.research.screen == Screen::Jobs && self.research.jobs.inspect {
+                    self.research.jobs.inspect = false;
+                } else {
+                    self.research.screen = Screen::Segments;
+                }
+            }
+            _ => match self.research.screen {
+                Screen::Thresholds => self.thresholds_action(action),
+                Screen::Disagreements => self.disagreements_action(action),
+                Screen::Jobs => self.jobs_action(action),
+                Screen::Segments => {}
+            },
+        }
+    }
+
+    fn thresholds_action(&mut self, action: Action) {
+        use Action::*;
+        let Some(s) = self.research.thresholds.as_mut() else { return };
+        let mut err = None;
+        match action {
+            ThresholdUp => s.nudge(1, false),
+            ThresholdDown => s.nudge(-1, false),
+            ThresholdUpCoarse => s.nudge(1, true),
+            ThresholdDownCoarse => s.nudge(-1, true),
+            NextTeacher | PrevTeacher => {
+                err = s.switch_teacher(&self.store, if action == NextTeacher { 1 } else { -1 }).err();
+            }
+            NextClass => s.next_class(),
+            TargetUp | TargetDown => {
+                let d = if action == TargetUp { 0.01 } else { -0.01 };
+                s.target_precision = ((s.target_precision + d) * 100.0).round().clamp(1.0, 100.0) / 100.0;
+                self.message = format!("target precision {:.2} (p calibrates)", s.target_precision);
+            }
+            QuantileUp | QuantileDown => {
+                let d = if action == QuantileUp { 0.05 } else { -0.05 };
+                s.quantile = ((s.quantile + d) * 100.0).round().clamp(0.0, 100.0) / 100.0;
+                self.message = format!("quantile {:.2} (e calibrates)", s.quantile);
+            }
+            CalibratePrecision | CalibrateQuantile | CalibrateF1 => {
+                let m = match action {
+                    CalibratePrecision => Method::TargetPrecision,
+                    CalibrateQuantile => Method::Quantile,
+                    _ => Method::F1Optimal,
+                };
+                if let Some(c) = s.calibrate(m) {
+                    self.message = match (c.threshold, &c.reason) {
+                        (Some(t), _) => format!("{}: threshold {t:.4} (s saves it)", m.as_str()),
+                        (None, r) => format!(
+                            "{}: {} — threshold unchanged",
+                            m.as_str(),
+                            r.as_deref().unwrap_or("goal unreachable")
+                        ),
+                    };
+                }
+            }
+            SaveThreshold => match s.save(&mut self.store, &self.annotator) {
+                Ok(Some((id, v))) => {
+                    let t = s.run().map(|r| r.teacher.clone()).unwrap_or_default();
+                    self.message = format!("saved {t} {} threshold {v:.4} (#{id})", s.class.name());
+                    // The segment view's score bars show the active thresholds.
+                    if let Some(c) = &mut self.current {
+                        for ts in &mut c.scores {
+                            if ts.teacher == t {
+                                ts.thresholds[s.class.index()] = Some(v);
+                            }
+                        }
+                    }
+                }
+                Ok(None) => self.message = "no teacher run to save a threshold for".into(),
+                Err(e) => err = Some(e),
+            },
+            ItemDown | ItemUp => {
+                let n = s.explorer().map(|e| e.flip_count()).unwrap_or(0);
+                if n > 0 {
+                    s.flip_cursor = if action == ItemDown {
+                        (s.flip_cursor + 1).min(n - 1)
+                    } else {
+                        s.flip_cursor.saturating_sub(1)
+                    };
+                }
+            }
+            OpenItem => {
+                let flip = s.explorer().and_then(|e| e.flips().nth(s.flip_cursor));
+                match flip {
+                    Some(f) => self.open_segment(f.segment_id, true),
+                    None => self.message = "no flipped segment: move the slider first".into(),
+                }
+            }
+            _ => {}
+        }
+        if let Some(e) = err {
+            self.message = format!("error: {e}");
+        }
+    }
+
+    fn disagreements_action(&mut self, action: Action) {
+        use Action::*;
+        let Some(d) = self.research.disagreements.as_mut() else { return };
+        match action {
+            ItemDown => d.move_cursor(1),
+            ItemUp => d.move_cursor(-1),
+            CycleOrder => d.cycle_order(),
+            CycleClassFilter => d.cycle_class(),
+            CycleSplitFilterQueue => d.cycle_split(),
+            OpenItem => {
+                if let Some(id) = d.selected().map(|r| r.segment_id) {
+                    self.open_segment(id, false);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn jobs_action(&mut self, action: Action) {
+        use Action::*;
+        let n = self.research.jobs.rows().len();
+        let pane = &mut self.research.jobs;
+        match action {
+            ItemDown => pane.cursor = (pane.cursor + 1).min(n.saturating_sub(1)),
+            ItemUp => pane.cursor = pane.cursor.saturating_sub(1),
+            OpenItem => pane.inspect = !pane.inspect,
+            NewPseudoJob => match self.store.latest_runs() {
+                Ok(runs) if runs.is_empty() => {
+                    self.message = "no teacher runs with scores yet: score or import some first".into()
+                }
+                Ok(runs) => {
+                    let names: Vec<String> = runs.into_iter().map(|r| r.teacher).collect();
+                    pane.form = Some(JobForm::pseudo(&names));
+                }
+                Err(e) => self.message = format!("error: {e}"),
+            },
+            NewScoreJob => {
+                let names: Vec<String> =
+                    crate::teachers::registry().into_iter().filter(|t| t.installed).map(|t| t.id.to_string()).collect();
+                pane.form = Some(JobForm::score(&names));
+            }
+            CancelJob => {
+                let rows = pane.rows();
+                match rows.get(pane.cursor) {
+                    Some(JobRow::Live(v)) if !v.state.is_finished() => {
+                        pane.runner.cancel(v.id);
+                        self.message = format!("cancelling job #{}…", v.id);
+                    }
+                    Some(r) => self.message = format!("job #{} is not running in this session", r.id()),
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Show a segment in the segment view (clearing list filters that hide it); `play` starts
+    /// playback as soon as its audio is ready. Labels typed there are ordinary gold labels.
+    pub fn open_segment(&mut self, id: i64, play: bool) {
+        if self.index.view_position(id).is_none() {
+            self.run(Action::ClearFilters);
+        }
+        let Some(pos) = self.index.view_position(id) else {
+            self.message = format!("segment #{id} is not in the list");
+            return;
+        };
+        let from = self.research.screen;
+        self.research.screen = Screen::Segments;
+        self.research.play_when_ready = play.then_some(id);
+        self.select(pos);
+        if play && self.current.as_ref().is_some_and(|c| c.analysis.is_some()) {
+            self.research.play_when_ready = None;
+            self.playback.seek_to(0.0);
+            self.playback.play();
+        }
+        let back = match from {
+            Screen::Thresholds => Action::ShowThresholds,
+            Screen::Disagreements => Action::ShowDisagreements,
+            _ => Action::ShowJobs,
+        };
+        let name = self.current.as_ref().map(|c| c.segment.file_name()).unwrap_or_default();
+        self.message = format!("{name}: label it here; {} goes back", self.keymap.keys_in("app", back));
+    }
+}

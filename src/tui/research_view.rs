@@ -1,0 +1,584 @@
+//! Drawing of the research screens: the live threshold view, the disagreement browser and the
+//! jobs pane. Everything drawn is read from core state; nothing here scans the scores (the
+//! explorer answers each frame with binary searches, lists draw only their visible rows).
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Axis, Block, Borders, Chart, Clear, Dataset, Gauge, GraphType, Paragraph, Row, Sparkline, Table, Wrap,
+};
+
+use crate::eval::disagreement::Order;
+use crate::eval::explorer::FlipKind;
+use crate::jobs::kinds::Value;
+use crate::jobs::{JobState, fmt_duration};
+
+use super::app::{App, scroll_to};
+use super::research::{JobRow, Screen};
+use super::view::centered;
+
+const ACCENT: Color = Color::Rgb(0x5c, 0xc8, 0x63);
+const DIM: Color = Color::DarkGray;
+const POINT: Color = Color::Rgb(0xff, 0x5f, 0x5f);
+
+/// Draw the research screen on show into `area` (between the title and the status bar).
+pub fn draw(f: &mut Frame<'_>, area: Rect, app: &mut App) {
+    if let Some(e) = &app.research.error {
+        let p = Paragraph::new(vec![
+            Line::styled("cannot open this screen:", Style::new().fg(Color::Red)),
+            Line::raw(e.clone()),
+        ])
+        .wrap(Wrap { trim: false });
+        f.render_widget(p, area);
+        return;
+    }
+    match app.research.screen {
+        Screen::Thresholds => draw_thresholds(f, area, app),
+        Screen::Disagreements => draw_disagreements(f, area, app),
+        Screen::Jobs => draw_jobs(f, area, app),
+        Screen::Segments => {}
+    }
+}
+
+/// The keys of an action on the screen on show.
+fn keys(app: &App, a: crate::keymap::Action) -> String {
+    app.keymap.keys_in(app.research.screen.context().unwrap_or("app"), a)
+}
+
+fn slider(t: f64, range: (f64, f64), saved: Option<f64>, width: usize) -> Vec<Span<'static>> {
+    let w = width.max(3);
+    let pos = |v: f64| {
+        (((v - range.0) / (range.1 - range.0).max(1e-12)) * (w - 1) as f64).round().clamp(0.0, (w - 1) as f64) as usize
+    };
+    let p = pos(t);
+    let sp = saved.filter(|v| v.is_finite()).map(pos);
+    let mut spans = Vec::with_capacity(w);
+    for i in 0..w {
+        let (ch, style) = if i == p {
+            ("●", Style::new().fg(POINT).bold())
+        } else if Some(i) == sp {
+            ("│", Style::new().fg(Color::Yellow))
+        } else if i < p {
+            ("━", Style::new().fg(ACCENT))
+        } else {
+            ("─", Style::new().fg(DIM))
+        };
+        spans.push(Span::styled(ch, style));
+    }
+    spans
+}
+
+fn draw_thresholds(f: &mut Frame<'_>, area: Rect, app: &mut App) {
+    use crate::keymap::Action as A;
+    let Some(s) = app.research.thresholds.as_ref() else { return };
+    let Some((run, e)) = s.run().zip(s.explorer()) else {
+        let p = Paragraph::new(vec![
+            Line::styled(" live threshold view", Style::new().fg(ACCENT).bold()),
+            Line::raw(" no teacher run with scores yet: run `dams score` or `dams import-scores`,"),
+            Line::raw(format!(" or start a job in the jobs pane ({}).", keys(app, A::ShowJobs))),
+        ]);
+        f.render_widget(p, area);
+        return;
+    };
+    let m = *e.metrics();
+    let [head, body] = Layout::vertical([Constraint::Length(6), Constraint::Min(0)]).areas(area);
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let saved = s.saved[s.class.index()];
+    let mut slider_line = vec![Span::styled(format!(" threshold {:.3} ", m.threshold), bold)];
+    let sw = (head.width as usize).saturating_sub(36).clamp(3, 60);
+    slider_line.extend(slider(m.threshold, e.range(), saved, sw));
+    slider_line.push(Span::styled(
+        match saved {
+            Some(v) => format!(" saved {v:.3}"),
+            None => " not saved".into(),
+        },
+        Style::new().fg(Color::Yellow),
+    ));
+    let provenance = match &s.calibration {
+        Some(c) => match c.target {
+            Some(t) => format!("{} {t:.2}", c.method.as_str()),
+            None => c.method.as_str().to_string(),
+        },
+        None => "manual".into(),
+    };
+    let lines = vec![
+        Line::from(vec![
+            Span::styled(" thresholds ", Style::new().bg(ACCENT).fg(Color::Black).bold()),
+            Span::styled(format!(" {} ", run.teacher), bold),
+            Span::raw(format!("run #{} ({}/{}) · ", run.id, s.teacher + 1, s.teachers.len())),
+            Span::styled(s.class.name().to_string(), bold.fg(Color::Cyan)),
+            Span::styled(
+                format!(" · gold dev {} ({} pos) · unlabeled {}", m.gold_n, m.tp + m.fn_, m.unlabeled_n),
+                Style::new().fg(DIM),
+            ),
+        ]),
+        Line::from(slider_line),
+        Line::from(vec![
+            Span::styled(format!(" P {:.3}  R {:.3}  F1 {:.3}", m.precision, m.recall, m.f1), bold),
+            Span::raw(format!("   TP {}  FP {}  FN {}  TN {}", m.tp, m.fp, m.fn_, m.tn)),
+        ]),
+        Line::raw(format!(
+            " predicted positive: gold {}/{} · unlabeled {}/{}   ({})",
+            m.gold_predicted, m.gold_n, m.unlabeled_predicted, m.unlabeled_n, provenance
+        )),
+        Line::from(vec![Span::styled(
+            format!(
+                " {} precision ≥ {:.2} ({} {}) · {} quantile {:.2} ({} {}) · {} F1-opt · {} save",
+                keys(app, A::CalibratePrecision),
+                s.target_precision,
+                keys(app, A::TargetDown),
+                keys(app, A::TargetUp),
+                keys(app, A::CalibrateQuantile),
+                s.quantile,
+                keys(app, A::QuantileDown),
+                keys(app, A::QuantileUp),
+                keys(app, A::CalibrateF1),
+                keys(app, A::SaveThreshold),
+            ),
+            Style::new().fg(Color::Gray),
+        )]),
+        Line::styled(
+            format!(
+                " {} fine · {} coarse · {} teacher · {} class · {} back",
+                keys(app, A::ThresholdUp),
+                keys(app, A::ThresholdUpCoarse),
+                keys(app, A::NextTeacher),
+                keys(app, A::NextClass),
+                keys(app, A::Back)
+            ),
+            Style::new().fg(DIM),
+        ),
+    ];
+    f.render_widget(Paragraph::new(lines), head);
+
+    let flips_w = (body.width / 2).clamp(20, 40);
+    let [chart_area, flips_area] = Layout::horizontal([Constraint::Min(0), Constraint::Length(flips_w)]).areas(body);
+
+    // PR curve (recall on x, precision on y), at most a few points per braille column.
+    let curve = e.curve();
+    let stride = (curve.len() / (chart_area.width as usize * 2).max(1)).max(1);
+    let mut pts: Vec<(f64, f64)> = curve.iter().step_by(stride).map(|p| (p.recall, p.precision)).collect();
+    if let Some(last) = curve.last() {
+        pts.push((last.recall, last.precision));
+    }
+    let here = [(m.recall, m.precision)];
+    let datasets = vec![
+        Dataset::default()
+            .name("PR (gold)")
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::new().fg(Color::Cyan))
+            .data(&pts),
+        Dataset::default()
+            .name("now")
+            .marker(Marker::Block)
+            .graph_type(GraphType::Scatter)
+            .style(Style::new().fg(POINT))
+            .data(&here),
+    ];
+    let chart = Chart::new(datasets)
+        .block(Block::new().borders(Borders::TOP).title(" PR curve ").border_style(Style::new().fg(DIM)))
+        .x_axis(
+            Axis::default().title("recall").bounds([0.0, 1.0]).labels(["0", "0.5", "1"]).style(Style::new().fg(DIM)),
+        )
+        .y_axis(Axis::default().title("prec").bounds([0.0, 1.0]).labels(["0", "0.5", "1"]).style(Style::new().fg(DIM)))
+        .legend_position(None);
+    f.render_widget(chart, chart_area);
+
+    // The flips of the last move: only the visible rows are produced.
+    let block = Block::new()
+        .borders(Borders::TOP | Borders::LEFT)
+        .title(format!(" flips of the last move: {} ", e.flip_count()))
+        .border_style(Style::new().fg(DIM));
+    let inner = block.inner(flips_area);
+    f.render_widget(block, flips_area);
+    let h = inner.height as usize;
+    let first = scroll_to(0, s.flip_cursor, h);
+    let mut lines = Vec::new();
+    for (i, fl) in e.flips().enumerate().skip(first).take(h) {
+        let (tag, color) = match fl.kind {
+            FlipKind::BecameFp => ("→FP", Color::Red),
+            FlipKind::BecameFn => ("→FN", Color::Red),
+            FlipKind::NoLongerFp => ("FP→TN", ACCENT),
+            FlipKind::NoLongerFn => ("FN→TP", ACCENT),
+        };
+        let name = app.index.by_id(fl.segment_id).map(|r| app.index.path(r)).unwrap_or("?");
+        let name = name.rsplit('/').next().unwrap_or(name);
+        let sel = i == s.flip_cursor;
+        let style = if sel { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{tag:<6}"), style.fg(color)),
+            Span::styled(format!("{:.3} {name}", fl.score), style),
+        ]));
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled("(none: move the slider)", Style::new().fg(DIM)));
+    } else if h > 0 && lines.len() < h {
+        lines.push(Line::styled(format!("{} plays", keys(app, A::OpenItem)), Style::new().fg(DIM)));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn order_name(o: Order) -> &'static str {
+    match o {
+        Order::VoteEntropy => "vote entropy",
+        Order::Spread => "score spread",
+        Order::Gold => "disagreement with gold",
+    }
+}
+
+fn draw_disagreements(f: &mut Frame<'_>, area: Rect, app: &mut App) {
+    use crate::keymap::Action as A;
+    let Some(d) = app.research.disagreements.as_ref() else { return };
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let nt = d.teachers.len();
+    let matrix_h = if nt >= 2 { (nt as u16 + 2).min(area.height / 3) } else { 0 };
+    let [head, list, matrix] =
+        Layout::vertical([Constraint::Length(3), Constraint::Min(0), Constraint::Length(matrix_h)]).areas(area);
+    let splits = if d.filter.splits.is_empty() {
+        "all".to_string()
+    } else {
+        d.filter.splits.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    };
+    let mut head_lines = vec![
+        Line::from(vec![
+            Span::styled(" disagreements ", Style::new().bg(ACCENT).fg(Color::Black).bold()),
+            Span::raw(format!(
+                " {} teachers: {} · {} of {} segments",
+                nt,
+                d.teachers.iter().map(|t| t.teacher.as_str()).collect::<Vec<_>>().join(", "),
+                d.queue.len(),
+                d.rows.len()
+            )),
+        ]),
+        Line::from(vec![
+            Span::raw(" order "),
+            Span::styled(order_name(d.order), bold),
+            Span::raw(" · class "),
+            Span::styled(d.filter.class.map(|c| c.name()).unwrap_or("all"), bold),
+            Span::raw(" · split "),
+            Span::styled(splits, bold),
+        ]),
+        Line::styled(
+            format!(
+                " {} order · {} class · {} split · {} open to label · {} back",
+                keys(app, A::CycleOrder),
+                keys(app, A::CycleClassFilter),
+                keys(app, A::CycleSplitFilterQueue),
+                keys(app, A::OpenItem),
+                keys(app, A::Back)
+            ),
+            Style::new().fg(DIM),
+        ),
+    ];
+    if nt < 2 {
+        head_lines.push(Line::styled(
+            " needs two teachers with scores and thresholds for all three classes",
+            Style::new().fg(Color::Yellow),
+        ));
+        for (t, why) in &d.skipped {
+            head_lines.push(Line::styled(format!("  {t}: {why}"), Style::new().fg(DIM)));
+        }
+        f.render_widget(Paragraph::new(head_lines).wrap(Wrap { trim: false }), area);
+        return;
+    }
+    f.render_widget(Paragraph::new(head_lines), head);
+
+    let body_h = list.height.saturating_sub(1) as usize;
+    let first = scroll_to(0, d.cursor, body_h);
+    let cls = d.filter.class;
+    let rows: Vec<Row> = d
+        .queue
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(body_h)
+        .map(|(i, &ri)| {
+            let r = &d.rows[ri];
+            let path = d.paths.get(&r.segment_id).map(String::as_str).unwrap_or("?");
+            let cells = vec![
+                path.to_string(),
+                r.split.as_str().to_string(),
+                format!("{:.3}", r.key(Order::VoteEntropy, cls).unwrap_or(0.0)),
+                format!("{:.3}", r.key(Order::Spread, cls).unwrap_or(0.0)),
+                r.key(Order::Gold, cls).map(|g| format!("{g:.2}")).unwrap_or_else(|| "-".into()),
+                format!("{}/{}/{} of {}", r.votes[0], r.votes[1], r.votes[2], r.n_teachers),
+                r.gold.map(|g| g.compact()).unwrap_or_else(|| "·".into()),
+            ];
+            let row = Row::new(cells);
+            if i == d.cursor { row.style(Style::new().add_modifier(Modifier::REVERSED)) } else { row }
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(16),
+            Constraint::Length(9),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(5),
+            Constraint::Length(11),
+            Constraint::Length(4),
+        ],
+    )
+    .header(Row::new(["segment", "split", "entropy", "spread", "gold≠", "votes S/M/N", "gold"]).style(bold.fg(DIM)));
+    f.render_widget(table, list);
+
+    // Teacher-vs-teacher kappa for the class in focus.
+    let c = d.kappa_class();
+    let k = &d.kappa[c.index()];
+    let name_w = 10usize;
+    let mut lines = vec![Line::styled(
+        format!(" Cohen's κ between teachers, {} (votes at their thresholds)", c.name()),
+        Style::new().fg(DIM),
+    )];
+    let mut hdr = format!(" {:<name_w$}", "");
+    for t in &d.teachers {
+        hdr.push_str(&format!("{:>name_w$}", trunc(&t.teacher, name_w - 1)));
+    }
+    lines.push(Line::styled(hdr, bold));
+    for (i, t) in d.teachers.iter().enumerate() {
+        let mut l = format!(" {:<name_w$}", trunc(&t.teacher, name_w - 1));
+        for v in &k[i] {
+            l.push_str(&match v {
+                Some(x) => format!("{x:>name_w$.3}"),
+                None => format!("{:>name_w$}", "–"),
+            });
+        }
+        lines.push(Line::raw(l));
+    }
+    f.render_widget(Paragraph::new(lines), matrix);
+}
+
+fn trunc(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
+    use crate::keymap::Action as A;
+    let rows = app.research.jobs.rows();
+    let pane = &app.research.jobs;
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let [head, list, detail] =
+        Layout::vertical([Constraint::Length(2), Constraint::Percentage(40), Constraint::Min(0)]).areas(area);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from(vec![
+                Span::styled(" jobs ", Style::new().bg(ACCENT).fg(Color::Black).bold()),
+                Span::raw(format!(
+                    " {} running · {} in history",
+                    rows.iter().filter(|r| matches!(r, JobRow::Live(v) if v.state == JobState::Running)).count(),
+                    pane.history.len()
+                )),
+            ]),
+            Line::styled(
+                format!(
+                    " {} pseudo-label · {} score · {} cancel · {} inspect · {} back (jobs keep running)",
+                    keys(app, A::NewPseudoJob),
+                    keys(app, A::NewScoreJob),
+                    keys(app, A::CancelJob),
+                    keys(app, A::OpenItem),
+                    keys(app, A::Back)
+                ),
+                Style::new().fg(DIM),
+            ),
+        ]),
+        head,
+    );
+    let cursor = pane.cursor.min(rows.len().saturating_sub(1));
+    let body_h = list.height.saturating_sub(1) as usize;
+    let first = scroll_to(0, cursor, body_h);
+    let table_rows: Vec<Row> = rows
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(body_h)
+        .map(|(i, r)| {
+            let (id, kind, state, done, total, eta) = match r {
+                JobRow::Live(v) => (
+                    v.id,
+                    v.kind.clone(),
+                    v.state.as_str().to_string(),
+                    v.done as i64,
+                    v.total.map(|t| t as i64),
+                    v.eta.map(fmt_duration).unwrap_or_default(),
+                ),
+                JobRow::Past(j) => (j.id, j.kind.clone(), j.state.clone(), j.done, j.total, String::new()),
+            };
+            let frac = total.filter(|&t| t > 0).map(|t| (done as f64 / t as f64).clamp(0.0, 1.0));
+            let bar = match frac {
+                Some(x) => {
+                    let n = (x * 10.0).round() as usize;
+                    format!("{}{} {:>3.0}%", "█".repeat(n), "░".repeat(10 - n), x * 100.0)
+                }
+                None => format!("{done}"),
+            };
+            let color = match state.as_str() {
+                "running" => Color::Cyan,
+                "done" => ACCENT,
+                "failed" => Color::Red,
+                _ => Color::Yellow,
+            };
+            let row = Row::new(vec![
+                Span::raw(format!("#{id}")),
+                Span::raw(kind),
+                Span::styled(state, Style::new().fg(color)),
+                Span::raw(bar),
+                Span::raw(eta),
+            ]);
+            if i == cursor { row.style(Style::new().add_modifier(Modifier::REVERSED)) } else { row }
+        })
+        .collect();
+    let table = Table::new(
+        table_rows,
+        [
+            Constraint::Length(5),
+            Constraint::Length(14),
+            Constraint::Length(11),
+            Constraint::Length(16),
+            Constraint::Min(6),
+        ],
+    )
+    .header(Row::new(["id", "kind", "state", "progress", "ETA"]).style(bold.fg(DIM)));
+    f.render_widget(table, list);
+
+    let block = Block::new().borders(Borders::TOP).border_style(Style::new().fg(DIM));
+    let inner = block.inner(detail);
+    f.render_widget(block, detail);
+    match rows.get(cursor) {
+        None => f.render_widget(
+            Paragraph::new(Line::styled(
+                format!(" no jobs yet: {} starts a pseudo-labeling job", keys(app, A::NewPseudoJob)),
+                Style::new().fg(DIM),
+            )),
+            inner,
+        ),
+        Some(JobRow::Live(v)) => {
+            let series = v.metrics.first();
+            let spark_h = if series.is_some_and(|(_, s)| s.len() > 1) { 3 } else { 0 };
+            let [info, gauge, spark, log] = Layout::vertical([
+                Constraint::Length(2),
+                Constraint::Length(1),
+                Constraint::Length(spark_h),
+                Constraint::Min(0),
+            ])
+            .areas(inner);
+            let rate = if v.rate > 0.0 { format!("{:.1}/s", v.rate) } else { "–".into() };
+            let mut l1 = format!(
+                " #{} {} · {} · phase {} · {} · elapsed {}",
+                v.id,
+                v.kind,
+                v.state.as_str(),
+                v.phase,
+                rate,
+                fmt_duration(v.elapsed)
+            );
+            if let Some(eta) = v.eta {
+                l1.push_str(&format!(" · ETA {}", fmt_duration(eta)));
+            }
+            let l2 = match (&v.error, &v.result) {
+                (Some(e), _) => Line::styled(format!(" error: {e}"), Style::new().fg(Color::Red)),
+                _ => Line::styled(format!(" {}", v.params), Style::new().fg(DIM)),
+            };
+            f.render_widget(Paragraph::new(vec![Line::raw(l1), l2]), info);
+            let ratio = v.fraction().unwrap_or(if v.state == JobState::Done { 1.0 } else { 0.0 });
+            let label = match v.total {
+                Some(t) => format!("{}/{t}", v.done),
+                None => format!("{}", v.done),
+            };
+            f.render_widget(Gauge::default().ratio(ratio).label(label).gauge_style(Style::new().fg(ACCENT)), gauge);
+            if let Some((name, s)) = series.filter(|_| spark_h > 0) {
+                let lo = s.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let scaled: Vec<u64> =
+                    s.iter().map(|x| (((x - lo) / (hi - lo).max(1e-12)) * 100.0).round() as u64 + 1).collect();
+                let last = s.last().copied().unwrap_or(0.0);
+                let [lab, sp] = Layout::horizontal([Constraint::Length(18), Constraint::Min(0)]).areas(spark);
+                f.render_widget(Paragraph::new(format!(" {name} {last:.4}")), lab);
+                let tail = &scaled[scaled.len().saturating_sub(sp.width as usize)..];
+                f.render_widget(Sparkline::default().data(tail).style(Style::new().fg(Color::Cyan)), sp);
+            }
+            let n = log.height as usize;
+            let lines: Vec<Line> = if pane.inspect {
+                let mut all: Vec<Line> = Vec::new();
+                if let Some(r) = &v.result {
+                    all.push(Line::styled(format!(" result: {r}"), Style::new().fg(ACCENT)));
+                }
+                all.extend(v.log.iter().map(|l| Line::raw(format!(" {l}"))));
+                all
+            } else {
+                v.log.iter().skip(v.log.len().saturating_sub(n)).map(|l| Line::raw(format!(" {l}"))).collect()
+            };
+            f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), log);
+        }
+        Some(JobRow::Past(j)) => {
+            let mut lines = vec![
+                Line::raw(format!(
+                    " #{} {} · {} · {}{} · started {} · finished {}",
+                    j.id,
+                    j.kind,
+                    j.state,
+                    j.done,
+                    j.total.map(|t| format!("/{t}")).unwrap_or_default(),
+                    j.started_at.as_deref().unwrap_or("-"),
+                    j.finished_at.as_deref().unwrap_or("-"),
+                )),
+                Line::styled(format!(" {}", j.params), Style::new().fg(DIM)),
+            ];
+            if let Some(e) = &j.error {
+                lines.push(Line::styled(format!(" error: {e}"), Style::new().fg(Color::Red)));
+            }
+            if let Some(r) = &j.result {
+                lines.push(Line::styled(format!(" result: {r}"), Style::new().fg(ACCENT)));
+            }
+            if j.state == "interrupted" {
+                lines.push(Line::styled(
+                    " interrupted: its process ended while it ran; start it again to resume",
+                    Style::new().fg(Color::Yellow),
+                ));
+            }
+            f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+        }
+    }
+
+    if let Some(form) = &app.research.jobs.form {
+        draw_form(f, area, form);
+    }
+}
+
+fn draw_form(f: &mut Frame<'_>, area: Rect, form: &crate::jobs::kinds::JobForm) {
+    let h = (form.fields.len() as u16 * 2 + 3).min(area.height);
+    let r = centered(area, area.width.saturating_sub(4).min(76), h);
+    f.render_widget(Clear, r);
+    let mut lines = Vec::new();
+    for (i, fld) in form.fields.iter().enumerate() {
+        let sel = i == form.cursor;
+        let name_style = if sel { Style::new().fg(Color::Black).bg(Color::Yellow) } else { Style::new().bold() };
+        let mut spans = vec![Span::styled(format!(" {:<15}", fld.name), name_style), Span::raw(" ")];
+        match &fld.value {
+            Value::Choice { options, on, cursor, .. } => {
+                for (j, (o, x)) in options.iter().zip(on).enumerate() {
+                    let mark = if *x { "[x]" } else { "[ ]" };
+                    let st =
+                        if sel && j == *cursor { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+                    spans.push(Span::styled(format!("{mark} {o}"), st));
+                    spans.push(Span::raw("  "));
+                }
+            }
+            Value::Number { value, min, max } => spans.push(Span::raw(format!("◀ {value} ▶  ({min}–{max})"))),
+            Value::Flag(b) => spans.push(Span::raw(if *b { "[x] on" } else { "[ ] off" })),
+        }
+        lines.push(Line::from(spans));
+        lines.push(Line::styled(format!("   {}", fld.help), Style::new().fg(DIM)));
+    }
+    let block = Block::bordered()
+        .title(format!(" start a {} job ", form.kind.title()))
+        .title_bottom(
+            Line::from(" ↑↓ field · ←→ move/change · Space toggle · Enter start · Esc cancel ").right_aligned(),
+        )
+        .border_style(Style::new().fg(Color::Yellow));
+    f.render_widget(Paragraph::new(lines).block(block), r);
+}
