@@ -92,7 +92,12 @@ pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
         let total_logged = v.log.len();
         if total_logged > shown_log {
             for line in v.log.iter().skip(shown_log) {
-                bar.println(line);
+                // A hidden bar (output is not a terminal) swallows println.
+                if bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    bar.println(line);
+                }
             }
             shown_log = total_logged;
         }
@@ -117,7 +122,7 @@ pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
                 r["best_epoch"],
                 if r["stopped_early"].as_bool() == Some(true) { " (stopped early)" } else { "" }
             );
-            println!("score with it: dams score-student --name {}", a.name);
+            println!("score with it: dams score --teacher student:{}", a.name);
             Ok(())
         }
         JobState::Cancelled => bail!("training cancelled; continue with `dams train --name {} --resume`", a.name),
