@@ -21,6 +21,8 @@ pub mod playback;
 pub mod pseudo;
 pub mod rng;
 pub mod store;
+#[cfg(feature = "burn")]
+pub mod student;
 pub mod teachers;
 pub mod tui;
 pub mod workspace;

@@ -42,6 +42,19 @@ pub enum BenchWhich {
     /// AST: forward segments/s against PyTorch + transformers on the same checkpoint, and fbank per 10 s segment
     /// against the Hugging Face extractor (the reference runs in the same invocation when python + torch exist).
     Ast(super::ast::BenchAstArgs),
+    /// Training throughput (segments/s) of the CNN student on the CPU, vs the same net in PyTorch.
+    #[cfg(feature = "burn")]
+    Student {
+        #[arg(long, default_value_t = 96)]
+        segments: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 16)]
+        width: usize,
+        /// tools/student_torch_bench.py: run the PyTorch reference when python3 has torch.
+        #[arg(long)]
+        torch_script: Option<std::path::PathBuf>,
+    },
 }
 
 pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
@@ -54,5 +67,9 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         BenchWhich::TuiLabel { keys } => crate::tui::bench::label(keys),
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
         BenchWhich::Ast(b) => super::ast::bench(ctx, b),
+        #[cfg(feature = "burn")]
+        BenchWhich::Student { segments, batch, width, torch_script } => {
+            crate::student::bench::run(segments, batch, width, torch_script.as_deref())
+        }
     }
 }

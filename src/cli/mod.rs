@@ -6,6 +6,8 @@ pub mod audio;
 pub mod bench;
 pub mod eval;
 pub mod manifest;
+#[cfg(feature = "burn")]
+pub mod student;
 pub mod teachers;
 
 use std::path::PathBuf;
@@ -73,6 +75,12 @@ pub enum Command {
     PseudoLabel(eval::PseudoArgs),
     /// List segments where teachers disagree most.
     Disagreements(eval::DisagreementsArgs),
+    /// Train (or resume) a student classifier on gold and pseudo-labels, as a job.
+    #[cfg(feature = "burn")]
+    Train(student::TrainArgs),
+    /// Score segments with a trained student (teacher `student:NAME`).
+    #[cfg(feature = "burn")]
+    ScoreStudent(student::ScoreStudentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +172,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Thresholds(a)) => eval::run_thresholds(&ctx, a),
         Some(Command::PseudoLabel(a)) => eval::run_pseudo(&ctx, a),
         Some(Command::Disagreements(a)) => eval::run_disagreements(&ctx, a),
+        #[cfg(feature = "burn")]
+        Some(Command::Train(a)) => student::run_train(&ctx, a),
+        #[cfg(feature = "burn")]
+        Some(Command::ScoreStudent(a)) => student::run_score_student(&ctx, a),
         Some(Command::Tui) | None => {
             let ws = match &ctx.workspace_arg {
                 Some(_) => ctx.workspace()?,

@@ -273,7 +273,14 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
         Some(s) => Some(parse_splits(s).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let mut teacher = load(&a.teacher, &LoadOptions { device: a.device.clone(), builtin_weights: a.weights.clone() })?;
+    let mut teacher = load(
+        &a.teacher,
+        &LoadOptions {
+            device: a.device.clone(),
+            builtin_weights: a.weights.clone(),
+            models_dir: Some(ws.data_dir().join("models")),
+        },
+    )?;
     if let Some(n) = teacher.notice() {
         eprintln!("note: {n}");
     }

@@ -117,6 +117,8 @@ pub struct LoadOptions {
     pub device: Option<String>,
     /// For the built-in teacher: a head file to use instead of the embedded one.
     pub builtin_weights: Option<std::path::PathBuf>,
+    /// The workspace's `data/models/` directory, where students (`student:<name>`) live.
+    pub models_dir: Option<std::path::PathBuf>,
 }
 
 /// Open a teacher by id.
@@ -138,6 +140,28 @@ pub fn load(id: &str, opts: &LoadOptions) -> Result<Box<dyn Teacher>, TeacherErr
             Ok(Box::new(t))
         }
         ast::ID => ast::load_installed(&crate::config::Dirs::get().model_cache(), opts),
+        #[cfg(feature = "burn")]
+        student if student.starts_with(crate::student::teacher::PREFIX) => {
+            let name = &student[crate::student::teacher::PREFIX.len()..];
+            let device = match opts.device.as_deref() {
+                None | Some("auto") => crate::student::DeviceChoice::Auto,
+                Some("cpu") => crate::student::DeviceChoice::Cpu,
+                Some("gpu") => crate::student::DeviceChoice::Gpu,
+                Some(d) => {
+                    return Err(TeacherError::Input {
+                        id: id.into(),
+                        detail: format!("unknown device '{d}' (auto, cpu or gpu)"),
+                    });
+                }
+            };
+            let Some(dir) = &opts.models_dir else {
+                return Err(TeacherError::NotInstalled {
+                    id: id.into(),
+                    hint: "students are scored inside a workspace".into(),
+                });
+            };
+            Ok(Box::new(crate::student::teacher::StudentTeacher::open(dir, name, device)?))
+        }
         other => match registry().into_iter().find(|t| t.id == other) {
             Some(info) => Err(TeacherError::NotInstalled {
                 id: other.into(),

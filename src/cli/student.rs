@@ -1,0 +1,160 @@
+//! `dams train` (train or resume a student as a job, with a progress bar) and
+//! `dams score-student` (score segments with a trained student as teacher `student:<name>`).
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Ctx;
+use crate::jobs::{JobRunner, JobState};
+use crate::labels::Split;
+use crate::student::data::{Augment, parse_sources};
+use crate::student::train::TrainConfig;
+use crate::student::{DeviceChoice, TrainRequest};
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Name of the student (its checkpoints live in data/models/NAME/; scoring calls it student:NAME).
+    #[arg(long)]
+    pub name: String,
+    /// Label sources with optional weights, e.g. gold,builtin_pseudo:0.5 (gold wins on overlap;
+    /// dev and test segments are never trained on).
+    #[arg(long, default_value = "gold")]
+    pub sources: String,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Continue a killed or cancelled training from its last finished epoch.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Stop after this many epochs without a better dev macro F1 (0 = never).
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// Channels of the first conv block (the CNN doubles it twice).
+    #[arg(long, default_value_t = 16)]
+    pub width: usize,
+    /// Turn off all augmentation (gain, time shift, noise mixing, hard negatives).
+    #[arg(long)]
+    pub no_augment: bool,
+}
+
+pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
+    let ws = ctx.workspace()?;
+    crate::student::checkpoint::check_name(&a.name)?;
+    let req = TrainRequest {
+        name: a.name.clone(),
+        sources: parse_sources(&a.sources)?,
+        train: TrainConfig {
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            lr: a.lr,
+            patience: a.patience,
+            seed: a.seed,
+            threshold: 0.5,
+            augment: if a.no_augment { Augment::none() } else { Augment::default() },
+        },
+        width: a.width,
+        device: a.device,
+        resume: a.resume,
+    };
+    let mut runner = JobRunner::new(ws.db_path());
+    let id = crate::student::spawn_training(&mut runner, &ws, req)?;
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut shown_log = 0usize;
+    let view = loop {
+        let Some(v) = runner.view(id) else { bail!("the training job vanished") };
+        bar.set_prefix(v.phase.clone());
+        if let Some(t) = v.total {
+            bar.set_length(t);
+        }
+        bar.set_position(v.done);
+        let loss = v.metric("loss").and_then(|l| l.last().copied());
+        let f1 = v.metric("dev_macro_f1").and_then(|l| l.last().copied());
+        bar.set_message(match (loss, f1) {
+            (Some(l), Some(f)) => format!("loss {l:.4}  dev macro F1 {f:.3}"),
+            (Some(l), None) => format!("loss {l:.4}"),
+            _ => String::new(),
+        });
+        // Log lines the user has not seen yet (the job keeps the last 200).
+        let total_logged = v.log.len();
+        if total_logged > shown_log {
+            for line in v.log.iter().skip(shown_log) {
+                // A hidden bar (output is not a terminal) swallows println.
+                if bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
+            shown_log = total_logged;
+        }
+        if v.state.is_finished() {
+            break runner.wait(id).unwrap_or(v);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    bar.finish_and_clear();
+    for line in view.log.iter().skip(shown_log) {
+        println!("{line}");
+    }
+    match view.state {
+        JobState::Done => {
+            let r = view.result.unwrap_or_default();
+            println!(
+                "student {} (job #{}): {} epochs, best dev macro F1 {} at epoch {}{}",
+                a.name,
+                id,
+                r["epochs_done"],
+                r["best_dev_macro_f1"].as_f64().map(|f| format!("{f:.3}")).unwrap_or_else(|| "-".into()),
+                r["best_epoch"],
+                if r["stopped_early"].as_bool() == Some(true) { " (stopped early)" } else { "" }
+            );
+            println!("score with it: dams score --teacher student:{}", a.name);
+            Ok(())
+        }
+        JobState::Cancelled => bail!("training cancelled; continue with `dams train --name {} --resume`", a.name),
+        _ => bail!("training failed: {}", view.error.unwrap_or_default()),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreStudentArgs {
+    #[arg(long)]
+    pub name: String,
+    /// Splits to score (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub splits: Vec<Split>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+pub fn run_score_student(ctx: &Ctx, a: ScoreStudentArgs) -> Result<()> {
+    let ws = ctx.workspace()?;
+    let mut store = ws.open_store()?;
+    let splits = if a.splits.is_empty() { None } else { Some(a.splits.as_slice()) };
+    let bar = ProgressBar::new(0);
+    let o = crate::student::score_workspace(&ws, &mut store, &a.name, splits, a.device, |d, t| {
+        bar.set_length(t as u64);
+        bar.set_position(d as u64);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "teacher run #{} ({}): {} segments scored, {} already scored, {} unreadable",
+        o.run_id, o.teacher, o.scored, o.skipped, o.failed
+    );
+    println!("next: dams calibrate / dams thresholds / dams eval --teacher {}", o.teacher);
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! Training data for the student: log-mel features computed once per segment (kept in memory
+//! for the run), targets from a weighted mix of label sources, and the augmentations.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::dsp::spectrogram::{MelSpectrogrammer, SpecConfig};
+use crate::labels::{LabelSet, Split};
+use crate::store::Store;
+use crate::workspace::Workspace;
+
+/// Mel bands of the student's input.
+pub const N_MELS: usize = 64;
+/// dB floor of the spectrogram (silence).
+const FLOOR_DB: f32 = -100.0;
+
+/// One labelled example: a `n_mels × frames` log-mel matrix (band-major, dB).
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub segment_id: i64,
+    pub feats: Vec<f32>,
+    pub target: [f32; 3],
+    /// Per-source weight of this example in the loss.
+    pub weight: f32,
+}
+
+impl Example {
+    pub fn labels(&self) -> LabelSet {
+        LabelSet::from_array(self.target.map(|t| t >= 0.5))
+    }
+}
+
+/// A training set and its gold dev set, at one feature shape.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    pub n_mels: usize,
+    pub frames: usize,
+    pub train: Vec<Example>,
+    pub dev: Vec<Example>,
+}
+
+impl Dataset {
+    /// `pos_weight` per class: negatives / positives over the training targets (1.0 without
+    /// positives).
+    pub fn pos_weight(&self) -> [f32; 3] {
+        let mut pos = [0usize; 3];
+        for e in &self.train {
+            for (c, p) in pos.iter_mut().enumerate() {
+                if e.target[c] >= 0.5 {
+                    *p += 1;
+                }
+            }
+        }
+        let n = self.train.len();
+        pos.map(|p| if p == 0 { 1.0 } else { (n - p) as f32 / p as f32 })
+    }
+
+    /// Indices of training examples labelled noise only (used as noise for mixing).
+    pub fn noise_only(&self) -> Vec<usize> {
+        let noise = LabelSet::new(false, false, true);
+        self.train.iter().enumerate().filter(|(_, e)| e.labels() == noise).map(|(i, _)| i).collect()
+    }
+}
+
+/// The mel front end of the student (64 bands, 25 ms / 10 ms, 16 kHz).
+pub fn spec_config() -> SpecConfig {
+    SpecConfig { n_mels: N_MELS, ..SpecConfig::default() }
+}
+
+/// Frames of a clip of `samples` samples.
+pub fn frames_for(samples: usize) -> usize {
+    let c = spec_config();
+    if samples == 0 { 0 } else { 1 + samples.saturating_sub(c.win) / c.hop }
+}
+
+/// Log-mel features of 16-kHz mono `samples`, band-major, tiled (short clips repeat) or cropped
+/// to exactly `frames` frames.
+pub fn log_mel(spec: &mut MelSpectrogrammer, samples: &[f32], frames: usize) -> Vec<f32> {
+    let s = spec.compute(samples);
+    let n_mels = s.n_mels;
+    let mut out = vec![FLOOR_DB; n_mels * frames];
+    if s.n_frames == 0 {
+        return out;
+    }
+    for t in 0..frames {
+        let src = t % s.n_frames;
+        for m in 0..n_mels {
+            out[m * frames + t] = s.data[src * n_mels + m];
+        }
+    }
+    out
+}
+
+/// A label source in a training mix: `gold` or a pseudo-label source such as `builtin_pseudo`,
+/// with its weight in the loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceSpec {
+    pub source: String,
+    pub weight: f32,
+}
+
+/// Parse `gold,builtin_pseudo:0.5` (weight 1 when left out).
+pub fn parse_sources(s: &str) -> Result<Vec<SourceSpec>> {
+    let mut out: Vec<SourceSpec> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, weight) = match part.rsplit_once(':') {
+            Some((n, w)) if w.parse::<f32>().is_ok() => (n.trim(), w.parse::<f32>().unwrap_or(1.0)),
+            _ => (part, 1.0),
+        };
+        if name.is_empty() {
+            bail!("empty label source in '{s}'");
+        }
+        if !(weight.is_finite() && weight > 0.0) {
+            bail!("the weight of label source '{name}' must be a positive number, not {weight}");
+        }
+        if out.iter().any(|o| o.source == name) {
+            bail!("label source '{name}' is listed twice");
+        }
+        out.push(SourceSpec { source: name.to_string(), weight });
+    }
+    if out.is_empty() {
+        bail!("no label sources given (e.g. --sources gold,builtin_pseudo:0.5)");
+    }
+    Ok(out)
+}
+
+/// Targets for training: segment id → (labels, weight). Gold (outside dev and test) wins over
+/// pseudo-labels; among pseudo sources the first listed wins. Each pseudo source uses its latest
+/// pseudo-labelling run.
+pub fn training_targets(store: &Store, sources: &[SourceSpec]) -> Result<HashMap<i64, (LabelSet, f32)>> {
+    let splits: HashMap<i64, Split> = store.segments(None)?.into_iter().map(|s| (s.id, s.split)).collect();
+    let mut out: HashMap<i64, (LabelSet, f32)> = HashMap::new();
+    let mut gold_ids = std::collections::HashSet::new();
+    if let Some(g) = sources.iter().find(|s| s.source == "gold") {
+        for (id, labels) in store.resolved_gold()? {
+            gold_ids.insert(id);
+            if matches!(splits.get(&id), Some(Split::Dev | Split::Test) | None) {
+                continue;
+            }
+            out.insert(id, (labels, g.weight));
+        }
+    } else {
+        gold_ids.extend(store.resolved_gold()?.into_iter().map(|(id, _)| id));
+    }
+    for src in sources.iter().filter(|s| s.source != "gold") {
+        let run: Option<i64> = store
+            .conn()
+            .query_row(
+                "SELECT id FROM pseudo_runs WHERE label_source = ?1 ORDER BY id DESC LIMIT 1",
+                [&src.source],
+                |r| r.get(0),
+            )
+            .ok();
+        let Some(run) = run else {
+            bail!(
+                "no pseudo-labels with label source '{}' in this workspace (run `dams pseudo-label` first, or use gold)",
+                src.source
+            );
+        };
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT segment_id, speech, music, noise FROM pseudo_labels WHERE pseudo_run_id = ?1")?;
+        let rows = stmt.query_map([run], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)? != 0, r.get::<_, i64>(3)? != 0))
+        })?;
+        for row in rows {
+            let (id, s, m, n) = row?;
+            // Never train on pseudo-labels of segments that have gold, nor of dev/test segments.
+            if gold_ids.contains(&id) || matches!(splits.get(&id), Some(Split::Dev | Split::Test) | None) {
+                continue;
+            }
+            out.entry(id).or_insert((LabelSet::new(s, m, n), src.weight));
+        }
+    }
+    Ok(out)
+}
+
+/// Build the dataset of a workspace: training examples from `sources`, dev examples from gold on
+/// the dev split. Audio that cannot be read is reported through `on_skip` and left out.
+pub fn workspace_dataset(
+    ws: &Workspace,
+    store: &Store,
+    sources: &[SourceSpec],
+    frames: usize,
+    mut on_progress: impl FnMut(usize, usize),
+    mut on_skip: impl FnMut(String),
+) -> Result<Dataset> {
+    let targets = training_targets(store, sources)?;
+    let segments = store.segments(None)?;
+    let gold: HashMap<i64, LabelSet> = store.resolved_gold()?.into_iter().collect();
+    let mut spec = MelSpectrogrammer::new(spec_config());
+    let mut ds = Dataset { n_mels: N_MELS, frames, ..Default::default() };
+    let wanted: Vec<_> = segments
+        .iter()
+        .filter(|s| targets.contains_key(&s.id) || (s.split == Split::Dev && gold.contains_key(&s.id)))
+        .collect();
+    let total = wanted.len();
+    for (i, seg) in wanted.into_iter().enumerate() {
+        on_progress(i, total);
+        let path = match ws.resolve_data_path(&seg.segment_path) {
+            Ok(p) => p,
+            Err(e) => {
+                on_skip(format!("{}: {e}", seg.segment_path));
+                continue;
+            }
+        };
+        let samples = match crate::audio::decode::load_mono_16k(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                on_skip(format!("{}: {e}", seg.segment_path));
+                continue;
+            }
+        };
+        let feats = log_mel(&mut spec, &samples, frames);
+        if let Some(&(labels, weight)) = targets.get(&seg.id) {
+            ds.train.push(Example { segment_id: seg.id, feats, target: bool3(labels), weight });
+        } else if let Some(&labels) = gold.get(&seg.id) {
+            ds.dev.push(Example { segment_id: seg.id, feats, target: bool3(labels), weight: 1.0 });
+        }
+    }
+    on_progress(total, total);
+    if ds.train.is_empty() {
+        bail!("no training examples: the chosen label sources label no readable segment outside dev/test");
+    }
+    Ok(ds)
+}
+
+fn bool3(l: LabelSet) -> [f32; 3] {
+    l.to_array().map(|b| if b { 1.0 } else { 0.0 })
+}
+
+/// Augmentation settings (all off = plain training).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Augment {
+    /// Random gain in ±dB.
+    pub gain_db: f32,
+    /// Random circular time shift, as a fraction of the clip (0..1).
+    pub shift: f32,
+    /// Probability of mixing noise into an example.
+    pub noise_prob: f32,
+    /// SNR range (dB) of mixed-in noise.
+    pub snr_db: (f32, f32),
+    /// Extra copies of last epoch's confident false positives in the next epoch (0 = off).
+    pub hard_negatives: usize,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Augment { gain_db: 6.0, shift: 0.5, noise_prob: 0.3, snr_db: (5.0, 25.0), hard_negatives: 1 }
+    }
+}
+
+impl Augment {
+    pub fn none() -> Self {
+        Augment { gain_db: 0.0, shift: 0.0, noise_prob: 0.0, snr_db: (10.0, 30.0), hard_negatives: 0 }
+    }
+}
+
+/// A small seeded generator whose state can be saved in a checkpoint (SplitMix64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rng {
+    pub state: u64,
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng { state: seed ^ 0x5DEE_CE66_D1CE_4E5B }
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { (self.next_u64() % n as u64) as usize }
+    }
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// Mean linear power of dB values.
+fn mean_power(db: &[f32]) -> f32 {
+    if db.is_empty() {
+        return 0.0;
+    }
+    db.iter().map(|&d| 10f32.powf(d / 10.0)).sum::<f32>() / db.len() as f32
+}
+
+/// Apply the augmentations to one example's features (in place, dB, band-major).
+pub fn augment(feats: &mut [f32], frames: usize, aug: &Augment, noise: Option<&[f32]>, rng: &mut Rng) {
+    if frames == 0 {
+        return;
+    }
+    if aug.noise_prob > 0.0 && rng.unit() < aug.noise_prob {
+        if let Some(n) = noise.filter(|n| n.len() == feats.len()) {
+            let snr = aug.snr_db.0 + (aug.snr_db.1 - aug.snr_db.0) * rng.unit();
+            let (ps, pn) = (mean_power(feats), mean_power(n));
+            if ps > 0.0 && pn > 0.0 {
+                let scale = ps / (pn * 10f32.powf(snr / 10.0));
+                for (f, &nd) in feats.iter_mut().zip(n) {
+                    let p = 10f32.powf(*f / 10.0) + scale * 10f32.powf(nd / 10.0);
+                    *f = (10.0 * p.max(1e-10).log10()).max(FLOOR_DB);
+                }
+            }
+        }
+    }
+    if aug.gain_db > 0.0 {
+        let g = (rng.unit() * 2.0 - 1.0) * aug.gain_db;
+        feats.iter_mut().for_each(|f| *f = (*f + g).max(FLOOR_DB));
+    }
+    if aug.shift > 0.0 {
+        let max = ((frames as f32) * aug.shift.min(1.0)) as usize;
+        let k = rng.below(max + 1);
+        if k > 0 {
+            for row in feats.chunks_mut(frames) {
+                row.rotate_right(k % frames);
+            }
+        }
+    }
+}
+
+/// The network's input scaling of dB features.
+pub fn normalise(db: f32) -> f32 {
+    (db + 50.0) / 25.0
+}
+
+/// Read a WAV/FLAC/... file as the student's features (for scoring outside a workspace).
+pub fn file_features(path: &std::path::Path, frames: usize) -> Result<Vec<f32>> {
+    let samples = crate::audio::decode::load_mono_16k(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut spec = MelSpectrogrammer::new(spec_config());
+    Ok(log_mel(&mut spec, &samples, frames))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse_with_weights_and_refuse_nonsense() {
+        let s = parse_sources("gold, builtin_pseudo:0.5").unwrap();
+        assert_eq!(s[0], SourceSpec { source: "gold".into(), weight: 1.0 });
+        assert_eq!(s[1], SourceSpec { source: "builtin_pseudo".into(), weight: 0.5 });
+        assert!(parse_sources("").is_err());
+        assert!(parse_sources("gold:-1").is_err());
+        assert!(parse_sources("gold,gold").is_err());
+        // A colon in a source name that is not a weight stays part of the name.
+        assert_eq!(parse_sources("student:x_pseudo").unwrap()[0].source, "student:x_pseudo");
+    }
+
+    #[test]
+    fn log_mel_tiles_short_clips_and_crops_long_ones() {
+        let mut spec = MelSpectrogrammer::new(spec_config());
+        let x: Vec<f32> = (0..8000).map(|i| (i as f32 * 0.1).sin() * 0.3).collect();
+        let n = frames_for(x.len());
+        let f = log_mel(&mut spec, &x, 2 * n);
+        assert_eq!(f.len(), N_MELS * 2 * n);
+        for m in [0, 10, 63] {
+            assert_eq!(f[m * 2 * n + 3], f[m * 2 * n + n + 3]);
+        }
+        assert_eq!(log_mel(&mut spec, &x, 10).len(), N_MELS * 10);
+    }
+
+    #[test]
+    fn augmentation_is_seeded_and_noise_lowers_snr() {
+        let frames = 50;
+        let feats: Vec<f32> = (0..N_MELS * frames).map(|i| -40.0 + (i % 7) as f32).collect();
+        let noise = vec![-20.0; feats.len()];
+        let aug = Augment { noise_prob: 1.0, snr_db: (0.0, 0.0), gain_db: 0.0, shift: 0.0, hard_negatives: 0 };
+        let (mut a, mut b) = (feats.clone(), feats.clone());
+        augment(&mut a, frames, &aug, Some(&noise), &mut Rng::new(3));
+        augment(&mut b, frames, &aug, Some(&noise), &mut Rng::new(3));
+        assert_eq!(a, b);
+        // At 0 dB SNR the mixture has twice the power: +3 dB on average.
+        let gain = 10.0 * (mean_power(&a) / mean_power(&feats)).log10();
+        assert!((gain - 3.01).abs() < 0.05, "{gain}");
+    }
+
+    #[test]
+    fn pos_weight_is_negatives_over_positives() {
+        let ex = |t: [f32; 3]| Example { segment_id: 0, feats: vec![], target: t, weight: 1.0 };
+        let ds = Dataset {
+            train: vec![ex([1.0, 0.0, 0.0]), ex([1.0, 1.0, 0.0]), ex([0.0, 0.0, 0.0]), ex([1.0, 0.0, 0.0])],
+            ..Default::default()
+        };
+        assert_eq!(ds.pos_weight(), [1.0 / 3.0, 3.0, 1.0]);
+    }
+}

@@ -1,0 +1,266 @@
+//! The student: a classifier trained in burn on a chosen mix of label sources, saved as
+//! checkpoints under `data/models/<name>/`, and usable for scoring like a teacher
+//! (`student:<name>`).
+//!
+//! Kind (1) is a compact CNN on log-mel spectrograms ([`model::CnnStudent`]). Training runs as a
+//! job ([`spawn_training`]) so the TUI jobs pane and the CLI show the same progress.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod data;
+pub mod model;
+pub mod teacher;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::Device;
+use serde_json::json;
+
+use crate::jobs::{JobCtx, JobRunner};
+use crate::workspace::Workspace;
+use checkpoint::Meta;
+use data::SourceSpec;
+use model::{CnnConfig, CnnStudent};
+use train::TrainConfig;
+
+/// Where to train and score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// A GPU through wgpu when a usable adapter exists, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+/// The device for `choice` and a description of it. The CPU is burn-flex; a GPU is a discrete
+/// or integrated adapter through wgpu (CPU-type adapters are not used: burn-flex is faster).
+pub fn select_device(choice: DeviceChoice) -> Result<(Device, String)> {
+    use burn::tensor::DeviceKind;
+    let gpu = || -> Result<Device> {
+        let mut last = String::new();
+        for kind in [DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0)] {
+            match Device::wgpu_options().device_kind(kind).init() {
+                Ok(d) => return Ok(d),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        bail!("no usable GPU adapter: {last}")
+    };
+    match choice {
+        DeviceChoice::Cpu => Ok((Device::flex(), "cpu (burn-flex)".into())),
+        DeviceChoice::Gpu => Ok((gpu()?, "gpu (wgpu)".into())),
+        DeviceChoice::Auto => match gpu() {
+            Ok(d) => Ok((d, "gpu (wgpu)".into())),
+            Err(_) => Ok((Device::flex(), "cpu (burn-flex)".into())),
+        },
+    }
+}
+
+/// The models directory of a workspace.
+pub fn models_dir(ws: &Workspace) -> PathBuf {
+    ws.data_dir().join("models")
+}
+
+/// The directory of student `name` (the name is checked).
+pub fn student_dir(ws: &Workspace, name: &str) -> Result<PathBuf> {
+    checkpoint::check_name(name)?;
+    Ok(models_dir(ws).join(name))
+}
+
+/// A trained student loaded for scoring.
+pub struct Student {
+    pub meta: Meta,
+    model: CnnStudent,
+    device: Device,
+}
+
+impl Student {
+    /// Load the best checkpoint of the student in `dir`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Student> {
+        let (meta, model) = checkpoint::load_best(dir, device)?;
+        Ok(Student { meta, model: model.valid(), device: device.clone() })
+    }
+
+    /// A student from an in-memory model (e.g. right after training).
+    pub fn from_model(meta: Meta, model: CnnStudent, device: &Device) -> Student {
+        Student { meta, model: model.valid(), device: device.clone() }
+    }
+
+    /// Sigmoid scores (speech, music, noise) of feature matrices from [`data::log_mel`] at the
+    /// student's shape.
+    pub fn score_features(&self, feats: &[&[f32]]) -> Result<Vec<[f32; 3]>> {
+        let (m, f) = (self.meta.cnn.n_mels, self.meta.cnn.frames);
+        if let Some(bad) = feats.iter().find(|x| x.len() != m * f) {
+            bail!("feature matrix of {} values; the student expects {m}x{f}", bad.len());
+        }
+        train::predict(&self.model, feats, m, f, &self.device)
+    }
+
+    /// Scores of 16-kHz mono samples.
+    pub fn score_samples(&self, samples: &[f32]) -> Result<[f32; 3]> {
+        let mut spec = crate::dsp::spectrogram::MelSpectrogrammer::new(data::spec_config());
+        let f = data::log_mel(&mut spec, samples, self.meta.cnn.frames);
+        Ok(self.score_features(&[&f])?[0])
+    }
+}
+
+/// What `dams train` asks for.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    pub name: String,
+    pub sources: Vec<SourceSpec>,
+    pub train: TrainConfig,
+    pub width: usize,
+    pub device: DeviceChoice,
+    pub resume: bool,
+}
+
+/// Train a student of the workspace inside a job: features first, then the epochs.
+pub fn run_training(ws: &Workspace, req: &TrainRequest, ctx: &JobCtx) -> Result<serde_json::Value> {
+    let dir = student_dir(ws, &req.name)?;
+    let (device, device_desc) = select_device(req.device)?;
+    ctx.log(format!("device: {device_desc}"));
+    // On resume the saved description wins (architecture, sources, augmentation); only the
+    // number of epochs may grow.
+    let meta = match (req.resume, checkpoint::read_meta(&dir)) {
+        (true, Ok(mut old)) => {
+            old.train.epochs = req.train.epochs.max(old.train.epochs);
+            old
+        }
+        _ => Meta {
+            kind: "cnn".into(),
+            cnn: CnnConfig { n_mels: data::N_MELS, frames: data::frames_for(160_000), width: req.width },
+            train: req.train.clone(),
+            sources: req.sources.clone(),
+        },
+    };
+    ctx.phase("features");
+    let store = ws.open_store()?;
+    let ds = data::workspace_dataset(
+        ws,
+        &store,
+        &meta.sources,
+        meta.cnn.frames,
+        |i, n| ctx.progress(i as u64, Some(n as u64)),
+        |msg| ctx.log(format!("skipped {msg}")),
+    )?;
+    drop(store);
+    ctx.check_cancel()?;
+    let st = train::train(&ds, &meta, &dir, &device, req.resume, ctx)?.state;
+    Ok(json!({
+        "name": req.name,
+        "dir": dir.display().to_string(),
+        "epochs_done": st.epochs_done,
+        "best_epoch": st.best_epoch,
+        "best_dev_macro_f1": st.best_metric,
+        "stopped_early": st.stopped_early,
+        "train_examples": ds.train.len(),
+        "dev_examples": ds.dev.len(),
+    }))
+}
+
+/// Start [`run_training`] as a `train` job.
+pub fn spawn_training(runner: &mut JobRunner, ws: &Workspace, req: TrainRequest) -> Result<i64> {
+    let params = json!({
+        "name": req.name,
+        "sources": req.sources,
+        "train": req.train,
+        "width": req.width,
+        "device": format!("{:?}", req.device).to_lowercase(),
+        "resume": req.resume,
+    });
+    let ws = Workspace::open(ws.root()).context("opening the workspace for the job")?;
+    runner.spawn("train", params, None, move |ctx| run_training(&ws, &req, ctx))
+}
+
+/// What [`score_workspace`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScoreOutcome {
+    pub teacher: String,
+    pub run_id: i64,
+    pub scored: usize,
+    /// Already scored in the run this call resumed.
+    pub skipped: usize,
+    /// Segments whose audio could not be read.
+    pub failed: usize,
+}
+
+/// Score segments with student `name` as teacher `student:<name>`: a teacher run with the
+/// checksum of the student's best weights, so thresholds, pseudo-labels and evaluation use it like
+/// any teacher. A run of the same weights is resumed per segment.
+pub fn score_workspace(
+    ws: &Workspace,
+    store: &mut crate::store::Store,
+    name: &str,
+    splits: Option<&[crate::labels::Split]>,
+    device: DeviceChoice,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<ScoreOutcome> {
+    use sha2::Digest;
+    let dir = student_dir(ws, name)?;
+    let (device, _) = select_device(device)?;
+    let student = Student::load(&dir, &device)?;
+    let weights = std::fs::read(dir.join("best").join("model.bpk"))?;
+    let checksum = format!("{:x}", sha2::Sha256::digest(&weights));
+    let settings = serde_json::to_string(&student.meta)?;
+    let teacher = format!("student:{name}");
+    // The same weights scored before (finished or not): continue that run, redoing nothing.
+    let previous: Option<i64> = store
+        .conn()
+        .query_row(
+            "SELECT id FROM teacher_runs WHERE teacher = ?1 AND checksum = ?2 AND settings = ?3 ORDER BY id DESC LIMIT 1",
+            rusqlite::params![teacher, checksum, settings],
+            |r| r.get(0),
+        )
+        .ok();
+    let run_id = match previous {
+        Some(id) => id,
+        None => store.create_run(&crate::store::NewRun {
+            teacher: &teacher,
+            checksum: &checksum,
+            settings: &settings,
+            imported: false,
+            zero_shot: false,
+        })?,
+    };
+    let done = store.scored_segments(run_id)?;
+    let segments = store.segments(splits)?;
+    let total = segments.len();
+    let mut spec = crate::dsp::spectrogram::MelSpectrogrammer::new(data::spec_config());
+    let (mut scored, mut skipped, mut failed) = (0, 0, 0);
+    let mut rows = Vec::new();
+    for (i, seg) in segments.iter().enumerate() {
+        progress(i, total);
+        if done.contains(&seg.id) {
+            skipped += 1;
+            continue;
+        }
+        let samples = match ws
+            .resolve_data_path(&seg.segment_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|p| crate::audio::decode::load_mono_16k(&p).map_err(anyhow::Error::from))
+        {
+            Ok(s) => s,
+            Err(_) => {
+                failed += 1;
+                continue;
+            }
+        };
+        let f = data::log_mel(&mut spec, &samples, student.meta.cnn.frames);
+        let s = student.score_features(&[&f])?[0];
+        rows.push(crate::store::ScoreRow { segment_id: seg.id, scores: s, logits: None });
+        scored += 1;
+        if rows.len() >= 64 {
+            store.put_scores(run_id, &rows)?;
+            rows.clear();
+        }
+    }
+    store.put_scores(run_id, &rows)?;
+    store.finish_run(run_id, "done")?;
+    progress(total, total);
+    Ok(ScoreOutcome { teacher, run_id, scored, skipped, failed })
+}

@@ -1,0 +1,82 @@
+//! A trained student as a teacher (`student:<name>`): `dams score --teacher student:NAME` scores
+//! segments with its best checkpoint, so thresholds, pseudo-labels and evaluation work with it
+//! like with any teacher, and rounds of self-training can be compared.
+
+use std::path::Path;
+
+use sha2::Digest;
+
+use super::{DeviceChoice, Student, data, select_device};
+use crate::teachers::{Teacher, TeacherError, TeacherOutput};
+
+/// The teacher-id prefix of students.
+pub const PREFIX: &str = "student:";
+
+pub struct StudentTeacher {
+    id: String,
+    checksum: String,
+    settings: String,
+    student: Student,
+    spec: crate::dsp::spectrogram::MelSpectrogrammer,
+}
+
+impl StudentTeacher {
+    /// Open `student:<name>` from a workspace's models directory.
+    pub fn open(models_dir: &Path, name: &str, device: DeviceChoice) -> Result<StudentTeacher, TeacherError> {
+        let id = format!("{PREFIX}{name}");
+        let err = |detail: String| TeacherError::Weights { id: id.clone(), detail };
+        super::checkpoint::check_name(name).map_err(|e| err(e.to_string()))?;
+        let dir = models_dir.join(name);
+        if !dir.join(super::checkpoint::META).exists() {
+            return Err(TeacherError::NotInstalled {
+                id: id.clone(),
+                hint: format!("no student named '{name}' in this workspace; train it with `dams train --name {name}`"),
+            });
+        }
+        let (dev, desc) = select_device(device).map_err(|e| err(format!("{e:#}")))?;
+        let student = Student::load(&dir, &dev).map_err(|e| err(format!("{e:#}")))?;
+        let weights = std::fs::read(dir.join("best").join("model.bpk")).map_err(|e| err(e.to_string()))?;
+        let checksum = format!("{:x}", sha2::Sha256::digest(&weights));
+        let settings =
+            serde_json::json!({ "kind": student.meta.kind, "cnn": student.meta.cnn, "device": desc }).to_string();
+        Ok(StudentTeacher {
+            id,
+            checksum,
+            settings,
+            student,
+            spec: crate::dsp::spectrogram::MelSpectrogrammer::new(data::spec_config()),
+        })
+    }
+}
+
+impl Teacher for StudentTeacher {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> String {
+        format!("{} {}", self.student.meta.kind, &self.checksum[..12.min(self.checksum.len())])
+    }
+    fn checksum(&self) -> &str {
+        &self.checksum
+    }
+    fn settings_json(&self) -> String {
+        self.settings.clone()
+    }
+    fn batch_size(&self) -> usize {
+        16
+    }
+    fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
+        let frames = self.student.meta.cnn.frames;
+        let feats: Vec<Vec<f32>> = segments.iter().map(|s| data::log_mel(&mut self.spec, s, frames)).collect();
+        let refs: Vec<&[f32]> = feats.iter().map(|f| f.as_slice()).collect();
+        let scores = self
+            .student
+            .score_features(&refs)
+            .map_err(|e| TeacherError::Input { id: self.id.clone(), detail: format!("{e:#}") })?;
+        Ok(scores.into_iter().map(|s| TeacherOutput { scores: s, logits: None }).collect())
+    }
+    /// Trained with BCE on sigmoid outputs: 0.5 is the natural starting threshold.
+    fn default_thresholds(&self) -> Option<[f64; 3]> {
+        Some([0.5; 3])
+    }
+}

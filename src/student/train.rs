@@ -1,0 +1,392 @@
+//! The training loop: weighted BCE-with-logits with per-class `pos_weight`, Adam, per-epoch gold
+//! dev validation (per-class and macro F1), early stopping, best-checkpoint saving, checkpoint
+//! after every epoch, and resume from the last one. Deterministic for a seed: the data order and
+//! augmentations come from a seeded generator saved in each checkpoint, and the initial weights
+//! from the same kind of generator.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::{log_sigmoid, sigmoid};
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{self, Meta};
+use super::data::{Augment, Dataset, Example, Rng, augment, normalise};
+use super::model::{CnnConfig, CnnStudent};
+use crate::eval::metrics;
+use crate::jobs::{JobCtx, JobError};
+use crate::labels::LabelSet;
+
+/// Training settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Stop after this many epochs without a better dev macro F1 (0 = never stop early).
+    pub patience: usize,
+    pub seed: u64,
+    /// Decision threshold on sigmoid scores for dev F1.
+    pub threshold: f32,
+    pub augment: Augment,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 20,
+            batch_size: 16,
+            lr: 1e-3,
+            patience: 5,
+            seed: 0,
+            threshold: 0.5,
+            augment: Augment::default(),
+        }
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    pub loss: f64,
+    /// Examples seen (hard negatives included).
+    pub examples: usize,
+    pub dev_f1: Option<[f64; 3]>,
+    pub dev_macro_f1: Option<f64>,
+}
+
+/// Everything needed to continue training exactly where it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub epochs_done: usize,
+    pub rng: Rng,
+    pub best_metric: Option<f64>,
+    pub best_epoch: usize,
+    pub bad_epochs: usize,
+    pub history: Vec<EpochLog>,
+    /// Training examples that were confident false positives in the last epoch.
+    pub hard: Vec<usize>,
+    pub stopped_early: bool,
+}
+
+impl TrainState {
+    fn new(seed: u64) -> TrainState {
+        TrainState {
+            epochs_done: 0,
+            rng: Rng::new(seed),
+            best_metric: None,
+            best_epoch: 0,
+            bad_epochs: 0,
+            history: Vec::new(),
+            hard: Vec::new(),
+            stopped_early: false,
+        }
+    }
+}
+
+/// The result of a training run: the final state and the last epoch's weights.
+pub struct Trained {
+    pub state: TrainState,
+    pub model: CnnStudent,
+}
+
+/// Initial weights from our own seeded generator (burn's initialisers draw lazily from a
+/// process-wide generator, so concurrent trainings would not be reproducible): He-uniform for
+/// conv and linear weights, zero biases; batch-norm keeps its ones/zeros.
+struct SeededInit {
+    rng: Rng,
+    path: Vec<String>,
+}
+
+impl burn::module::ModuleMapper for SeededInit {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+        if self.path.iter().any(|p| p == "norm") {
+            return param;
+        }
+        let rng = &mut self.rng;
+        param.map(|t| {
+            let dims = t.dims();
+            let n: usize = dims.iter().product();
+            let fan_in = match D {
+                1 => 0,
+                // burn's Linear weight is [d_in, d_out].
+                2 => dims[0],
+                _ => dims[1..].iter().product(),
+            };
+            let v: Vec<f32> = if fan_in == 0 {
+                vec![0.0; n]
+            } else {
+                let bound = (6.0 / fan_in as f32).sqrt();
+                (0..n).map(|_| (rng.unit() * 2.0 - 1.0) * bound).collect()
+            };
+            let grad = t.is_require_grad();
+            Tensor::<D>::from_data(TensorData::new(v, dims), &t.device()).set_require_grad(grad)
+        })
+    }
+}
+
+/// A freshly initialised network, identical for identical seeds.
+pub fn init_model(cnn: &CnnConfig, seed: u64, device: &Device) -> CnnStudent {
+    CnnStudent::new(cnn, device).map(&mut SeededInit { rng: Rng::new(seed ^ 0x1A17), path: Vec::new() })
+}
+
+fn optimizer() -> ModuleOptimizer {
+    AdamConfig::new().init()
+}
+
+/// A batch as an input tensor `[b, 1, n_mels, frames]` of normalised features.
+pub fn batch_tensor(feats: &[&[f32]], n_mels: usize, frames: usize, device: &Device) -> Tensor<4> {
+    let mut v = Vec::with_capacity(feats.len() * n_mels * frames);
+    for f in feats {
+        v.extend(f.iter().map(|&d| normalise(d)));
+    }
+    Tensor::from_data(TensorData::new(v, [feats.len(), 1, n_mels, frames]), device)
+}
+
+/// Sigmoid scores of `feats` by a model in evaluation mode, in batches.
+pub fn predict(
+    model: &CnnStudent,
+    feats: &[&[f32]],
+    n_mels: usize,
+    frames: usize,
+    device: &Device,
+) -> Result<Vec<[f32; 3]>> {
+    let mut out = Vec::with_capacity(feats.len());
+    for chunk in feats.chunks(32) {
+        let probs = sigmoid(model.forward(batch_tensor(chunk, n_mels, frames, device)));
+        let v: Vec<f32> =
+            probs.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading scores: {e:?}"))?;
+        out.extend(v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]));
+    }
+    Ok(out)
+}
+
+/// Per-class and macro F1 of `model` on the dev examples.
+fn validate(model: &CnnStudent, ds: &Dataset, threshold: f32, device: &Device) -> Result<Option<([f64; 3], f64)>> {
+    if ds.dev.is_empty() {
+        return Ok(None);
+    }
+    let feats: Vec<&[f32]> = ds.dev.iter().map(|e| e.feats.as_slice()).collect();
+    let scores = predict(model, &feats, ds.n_mels, ds.frames, device)?;
+    let gold: Vec<LabelSet> = ds.dev.iter().map(Example::labels).collect();
+    let pred: Vec<LabelSet> = scores.iter().map(|s| LabelSet::from_array(s.map(|p| p >= threshold))).collect();
+    let conf = metrics::per_class(&gold, &pred);
+    Ok(Some((conf.map(|c| c.f1()), metrics::macro_f1(&conf))))
+}
+
+/// Train (or resume) a student in `dir` on `ds`, reporting to `ctx`.
+///
+/// With `resume`, training continues after the last finished epoch saved in `dir` (nothing is
+/// redone); without it, `dir` must not hold a checkpoint yet.
+pub fn train(ds: &Dataset, meta: &Meta, dir: &Path, device: &Device, resume: bool, ctx: &JobCtx) -> Result<Trained> {
+    let cfg = &meta.train;
+    if cfg.batch_size == 0 || cfg.epochs == 0 {
+        bail!("batch size and epochs must be at least 1");
+    }
+    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+        bail!("learning rate must be a positive number");
+    }
+    if ds.n_mels != meta.cnn.n_mels || ds.frames != meta.cnn.frames {
+        bail!(
+            "features are {}x{} but the network expects {}x{}",
+            ds.n_mels,
+            ds.frames,
+            meta.cnn.n_mels,
+            meta.cnn.frames
+        );
+    }
+    if ds.frames < super::model::MIN_INPUT || ds.n_mels < super::model::MIN_INPUT {
+        bail!("clips are too short for the network ({} frames)", ds.frames);
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ad = device.clone().autodiff();
+    let existing = checkpoint::last_state(dir)?;
+    let (mut model, mut optim, mut st) = match (existing, resume) {
+        (Some((ckpt, st)), true) => {
+            let old = checkpoint::read_meta(dir)?;
+            if old.cnn != meta.cnn {
+                bail!("the checkpoint in {} has a different architecture; train under another name", dir.display());
+            }
+            let (m, o) = checkpoint::load_last(&ckpt, &meta.cnn, optimizer(), &ad)?;
+            ctx.log(format!(
+                "resuming after epoch {} (best dev macro F1 so far: {})",
+                st.epochs_done,
+                fmt_opt(st.best_metric)
+            ));
+            (m, o, st)
+        }
+        (Some(_), false) => {
+            bail!("a student already exists in {}; resume it with --resume or choose another name", dir.display())
+        }
+        (None, r) => {
+            if r {
+                ctx.log("no checkpoint yet: starting from scratch");
+            }
+            (init_model(&meta.cnn, cfg.seed, &ad), optimizer(), TrainState::new(cfg.seed))
+        }
+    };
+    checkpoint::write_json_atomic(&dir.join(checkpoint::META), meta)?;
+    for h in &st.history {
+        ctx.metric("loss", h.loss);
+        if let Some(f) = h.dev_macro_f1 {
+            ctx.metric("dev_macro_f1", f);
+        }
+    }
+    let pos_weight = ds.pos_weight();
+    ctx.log(format!(
+        "{} training examples, {} dev; pos_weight speech {:.2} music {:.2} noise {:.2}",
+        ds.train.len(),
+        ds.dev.len(),
+        pos_weight[0],
+        pos_weight[1],
+        pos_weight[2]
+    ));
+    let noise_idx = ds.noise_only();
+    let synthetic_noise = synthetic_noise_features(ds.n_mels, ds.frames, cfg.seed);
+    let per_epoch = ds.train.len().div_ceil(cfg.batch_size) as u64;
+    let total = per_epoch * cfg.epochs as u64;
+    ctx.resume_from(per_epoch * st.epochs_done as u64);
+    ctx.progress(per_epoch * st.epochs_done as u64, Some(total));
+    let (n_mels, frames) = (ds.n_mels, ds.frames);
+    let pw = Tensor::<2>::from_data(TensorData::new(pos_weight.to_vec(), [1, 3]), &ad);
+
+    while st.epochs_done < cfg.epochs && !st.stopped_early {
+        let epoch = st.epochs_done + 1;
+        ctx.phase(format!("epoch {epoch}/{}", cfg.epochs));
+        let mut rng = st.rng;
+        let mut order: Vec<usize> = (0..ds.train.len()).collect();
+        for _ in 0..cfg.augment.hard_negatives {
+            order.extend(st.hard.iter().copied().filter(|&i| i < ds.train.len()));
+        }
+        rng.shuffle(&mut order);
+        let mut hard = Vec::new();
+        let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
+        for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            ctx.check_cancel()?;
+            let mut feats: Vec<Vec<f32>> = Vec::with_capacity(chunk.len());
+            let mut targets = Vec::with_capacity(chunk.len() * 3);
+            let mut weights = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                let e = &ds.train[i];
+                let mut f = e.feats.clone();
+                let noise = if noise_idx.is_empty() || e.target[2] >= 0.5 {
+                    Some(synthetic_noise.as_slice())
+                } else {
+                    Some(ds.train[noise_idx[rng.below(noise_idx.len())]].feats.as_slice())
+                };
+                augment(&mut f, frames, &cfg.augment, noise, &mut rng);
+                feats.push(f);
+                targets.extend_from_slice(&e.target);
+                weights.push(e.weight);
+            }
+            let n = chunk.len();
+            let wsum: f32 = weights.iter().sum();
+            let refs: Vec<&[f32]> = feats.iter().map(|f| f.as_slice()).collect();
+            let x = batch_tensor(&refs, n_mels, frames, &ad);
+            let y = Tensor::<2>::from_data(TensorData::new(targets.clone(), [n, 3]), &ad);
+            let w = Tensor::<2>::from_data(TensorData::new(weights, [n, 1]), &ad);
+            let logits = model.forward(x);
+            // Weighted BCE with logits: -(pw·y·logσ(x) + (1-y)·logσ(-x)), per-example weights.
+            let pos = y.clone() * pw.clone() * log_sigmoid(logits.clone());
+            let neg = (y.neg().add_scalar(1.0)) * log_sigmoid(logits.clone().neg());
+            let loss = ((pos + neg).neg() * w).sum().div_scalar((wsum.max(1e-6) * 3.0) as f64);
+            let value: f32 = loss.clone().into_scalar();
+            if !value.is_finite() {
+                bail!("the loss became {value} in epoch {epoch}; lower the learning rate");
+            }
+            loss_sum += value as f64 * n as f64;
+            loss_n += n;
+            if cfg.augment.hard_negatives > 0 {
+                let probs: Vec<f32> = sigmoid(logits.detach()).into_data().try_to_vec::<f32>().unwrap_or_default();
+                for (k, &i) in chunk.iter().enumerate() {
+                    let fp = (0..3).any(|c| targets[k * 3 + c] < 0.5 && probs.get(k * 3 + c).is_some_and(|&p| p > 0.8));
+                    if fp && !hard.contains(&i) {
+                        hard.push(i);
+                    }
+                }
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(cfg.lr, model, grads);
+            ctx.progress(per_epoch * st.epochs_done as u64 + (b as u64 + 1).min(per_epoch), Some(total));
+        }
+        let loss = loss_sum / loss_n.max(1) as f64;
+        let inner = device.clone();
+        let dev = validate(&model.valid(), ds, cfg.threshold, &inner)?;
+        let metric = match dev {
+            Some((_, m)) => m,
+            None => -loss,
+        };
+        let is_best = st.best_metric.is_none_or(|b| metric > b);
+        if is_best {
+            st.best_metric = Some(metric);
+            st.best_epoch = epoch;
+            st.bad_epochs = 0;
+        } else {
+            st.bad_epochs += 1;
+        }
+        st.epochs_done = epoch;
+        st.rng = rng;
+        hard.sort_unstable();
+        st.hard = hard;
+        st.history.push(EpochLog {
+            epoch,
+            loss,
+            examples: order.len(),
+            dev_f1: dev.map(|d| d.0),
+            dev_macro_f1: dev.map(|d| d.1),
+        });
+        if cfg.patience > 0 && st.bad_epochs >= cfg.patience {
+            st.stopped_early = true;
+        }
+        checkpoint::save(dir, &model, &optim, &st, is_best)?;
+        ctx.metric("loss", loss);
+        if let Some((f, m)) = dev {
+            ctx.metric("dev_macro_f1", m);
+            ctx.log(format!(
+                "epoch {epoch}: loss {loss:.4}, dev F1 speech {:.3} music {:.3} noise {:.3}, macro {m:.3}{}",
+                f[0],
+                f[1],
+                f[2],
+                if is_best { " (best)" } else { "" }
+            ));
+        } else {
+            ctx.log(format!("epoch {epoch}: loss {loss:.4} (no gold dev segments to validate on)"));
+        }
+        if st.stopped_early {
+            ctx.log(format!("early stop: no better dev macro F1 for {} epochs", cfg.patience));
+        }
+    }
+    // A finished job is not a cancelled one, even if cancel came after the last epoch.
+    if ctx.is_cancelled() && st.epochs_done < cfg.epochs && !st.stopped_early {
+        return Err(JobError::Cancelled.into());
+    }
+    Ok(Trained { state: st, model })
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into())
+}
+
+/// Log-mel features of seeded white noise (for noise mixing when the training set has no
+/// noise-only examples).
+pub fn synthetic_noise_features(n_mels: usize, frames: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed ^ 0xA5A5);
+    let samples = frames * 160 + 240;
+    let x: Vec<f32> = (0..samples).map(|_| (rng.unit() * 2.0 - 1.0) * 0.1).collect();
+    let mut spec = crate::dsp::spectrogram::MelSpectrogrammer::new(crate::dsp::spectrogram::SpecConfig {
+        n_mels,
+        ..super::data::spec_config()
+    });
+    super::data::log_mel(&mut spec, &x, frames)
+}

@@ -1,0 +1,365 @@
+//! The student (issue 7): training on a tiny generated dataset, determinism, checkpoint reload,
+//! job cancel and resume, and a killed training resuming from its checkpoint.
+#![cfg(feature = "burn")]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use burn::tensor::Device;
+use dams::jobs::{JobRunner, JobState};
+use dams::student::checkpoint::{self, Meta};
+use dams::student::data::{self, Augment, Dataset, Example, SourceSpec};
+use dams::student::model::CnnConfig;
+use dams::student::train::{self, TrainConfig, TrainState};
+use dams::student::{Student, data::Rng};
+
+const SR: f32 = 16_000.0;
+const CLIP: usize = 32_000; // 2 s
+
+/// A steady chord of 2–3 tones (music).
+fn music(rng: &mut Rng) -> Vec<f32> {
+    let n = 2 + rng.below(2);
+    let freqs: Vec<f32> = (0..n).map(|_| 220.0 * 2f32.powf(rng.below(24) as f32 / 12.0)).collect();
+    (0..CLIP)
+        .map(|i| {
+            let t = i as f32 / SR;
+            freqs.iter().map(|f| (2.0 * std::f32::consts::PI * f * t).sin()).sum::<f32>() * 0.15
+        })
+        .collect()
+}
+
+/// Noise bursts (noise).
+fn noise(rng: &mut Rng) -> Vec<f32> {
+    let burst = 1600 + rng.below(3200);
+    let mut on = true;
+    (0..CLIP)
+        .map(|i| {
+            if i % burst == 0 {
+                on = !on || rng.unit() < 0.7;
+            }
+            if on { (rng.unit() * 2.0 - 1.0) * 0.3 } else { (rng.unit() * 2.0 - 1.0) * 0.01 }
+        })
+        .collect()
+}
+
+/// A harmonic source with a gliding pitch and a ~4 Hz syllable envelope (speech-like).
+fn speech(rng: &mut Rng) -> Vec<f32> {
+    let f0 = 100.0 + rng.unit() * 120.0;
+    let rate = 3.0 + rng.unit() * 2.0;
+    let mut phase = 0.0f32;
+    (0..CLIP)
+        .map(|i| {
+            let t = i as f32 / SR;
+            let f = f0 * (1.0 + 0.15 * (2.0 * std::f32::consts::PI * 0.7 * t).sin());
+            phase += 2.0 * std::f32::consts::PI * f / SR;
+            let env = (0.5 - 0.5 * (2.0 * std::f32::consts::PI * rate * t).cos()).powi(2);
+            let v: f32 = (1..12).map(|h| (phase * h as f32).sin() / h as f32).sum();
+            v * env * 0.25
+        })
+        .collect()
+}
+
+fn example(kind: usize, rng: &mut Rng, spec: &mut dams::dsp::spectrogram::MelSpectrogrammer, frames: usize) -> Example {
+    // 0 speech, 1 music, 2 noise, 3 speech over music.
+    let (x, target) = match kind {
+        0 => (speech(rng), [1.0, 0.0, 0.0]),
+        1 => (music(rng), [0.0, 1.0, 0.0]),
+        2 => (noise(rng), [0.0, 0.0, 1.0]),
+        _ => {
+            let (s, m) = (speech(rng), music(rng));
+            (s.iter().zip(&m).map(|(a, b)| a + 0.5 * b).collect(), [1.0, 1.0, 0.0])
+        }
+    };
+    Example { segment_id: 0, feats: data::log_mel(spec, &x, frames), target, weight: 1.0 }
+}
+
+fn tiny_dataset() -> Dataset {
+    let frames = data::frames_for(CLIP);
+    let mut spec = dams::dsp::spectrogram::MelSpectrogrammer::new(data::spec_config());
+    let mut rng = Rng::new(7);
+    let train = (0..32).map(|i| example(i % 4, &mut rng, &mut spec, frames)).collect();
+    let dev = (0..16).map(|i| example(i % 4, &mut rng, &mut spec, frames)).collect();
+    Dataset { n_mels: data::N_MELS, frames, train, dev }
+}
+
+fn meta(ds: &Dataset, epochs: usize, seed: u64) -> Meta {
+    Meta {
+        kind: "cnn".into(),
+        cnn: CnnConfig { n_mels: ds.n_mels, frames: ds.frames, width: 4 },
+        train: TrainConfig {
+            epochs,
+            batch_size: 8,
+            lr: 3e-3,
+            patience: 0,
+            seed,
+            threshold: 0.5,
+            augment: Augment { noise_prob: 0.2, ..Augment::default() },
+        },
+        sources: vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
+    }
+}
+
+/// Train in a job and wait; returns the final job state and the training state.
+fn train_job(ds: &Dataset, m: &Meta, dir: &Path, resume: bool) -> (JobState, Option<TrainState>, Vec<String>) {
+    let mut runner = JobRunner::in_memory();
+    let (ds, m, dir) = (ds.clone(), m.clone(), dir.to_path_buf());
+    let id = runner
+        .spawn("train", serde_json::json!({}), None, move |ctx| {
+            let t = train::train(&ds, &m, &dir, &Device::flex(), resume, ctx)?;
+            Ok(serde_json::to_value(&t.state)?)
+        })
+        .unwrap();
+    let v = runner.wait(id).unwrap();
+    let st = v.result.map(|r| serde_json::from_value(r).unwrap());
+    assert!(v.error.is_none(), "{:?}", v.error);
+    (v.state, st, v.log.into_iter().collect())
+}
+
+#[test]
+fn loss_falls_and_dev_f1_beats_chance_on_a_tiny_generated_dataset() {
+    let ds = tiny_dataset();
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, st, log) = train_job(&ds, &meta(&ds, 8, 1), tmp.path(), false);
+    assert_eq!(state, JobState::Done, "{log:?}");
+    let st = st.unwrap();
+    let losses: Vec<f64> = st.history.iter().map(|h| h.loss).collect();
+    assert!(losses.last().unwrap() < &(losses[0] * 0.7), "loss did not fall: {losses:?}");
+    // Chance: the best of "always on" per class (F1 = 2p/(1+p)) — random guessing does worse.
+    let gold: Vec<_> = ds.dev.iter().map(|e| e.labels()).collect();
+    let chance: f64 = (0..3)
+        .map(|c| {
+            let p = gold.iter().filter(|l| l.to_array()[c]).count() as f64 / gold.len() as f64;
+            2.0 * p / (1.0 + p)
+        })
+        .sum::<f64>()
+        / 3.0;
+    let best = st.best_metric.unwrap();
+    assert!(best > chance + 0.15, "dev macro F1 {best:.3} vs chance {chance:.3}; {log:?}");
+    assert!(tmp.path().join("best/model.bpk").exists());
+}
+
+#[test]
+fn same_seed_gives_identical_losses_and_another_seed_does_not() {
+    let ds = tiny_dataset();
+    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ha = train_job(&ds, &meta(&ds, 2, 5), a.path(), false).1.unwrap().history;
+    let hb = train_job(&ds, &meta(&ds, 2, 5), b.path(), false).1.unwrap().history;
+    let hc = train_job(&ds, &meta(&ds, 2, 6), c.path(), false).1.unwrap().history;
+    assert_eq!(ha, hb);
+    assert_ne!(ha[0].loss, hc[0].loss);
+}
+
+#[test]
+fn checkpoint_reload_gives_identical_scores() {
+    let ds = tiny_dataset();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = meta(&ds, 2, 3);
+    let mut runner = JobRunner::in_memory();
+    let (ds2, m2, dir) = (ds.clone(), m.clone(), tmp.path().to_path_buf());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let id = runner
+        .spawn("train", serde_json::json!({}), None, move |ctx| {
+            let t = train::train(&ds2, &m2, &dir, &Device::flex(), false, ctx)?;
+            let feats: Vec<&[f32]> = ds2.dev.iter().map(|e| e.feats.as_slice()).collect();
+            let s = Student::from_model(m2.clone(), t.model, &Device::flex()).score_features(&feats)?;
+            tx.send((s, t.state.best_epoch)).unwrap();
+            Ok(serde_json::Value::Null)
+        })
+        .unwrap();
+    assert_eq!(runner.wait(id).unwrap().state, JobState::Done);
+    let (in_memory, best_epoch) = rx.recv().unwrap();
+    // The last checkpoint holds the final weights: reloaded, it scores exactly the same.
+    let (model, _) =
+        checkpoint::load_last(&tmp.path().join("last"), &m.cnn, burn::optim::AdamConfig::new().init(), &Device::flex())
+            .unwrap();
+    let feats: Vec<&[f32]> = ds.dev.iter().map(|e| e.feats.as_slice()).collect();
+    let reloaded = Student::from_model(m.clone(), model, &Device::flex()).score_features(&feats).unwrap();
+    assert_eq!(in_memory, reloaded);
+    if best_epoch == 2 {
+        let best = Student::load(tmp.path(), &Device::flex()).unwrap().score_features(&feats).unwrap();
+        assert_eq!(in_memory, best);
+    }
+    // Wrong shapes are refused, not a panic.
+    assert!(Student::load(tmp.path(), &Device::flex()).unwrap().score_features(&[&[0.0; 10]]).is_err());
+}
+
+#[test]
+fn cancelled_training_resumes_from_its_checkpoint_without_redoing_epochs() {
+    let ds = tiny_dataset();
+    let m = meta(&ds, 6, 11);
+    let (straight, resumed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let reference = train_job(&ds, &m, straight.path(), false).1.unwrap();
+
+    // Cancel once two epochs are done.
+    let mut runner = JobRunner::in_memory();
+    let (ds2, m2, dir) = (ds.clone(), m.clone(), resumed.path().to_path_buf());
+    let id = runner
+        .spawn("train", serde_json::json!({}), None, move |ctx| {
+            train::train(&ds2, &m2, &dir, &Device::flex(), false, ctx).map(|_| serde_json::Value::Null)
+        })
+        .unwrap();
+    let t0 = Instant::now();
+    while runner.view(id).unwrap().metric("loss").is_none_or(|l| l.len() < 2) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "training made no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    runner.cancel(id);
+    let v = runner.wait(id).unwrap();
+    let (_, saved) = checkpoint::last_state(resumed.path()).unwrap().unwrap();
+    let k = saved.epochs_done;
+    assert!(k >= 2, "{k}");
+    if k < 6 {
+        assert_eq!(v.state, JobState::Cancelled);
+    }
+
+    // Starting again without --resume is refused (nothing is overwritten).
+    let (state, _, _) = {
+        let mut r = JobRunner::in_memory();
+        let (ds3, m3, dir3) = (ds.clone(), m.clone(), resumed.path().to_path_buf());
+        let id = r
+            .spawn("train", serde_json::json!({}), None, move |ctx| {
+                train::train(&ds3, &m3, &dir3, &Device::flex(), false, ctx).map(|_| serde_json::Value::Null)
+            })
+            .unwrap();
+        let v = r.wait(id).unwrap();
+        assert!(v.error.unwrap_or_default().contains("--resume"));
+        (v.state, (), ())
+    };
+    assert_eq!(state, JobState::Failed);
+
+    // Simulate a kill between the two renames of a checkpoint swap: only `last.old` is left.
+    std::fs::rename(resumed.path().join("last"), resumed.path().join("last.old")).unwrap();
+
+    let (state, st, log) = train_job(&ds, &m, resumed.path(), true);
+    assert_eq!(state, JobState::Done);
+    let st = st.unwrap();
+    assert!(log.iter().any(|l| l.contains(&format!("resuming after epoch {k}"))), "{log:?}");
+    let epochs: Vec<usize> = st.history.iter().map(|h| h.epoch).collect();
+    assert_eq!(epochs, (1..=6).collect::<Vec<_>>(), "epochs redone or skipped");
+    // Resuming restores weights, optimizer and generator state: the same run as without the stop.
+    // (Losses of the epochs before the stop went through state.json, whose f64 parsing may
+    // differ in the last bit; everything else is compared exactly.)
+    assert_eq!(st.history.len(), reference.history.len());
+    for (a, b) in st.history.iter().zip(&reference.history) {
+        assert!((a.loss - b.loss).abs() <= 1e-12 * b.loss.abs(), "{a:?} vs {b:?}");
+        assert_eq!((a.epoch, a.examples, a.dev_f1), (b.epoch, b.examples, b.dev_f1));
+    }
+}
+
+/// End to end in a workspace: gold on train and dev, a pseudo-label source with a weight, an
+/// unreadable segment skipped with a log line, then scoring as teacher `student:<name>`.
+#[test]
+fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
+    use dams::labels::{LabelSet, LabelSource, Split};
+    use dams::store::NewSegment;
+    use dams::student::{DeviceChoice, TrainRequest};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = dams::workspace::Workspace::init(tmp.path()).unwrap();
+    let mut rng = Rng::new(2);
+    let mut rows = Vec::new();
+    let mut kinds = Vec::new();
+    for i in 0..18 {
+        let kind = i % 3;
+        let x = match kind {
+            0 => speech(&mut rng),
+            1 => music(&mut rng),
+            _ => noise(&mut rng),
+        };
+        let rel = format!("segments/s{i:02}.wav");
+        dams::audio::decode::write_wav_16k(&ws.abs_data_path(&rel), &x[..16_000]).unwrap();
+        let split = if i < 12 { Split::Train } else { Split::Dev };
+        rows.push(NewSegment {
+            segment_path: rel,
+            raw_file: "raw/x.wav".into(),
+            start_time: i as f64 * 5.0,
+            end_time: i as f64 * 5.0 + 10.0,
+            split,
+            label_source: LabelSource::none(),
+            labels: None,
+            scores: [None; 3],
+            extra: None,
+        });
+        kinds.push(kind);
+    }
+    // An unreadable segment with a pseudo-label.
+    std::fs::write(ws.abs_data_path("segments/broken.wav"), b"not audio").unwrap();
+    rows.push(NewSegment { segment_path: "segments/broken.wav".into(), ..rows[0].clone() });
+    kinds.push(0);
+    let mut store = ws.open_store().unwrap();
+    store.upsert_segments(&rows).unwrap();
+    let ann = store.annotator_id("tester").unwrap();
+    let segs = store.segments(None).unwrap();
+    let label = |k: usize| LabelSet::new(k == 0, k == 1, k == 2);
+    let mut pseudo = Vec::new();
+    for s in &segs {
+        let i = rows.iter().position(|r| r.segment_path == s.segment_path).unwrap();
+        if i < 6 || (12..18).contains(&i) {
+            store.set_gold(s.id, ann, Some(label(kinds[i])), false, true).unwrap();
+        } else {
+            pseudo.push((s.id, label(kinds[i]), [0.9f32; 3]));
+        }
+    }
+    let run = store.create_pseudo_run(&"builtin_pseudo".parse().unwrap(), "{}").unwrap();
+    store.put_pseudo_labels(run, &pseudo).unwrap();
+    drop(store);
+
+    let req = |sources: &str| TrainRequest {
+        name: "s1".into(),
+        sources: data::parse_sources(sources).unwrap(),
+        train: TrainConfig {
+            epochs: 2,
+            batch_size: 6,
+            lr: 3e-3,
+            patience: 0,
+            seed: 1,
+            threshold: 0.5,
+            augment: Augment::none(),
+        },
+        width: 4,
+        device: DeviceChoice::Cpu,
+        resume: false,
+    };
+    let mut runner = JobRunner::in_memory();
+    // A pseudo source that does not exist is a clear error.
+    let id = dams::student::spawn_training(&mut runner, &ws, req("gold,nope_pseudo")).unwrap();
+    let v = runner.wait(id).unwrap();
+    assert_eq!(v.state, JobState::Failed);
+    assert!(v.error.unwrap().contains("nope_pseudo"));
+
+    let id = dams::student::spawn_training(&mut runner, &ws, req("gold,builtin_pseudo:0.5")).unwrap();
+    let v = runner.wait(id).unwrap();
+    assert_eq!(v.state, JobState::Done, "{:?} {:?}", v.error, v.log);
+    let r = v.result.clone().unwrap();
+    assert_eq!(r["train_examples"], 12, "6 gold + 6 pseudo on train; broken skipped");
+    assert_eq!(r["dev_examples"], 6);
+    assert!(v.log.iter().any(|l| l.contains("skipped segments/broken.wav")), "{:?}", v.log);
+    assert_eq!(v.metric("loss").unwrap().len(), 2);
+    assert_eq!(v.metric("dev_macro_f1").unwrap().len(), 2);
+
+    let mut store = ws.open_store().unwrap();
+    let o = dams::student::score_workspace(&ws, &mut store, "s1", None, DeviceChoice::Cpu, |_, _| {}).unwrap();
+    assert_eq!((o.teacher.as_str(), o.scored, o.failed), ("student:s1", 18, 1));
+    assert_eq!(store.run_scores(o.run_id).unwrap().len(), 18);
+    // Scoring again resumes the same run and redoes nothing.
+    let again = dams::student::score_workspace(&ws, &mut store, "s1", None, DeviceChoice::Cpu, |_, _| {}).unwrap();
+    assert_eq!((again.run_id, again.scored, again.skipped), (o.run_id, 0, 18));
+    // `student:s1` is a teacher like any other (what `dams score --teacher student:s1` opens).
+    let opts = dams::teachers::LoadOptions {
+        device: Some("cpu".into()),
+        models_dir: Some(ws.data_dir().join("models")),
+        ..Default::default()
+    };
+    let mut t = dams::teachers::load("student:s1", &opts).unwrap();
+    assert_eq!(t.id(), "student:s1");
+    let x = speech(&mut rng);
+    let out = t.score_batch(&[&x[..16_000], &x[16_000..]]).unwrap();
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|o| o.scores.iter().all(|s| (0.0..=1.0).contains(s))));
+    assert!(matches!(
+        dams::teachers::load("student:missing", &opts),
+        Err(dams::teachers::TeacherError::NotInstalled { .. })
+    ));
+    // Names that would escape the models directory are refused.
+    assert!(dams::student::student_dir(&ws, "../x").is_err());
+}
