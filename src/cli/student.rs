@@ -26,7 +26,7 @@ pub struct TrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     /// Continue a killed or cancelled training from its last finished epoch.
     #[arg(long)]
@@ -137,7 +137,7 @@ pub struct ScoreStudentArgs {
     /// Splits to score (default: all).
     #[arg(long, value_delimiter = ',')]
     pub splits: Vec<Split>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
 }
 

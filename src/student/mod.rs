@@ -26,38 +26,18 @@ use data::SourceSpec;
 use model::{CnnConfig, CnnStudent};
 use train::TrainConfig;
 
-/// Where to train and score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum DeviceChoice {
-    /// A GPU through wgpu when a usable adapter exists, else the CPU.
-    #[default]
-    Auto,
-    Cpu,
-    Gpu,
-}
+/// `auto | cpu | gpu`: the engine's device choice (one probe, driver noise silenced).
+pub use crate::engine::DeviceChoice;
 
-/// The device for `choice` and a description of it. The CPU is burn-flex; a GPU is a discrete
-/// or integrated adapter through wgpu (CPU-type adapters are not used: burn-flex is faster).
+/// The device for `choice` and a description of it (see [`crate::engine`]: burn-flex on the CPU, a
+/// real GPU adapter through wgpu; `auto` falls back to the CPU).
 pub fn select_device(choice: DeviceChoice) -> Result<(Device, String)> {
-    use burn::tensor::DeviceKind;
-    let gpu = || -> Result<Device> {
-        let mut last = String::new();
-        for kind in [DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0)] {
-            match Device::wgpu_options().device_kind(kind).init() {
-                Ok(d) => return Ok(d),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        bail!("no usable GPU adapter: {last}")
+    let e = crate::engine::Engine::select(choice).map_err(anyhow::Error::msg)?;
+    let desc = match e.notice {
+        Some(n) => format!("{} — {n}", e.description),
+        None => e.description,
     };
-    match choice {
-        DeviceChoice::Cpu => Ok((Device::flex(), "cpu (burn-flex)".into())),
-        DeviceChoice::Gpu => Ok((gpu()?, "gpu (wgpu)".into())),
-        DeviceChoice::Auto => match gpu() {
-            Ok(d) => Ok((d, "gpu (wgpu)".into())),
-            Err(_) => Ok((Device::flex(), "cpu (burn-flex)".into())),
-        },
-    }
+    Ok((e.device, desc))
 }
 
 /// The models directory of a workspace.
