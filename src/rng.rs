@@ -3,7 +3,8 @@
 //! benchmark data). Its output stream is fixed by the algorithm, so files built from it (the
 //! built-in teacher's `head.json`) rebuild bit for bit.
 
-#[derive(Debug, Clone)]
+/// Serialises as its state (a number), so a checkpoint can save and restore the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
@@ -38,6 +39,19 @@ impl SplitMix64 {
     /// Uniform integer in `0..n` (Lemire's multiply-shift on all 64 bits; bias < n / 2^64).
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Uniform in [0, 1) with 24 random bits (an f32).
+    pub fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Fisher–Yates shuffle.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
     }
 
     /// True with probability `p`.
