@@ -446,3 +446,24 @@ fn gold_rows_in_a_later_import_are_added_and_updated() {
     assert_eq!((s.counts.updated, s.counts.unchanged, s.counts.gold_written), (1, 1, 1));
     assert_eq!(store.resolved_gold().unwrap()[1], (second, LabelSet::new(true, true, true)));
 }
+
+#[test]
+fn a_partial_manifest_keeps_the_columns_it_leaves_out() {
+    let (_d, ws, mut store) = workspace();
+    import_str(&mut store, &ws, CANONICAL).unwrap();
+    let before = store.segment_by_path("segments/002_show_s0001.wav").unwrap().unwrap();
+    // Only segment_path and split: moves the segment to dev, wipes nothing else.
+    let s = import_str(&mut store, &ws, "segment_path,split\n002_show_s0001.wav,dev\n").unwrap();
+    assert_eq!((s.counts.inserted, s.counts.updated, s.counts.unchanged), (0, 1, 0));
+    let after = store.segment_by_path("segments/002_show_s0001.wav").unwrap().unwrap();
+    assert_eq!(after.split, Split::Dev);
+    assert_eq!(
+        (&after.raw_file, after.start_time, after.end_time, &after.label_source, after.labels, after.scores),
+        (&before.raw_file, before.start_time, before.end_time, &before.label_source, before.labels, before.scores)
+    );
+    // The same partial file again changes nothing; a new segment in it gets the defaults.
+    let s = import_str(&mut store, &ws, "segment_path,split\n002_show_s0001.wav,dev\nfresh.wav,test\n").unwrap();
+    assert_eq!((s.counts.inserted, s.counts.updated, s.counts.unchanged), (1, 0, 1));
+    let fresh = store.segment_by_path("segments/fresh.wav").unwrap().unwrap();
+    assert_eq!((fresh.raw_file.as_str(), fresh.end_time, fresh.labels), ("", 0.0, None));
+}

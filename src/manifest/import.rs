@@ -14,7 +14,7 @@ use csv::ByteRecord;
 
 use super::{Field, MANIFEST_ANNOTATOR, MAX_PROBLEMS, ManifestError, Problem, Spelling, extra_to_json};
 use crate::labels::{CLASSES, LabelSet, LabelSource, Split};
-use crate::store::manifest::{ManifestCounts, apply_manifest_batch};
+use crate::store::manifest::{ManifestCounts, PresentColumns, apply_manifest_batch};
 use crate::store::{NewSegment, Store};
 use crate::workspace::{WorkspaceError, normalize_data_path};
 
@@ -355,6 +355,18 @@ fn import_rows<R: Read + Send>(
     let tx = store.conn_mut().transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // Importing into an empty workspace: every row is new (paths are unique within the file).
     let known_new: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM segments)", [], |r| r.get(0))?;
+    // Fields in canonical order: raw_file, segment_path, start_time, end_time, split, label_source,
+    // three labels, three scores.
+    let has = |i: usize| layout.fields[i].is_some();
+    let present = PresentColumns {
+        raw_file: has(0),
+        start_time: has(2),
+        end_time: has(3),
+        split: has(4),
+        label_source: has(5),
+        labels: has(6) || has(7) || has(8),
+        scores: [has(9), has(10), has(11)],
+    };
     let (send, receive) = std::sync::mpsc::sync_channel::<Vec<NewSegment>>(4);
     let problems_in = &mut *problems;
     let (parsed, written) = std::thread::scope(|scope| {
@@ -365,7 +377,8 @@ fn import_rows<R: Read + Send>(
         let mut annotator_id: Option<i64> = None;
         let mut written = Ok(());
         for batch in &receive {
-            written = apply_manifest_batch(&tx, &opts.annotator, &mut annotator_id, &batch, known_new, &mut counts);
+            written =
+                apply_manifest_batch(&tx, &opts.annotator, &mut annotator_id, &batch, &present, known_new, &mut counts);
             if written.is_err() {
                 break;
             }

@@ -24,6 +24,63 @@ pub fn annotator_id_tx(tx: &Transaction<'_>, name: &str) -> Result<i64> {
     Ok(tx.query_row("SELECT id FROM annotators WHERE name = ?1", [name], |r| r.get(0))?)
 }
 
+/// Which of the manifest's optional columns a file has. A column a file leaves out keeps the stored
+/// value of a segment that exists already (a manifest with only `segment_path, split` moves
+/// segments between splits without wiping their times, raw file, labels or scores); new segments
+/// get the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresentColumns {
+    pub raw_file: bool,
+    pub start_time: bool,
+    pub end_time: bool,
+    pub split: bool,
+    pub label_source: bool,
+    /// Any of the three label columns.
+    pub labels: bool,
+    pub scores: [bool; 3],
+}
+
+impl PresentColumns {
+    pub const ALL: PresentColumns = PresentColumns {
+        raw_file: true,
+        start_time: true,
+        end_time: true,
+        split: true,
+        label_source: true,
+        labels: true,
+        scores: [true; 3],
+    };
+
+    /// `new` with every absent column taken from `old`.
+    fn fill(&self, old: &Segment, new: &NewSegment) -> NewSegment {
+        let mut out = new.clone();
+        if !self.raw_file {
+            out.raw_file = old.raw_file.clone();
+        }
+        if !self.start_time {
+            out.start_time = old.start_time;
+        }
+        if !self.end_time {
+            out.end_time = old.end_time;
+        }
+        if !self.split {
+            out.split = old.split;
+        }
+        if !self.label_source {
+            out.label_source = old.label_source.clone();
+        }
+        if !self.labels {
+            out.labels = old.labels;
+        }
+        for i in 0..3 {
+            if !self.scores[i] {
+                out.scores[i] = old.scores[i];
+            }
+        }
+        out
+    }
+}
+
 fn same(old: &Segment, new: &NewSegment) -> bool {
     let f = |a: f64, b: f64| a.to_bits() == b.to_bits();
     let fo = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -59,6 +116,7 @@ pub fn apply_manifest_batch(
     annotator: &str,
     annotator_id: &mut Option<i64>,
     rows: &[NewSegment],
+    present: &PresentColumns,
     known_new: bool,
     counts: &mut ManifestCounts,
 ) -> Result<()> {
@@ -66,6 +124,21 @@ pub fn apply_manifest_batch(
         return insert_new_batch(tx, annotator, annotator_id, rows, counts);
     }
     let mut lookup = tx.prepare_cached(&format!("SELECT {SEGMENT_COLS} FROM segments WHERE segment_path = ?1"))?;
+    // Columns the file leaves out keep the stored values of existing segments.
+    let filled: Vec<NewSegment>;
+    let rows: &[NewSegment] = if *present == PresentColumns::ALL {
+        rows
+    } else {
+        let mut v = Vec::with_capacity(rows.len());
+        for row in rows {
+            match lookup.query_row([&row.segment_path], super::segment_from_row).optional()? {
+                Some(old) => v.push(present.fill(&old, row)),
+                None => v.push(row.clone()),
+            }
+        }
+        filled = v;
+        &filled
+    };
     let mut id_of = tx.prepare_cached("SELECT id FROM segments WHERE segment_path = ?1")?;
     let mut put_gold = tx.prepare_cached(
         "INSERT INTO gold_labels (segment_id, annotator_id, speech, music, noise, updated_at) \
