@@ -37,6 +37,8 @@ pub enum StoreError {
         "gold labels are only allowed on dev/test segments (segment is '{0}'); set allow_gold_on_all_splits = true in config.toml to allow it"
     )]
     GoldNotAllowed(Split),
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
 }
@@ -768,7 +770,7 @@ impl Store {
     // ------------------------------------------------------------------ thresholds
 
     pub fn save_threshold(&mut self, t: &NewThreshold) -> Result<i64> {
-        let class = t.class.map(|c| c.name()).unwrap_or("speech");
+        let class = t.class.ok_or_else(|| StoreError::Invalid("a threshold needs a class".into()))?.name();
         self.conn.execute(
             "INSERT INTO thresholds (teacher, class, value, method, target, run_id, gold_n, source, created_by, created_at, note) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
