@@ -1,6 +1,8 @@
 //! Where teacher models run: `--device auto|cpu|gpu`.
 //!
-//! * `cpu`: burn-flex, burn's pure-Rust CPU backend (gemm + SIMD + rayon; burn-ndarray is deprecated in 0.22).
+//! * `cpu`: burn-flex, burn's pure-Rust CPU backend (gemm with its AVX-512 kernels where the CPU has them, SIMD,
+//!   rayon). Chosen by measurement over burn-ndarray (deprecated in 0.22), which a build with the `ndarray` cargo
+//!   feature offers as `--device ndarray` for that comparison (`dams bench ast --device ndarray`).
 //! * `gpu`: a wgpu adapter (Vulkan / Metal / DX12) that is a real GPU; an error if there is none.
 //! * `auto`: the GPU if one works, else the CPU with a one-line notice. A software adapter (llvmpipe, a "CPU"
 //!   device type) counts as no GPU: it is far slower than burn-flex.
@@ -21,6 +23,8 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Gpu,
+    /// burn-ndarray on the CPU (builds with the `ndarray` feature; for comparisons).
+    Ndarray,
 }
 
 impl FromStr for DeviceChoice {
@@ -30,6 +34,7 @@ impl FromStr for DeviceChoice {
             "auto" | "" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
+            "ndarray" => Ok(DeviceChoice::Ndarray),
             other => Err(format!("unknown device '{other}' (auto, cpu or gpu)")),
         }
     }
@@ -41,6 +46,7 @@ impl std::fmt::Display for DeviceChoice {
             DeviceChoice::Auto => "auto",
             DeviceChoice::Cpu => "cpu",
             DeviceChoice::Gpu => "gpu",
+            DeviceChoice::Ndarray => "ndarray",
         })
     }
 }
@@ -62,10 +68,23 @@ impl Engine {
         Engine { device: Device::flex(), description: "cpu (burn-flex)".into(), gpu: false, notice: None }
     }
 
+    /// burn-ndarray, when this build has it.
+    pub fn ndarray() -> Result<Engine, String> {
+        #[cfg(feature = "ndarray")]
+        {
+            #[allow(deprecated)]
+            let device = Device::ndarray();
+            Ok(Engine { device, description: "cpu (burn-ndarray)".into(), gpu: false, notice: None })
+        }
+        #[cfg(not(feature = "ndarray"))]
+        Err("this build has no burn-ndarray backend (rebuild with `--features ndarray`; `cpu` is burn-flex)".into())
+    }
+
     /// Select a device for `choice`.
     pub fn select(choice: DeviceChoice) -> Result<Engine, String> {
         match choice {
             DeviceChoice::Cpu => Ok(Engine::cpu()),
+            DeviceChoice::Ndarray => Engine::ndarray(),
             DeviceChoice::Gpu => probe_gpu().clone().map_err(|e| format!("no usable GPU: {e} (use --device cpu)")),
             DeviceChoice::Auto => Ok(match probe_gpu() {
                 Ok(g) => g.clone(),
@@ -175,6 +194,8 @@ mod tests {
         assert_eq!("auto".parse::<DeviceChoice>(), Ok(DeviceChoice::Auto));
         assert_eq!("CPU".parse::<DeviceChoice>(), Ok(DeviceChoice::Cpu));
         assert_eq!("gpu".parse::<DeviceChoice>(), Ok(DeviceChoice::Gpu));
+        assert_eq!("ndarray".parse::<DeviceChoice>(), Ok(DeviceChoice::Ndarray));
+        assert_eq!(Engine::select(DeviceChoice::Ndarray).is_ok(), cfg!(feature = "ndarray"));
         assert!("tpu".parse::<DeviceChoice>().unwrap_err().contains("tpu"));
     }
 

@@ -58,6 +58,12 @@ pub enum BenchWhich {
 }
 
 pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "note: this is a debug build of dams; its own code runs unoptimised, so figures are not representative \
+             (build with `cargo build --release` for benchmarks)"
+        );
+    }
     match a.which {
         BenchWhich::Builtin(b) => super::teachers::bench_builtin(b),
         BenchWhich::Segment(b) => super::audio::run_bench_segment(ctx, b),

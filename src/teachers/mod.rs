@@ -147,6 +147,7 @@ pub fn load(id: &str, opts: &LoadOptions) -> Result<Box<dyn Teacher>, TeacherErr
                 None | Some("auto") => crate::student::DeviceChoice::Auto,
                 Some("cpu") => crate::student::DeviceChoice::Cpu,
                 Some("gpu") => crate::student::DeviceChoice::Gpu,
+                Some("ndarray") => crate::student::DeviceChoice::Ndarray,
                 Some(d) => {
                     return Err(TeacherError::Input {
                         id: id.into(),
