@@ -530,39 +530,53 @@ fn workspace_stats_skip_force_and_bad_segments() {
 
 // ------------------------------------------------------------------ the demo workspace
 
-/// The window labels computed from the show's timeline reproduce the data set's own
-/// `a_show01_windows_10s_hop5s.csv` for every window.
+/// The window labels computed from each show's timeline reproduce the show's own
+/// `*_windows_10s_hop5s.csv` for every window (the data set's table for `a_show01`, the generator's
+/// for the training show).
 #[test]
 fn demo_show_window_labels_match_the_dataset_table() {
-    let tl = dams::demo::show_timeline().unwrap();
-    let mut r = csv::Reader::from_path(repo("data/demo/a_show01_windows_10s_hop5s.csv")).unwrap();
-    let mut n = 0;
-    for row in r.records() {
-        let row = row.unwrap();
-        let f = |i: usize| row[i].parse::<f64>().unwrap();
-        let want = LabelSet::new(&row[5] == "1", &row[6] == "1", &row[7] == "1");
-        assert_eq!(dams::demo::window_labels(&tl, f(0), f(1)), want, "window {}-{}", f(0), f(1));
-        let secs = dams::demo::class_seconds(&tl, f(0), f(1));
-        for (c, got) in secs.iter().enumerate() {
-            assert!((got - f(2 + c)).abs() < 0.006, "window {}: class {c} {got} vs {}", f(0), f(2 + c));
+    for (tl, table, want_n) in [
+        (dams::demo::show_timeline().unwrap(), "data/demo/a_show01_windows_10s_hop5s.csv", 34),
+        (dams::demo::train_show_timeline().unwrap(), "data/demo/train_show01_windows_10s_hop5s.csv", 62),
+    ] {
+        let mut r = csv::Reader::from_path(repo(table)).unwrap();
+        let mut n = 0;
+        for row in r.records() {
+            let row = row.unwrap();
+            let f = |i: usize| row[i].parse::<f64>().unwrap();
+            let want = LabelSet::new(&row[5] == "1", &row[6] == "1", &row[7] == "1");
+            assert_eq!(dams::demo::window_labels(&tl, f(0), f(1)), want, "{table}: window {}-{}", f(0), f(1));
+            let secs = dams::demo::class_seconds(&tl, f(0), f(1));
+            for (c, got) in secs.iter().enumerate() {
+                assert!((got - f(2 + c)).abs() < 0.006, "{table}: window {}: class {c} {got} vs {}", f(0), f(2 + c));
+            }
+            n += 1;
         }
-        n += 1;
+        assert_eq!(n, want_n, "{table}");
     }
-    assert_eq!(n, 34);
 }
 
 #[test]
 fn demo_workspace_builds_once_and_matches_the_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("demo");
-    let ws = dams::demo::ensure_at(&root, false).unwrap();
+    let built = dams::demo::ensure_at(&root, false).unwrap();
+    assert!(built.notice.is_none());
+    let ws = built.workspace;
     let mut store = ws.open_store().unwrap();
     let dev = store.segments(Some(&[Split::Dev])).unwrap();
     let test = store.segments(Some(&[Split::Test])).unwrap();
+    let train = store.segments(Some(&[Split::Train])).unwrap();
     assert_eq!(test.len(), 35);
     assert_eq!(dev.len(), 46);
+    // the unlabelled training show: 308.45 s → windows starting every 5 s, the 3.45 s tail kept
+    assert_eq!(train.len(), 62);
+    assert!(train.iter().all(|s| s.segment_path.starts_with("segments/train_show01_s")));
     let demo = store.annotator_id(dams::demo::DEMO_ANNOTATOR).unwrap();
-    assert_eq!(store.gold_of(demo).unwrap().len(), 81);
+    let gold = store.gold_of(demo).unwrap();
+    assert_eq!(gold.len(), 81);
+    let train_ids: std::collections::HashSet<i64> = train.iter().map(|s| s.id).collect();
+    assert!(gold.iter().all(|(id, _)| !train_ids.contains(id)), "no gold on the training show");
     // every clip's first window carries the manifest's clip label; all 7 combinations occur
     let mut combos = std::collections::HashSet::new();
     for e in dams::demo::manifest().unwrap().iter().filter(|e| e.kind == "clip") {
@@ -575,15 +589,15 @@ fn demo_workspace_builds_once_and_matches_the_manifest() {
     assert_eq!(combos.len(), 7);
     let with_stats: i64 =
         store.conn().query_row("SELECT count(*) FROM acoustic_stats WHERE had_error = 0", [], |r| r.get(0)).unwrap();
-    assert_eq!(with_stats, 81);
+    assert_eq!(with_stats, 143);
     // idempotent: a second call changes nothing; reset rebuilds
     let t = std::fs::metadata(ws.db_path()).unwrap().modified().unwrap();
-    let ws2 = dams::demo::ensure_at(&root, false).unwrap();
-    assert_eq!(ws2.open_store().unwrap().segment_count().unwrap(), 81);
+    let ws2 = dams::demo::ensure_at(&root, false).unwrap().workspace;
+    assert_eq!(ws2.open_store().unwrap().segment_count().unwrap(), 143);
     assert_eq!(std::fs::metadata(ws.db_path()).unwrap().modified().unwrap(), t);
     store.conn().execute("DELETE FROM segments WHERE id = ?1", [dev[0].id]).unwrap();
     drop(store);
-    let ws3 = dams::demo::ensure_at(&root, true).unwrap();
-    assert_eq!(ws3.open_store().unwrap().segment_count().unwrap(), 81);
+    let ws3 = dams::demo::ensure_at(&root, true).unwrap().workspace;
+    assert_eq!(ws3.open_store().unwrap().segment_count().unwrap(), 143);
     assert!(root.join("ATTRIBUTION.md").is_file());
 }

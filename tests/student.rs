@@ -363,3 +363,134 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
     // Names that would escape the models directory are refused.
     assert!(dams::student::student_dir(&ws, "../x").is_err());
 }
+
+/// Run the `dams` binary on a workspace, with its user dirs inside the temp dir; panics with the
+/// output when it fails.
+fn dams_ok(ws: &Path, args: &[&str]) -> String {
+    let home = ws.join(".home");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dams"))
+        .arg("--workspace")
+        .arg(ws)
+        .args(args)
+        .env("DAMS_CONFIG_DIR", home.join("config"))
+        .env("DAMS_DATA_DIR", home.join("data"))
+        .env("DAMS_CACHE_DIR", home.join("cache"))
+        .env("DAMS_ANNOTATOR", "tester")
+        .output()
+        .expect("run dams");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "dams {args:?} failed:\n{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// The product's loop on a fresh copy of the embedded demo, through the CLI: the built-in teacher
+/// scores every split, its pseudo-labels go to the unlabelled training show only, a CNN student
+/// trains on them (and on nothing else), scores as `student:<name>`, and `dams eval` puts it next
+/// to the teacher on the demo's gold dev clips. (The figures are in README.md; this checks the
+/// plumbing, with 2 epochs of a narrow net.)
+#[test]
+fn the_demo_loop_teacher_pseudo_labels_student_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("demo");
+    let ws = dams::demo::ensure_at(&root, false).unwrap().workspace;
+    let (n_train, n_dev, n_test) = {
+        let store = ws.open_store().unwrap();
+        let n = |s: dams::labels::Split| store.segments(Some(&[s])).unwrap().len();
+        (n(dams::labels::Split::Train), n(dams::labels::Split::Dev), n(dams::labels::Split::Test))
+    };
+    assert!(n_train > 50 && n_dev > 40 && n_test > 30, "{n_train} {n_dev} {n_test}");
+
+    let all = n_train + n_dev + n_test;
+    let out = dams_ok(&root, &["score", "--teacher", "builtin"]);
+    assert!(out.contains(&format!("{all} scored, 0 already scored, 0 failed")), "{out}");
+    dams_ok(&root, &["pseudo-label", "--teacher", "builtin"]);
+    let n_pseudo = {
+        let store = ws.open_store().unwrap();
+        let rows: Vec<(String, i64)> = store
+            .conn()
+            .prepare(
+                "SELECT s.split, count(*) FROM pseudo_labels p JOIN segments s ON s.id = p.segment_id GROUP BY s.split",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        // windows the teacher finds empty (dead air) get no pseudo-label, as in the Python pipeline
+        assert_eq!(rows.len(), 1, "pseudo-labels on the training show only: {rows:?}");
+        assert_eq!(rows[0].0, "train");
+        rows[0].1 as usize
+    };
+    assert!(n_pseudo <= n_train && n_pseudo * 10 >= n_train * 8, "{n_pseudo} of {n_train}");
+
+    let out = dams_ok(
+        &root,
+        &[
+            "train",
+            "--name",
+            "demo_s",
+            "--sources",
+            "builtin_pseudo",
+            "--epochs",
+            "2",
+            "--width",
+            "4",
+            "--device",
+            "cpu",
+            "--patience",
+            "0",
+            "--no-augment",
+        ],
+    );
+    assert!(out.contains("student demo_s"), "{out}");
+    {
+        // the job's result: trained on exactly the pseudo-labelled training windows, validated on gold dev
+        let store = ws.open_store().unwrap();
+        let result: String = store
+            .conn()
+            .query_row("SELECT result FROM jobs WHERE kind = 'train' ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_str(&result).unwrap();
+        assert_eq!(r["train_examples"].as_u64(), Some(n_pseudo as u64), "{r}");
+        assert_eq!(r["dev_examples"].as_u64(), Some(n_dev as u64), "{r}");
+        assert_eq!(r["epochs_done"].as_u64(), Some(2), "{r}");
+    }
+
+    let out = dams_ok(&root, &["score", "--teacher", "student:demo_s", "--device", "cpu"]);
+    assert!(out.contains(&format!("{all} scored, 0 already scored, 0 failed")), "{out}");
+    let json = tmp.path().join("eval.json");
+    dams_ok(
+        &root,
+        &[
+            "eval",
+            "--teacher",
+            "builtin,student:demo_s",
+            "--split",
+            "dev",
+            "--bootstrap",
+            "0",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let teachers: Vec<(&str, u64, f64)> = e["teachers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["teacher"].as_str().unwrap(),
+                t["report"]["n"].as_u64().unwrap(),
+                t["report"]["macro_f1"]["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(teachers.iter().map(|t| t.0).collect::<Vec<_>>(), ["builtin", "student:demo_s"], "{e}");
+    for (name, n, f1) in &teachers {
+        assert_eq!(*n, n_dev as u64, "{name} evaluated on every gold dev window");
+        assert!((0.0..=1.0).contains(f1), "{name}: {f1}");
+    }
+    // the teacher's floor on the demo's dev clips holds here too (tests/teachers.rs checks it per clip)
+    assert!(teachers[0].2 > 0.85, "builtin macro F1 on demo dev: {}", teachers[0].2);
+}

@@ -159,7 +159,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Stats(a)) => audio::run_stats(&ctx, a),
         Some(Command::Info) => info(&ctx.workspace()?),
         Some(Command::Demo(a)) => {
-            let ws = crate::demo::ensure(&ctx.dirs, a.reset)?;
+            let demo = crate::demo::ensure(&ctx.dirs, a.reset)?;
+            if let Some(n) = &demo.notice {
+                eprintln!("{n}");
+            }
+            let ws = demo.workspace;
             println!("demo workspace: {}", ws.root().display());
             info(&ws)
         }
@@ -181,7 +185,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 Some(_) => ctx.workspace()?,
                 None => match Workspace::discover(std::env::current_dir()?) {
                     Some(ws) => ws,
-                    None => crate::demo::ensure(&ctx.dirs, false)?,
+                    None => {
+                        let demo = crate::demo::ensure(&ctx.dirs, false)?;
+                        if let Some(n) = &demo.notice {
+                            // stays on the terminal: the TUI's alternate screen restores it on exit
+                            eprintln!("{n}");
+                        }
+                        demo.workspace
+                    }
                 },
             };
             open_tui(&ctx, ws)

@@ -114,9 +114,11 @@ pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
         JobState::Done => {
             let r = view.result.unwrap_or_default();
             println!(
-                "student {} (job #{}): {} epochs, best dev macro F1 {} at epoch {}{}",
+                "student {} (job #{}): {} training and {} dev segments, {} epochs, best dev macro F1 {} at epoch {}{}",
                 a.name,
                 id,
+                r["train_examples"],
+                r["dev_examples"],
                 r["epochs_done"],
                 r["best_dev_macro_f1"].as_f64().map(|f| format!("{f:.3}")).unwrap_or_else(|| "-".into()),
                 r["best_epoch"],
