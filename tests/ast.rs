@@ -80,7 +80,14 @@ mod model {
     }
 
     fn check_logits(dir: &Path, tol: f32) {
-        let mut t = open(dir).unwrap();
+        check_logits_with(dir, tol, true);
+        // burn's own softmax and GELU (the path a GPU takes) must match too.
+        check_logits_with(dir, tol, false);
+    }
+
+    fn check_logits_with(dir: &Path, tol: f32, cpu_kernels: bool) {
+        let mut t = open(dir).unwrap().with_cpu_kernels(cpu_kernels);
+        eprintln!("CPU kernels: {cpu_kernels}");
         let n = t.config().num_labels();
         let clips = clips();
         let mut wants = Vec::new();

@@ -7,6 +7,8 @@ pub mod config;
 pub mod features;
 pub mod install;
 #[cfg(feature = "burn")]
+pub mod kernels;
+#[cfg(feature = "burn")]
 pub mod model;
 
 #[cfg(feature = "burn")]
@@ -100,6 +102,11 @@ mod teacher {
         }
     }
 
+    /// The CPU kernels are on unless `DAMS_AST_BURN_OPS` is set (to compare with burn's own softmax and GELU).
+    fn cpu_kernels() -> bool {
+        std::env::var_os("DAMS_AST_BURN_OPS").is_none()
+    }
+
     impl AstTeacher {
         /// Load `config.json` + `model.safetensors` from `dir` onto `engine`'s device. `checksum` identifies the
         /// weights (the install record's sha256; computed when `None`).
@@ -107,7 +114,7 @@ mod teacher {
             let cfg = AstConfig::from_file(&dir.join("config.json"))?;
             let weights = dir.join("model.safetensors");
             let mut ckpt = Checkpoint::open(&weights)?;
-            let model = AstModel::load(&cfg, &mut ckpt, &engine.device)?;
+            let model = AstModel::load(&cfg, &mut ckpt, &engine.device)?.with_cpu_kernels(!engine.gpu && cpu_kernels());
             let unused = ckpt.unused();
             if !unused.is_empty() {
                 return Err(AstError::Weights(format!(
@@ -143,6 +150,12 @@ mod teacher {
 
         pub fn engine(&self) -> &Engine {
             &self.engine
+        }
+
+        /// Softmax and GELU on the CPU kernels ([`super::kernels`]); on by default on the CPU, ignored on a GPU.
+        pub fn with_cpu_kernels(mut self, on: bool) -> Self {
+            self.model = self.model.with_cpu_kernels(on && !self.engine.gpu);
+            self
         }
 
         pub fn with_pooling(mut self, pooling: Pooling) -> Self {

@@ -34,7 +34,8 @@ pub struct AstLayer {
 }
 
 impl AstLayer {
-    fn forward(&self, h: Tensor<3>) -> Tensor<3> {
+    /// `cpu_kernels`: softmax and GELU through [`kernels`](super::kernels) (inference on the CPU only).
+    fn forward(&self, h: Tensor<3>, cpu_kernels: bool) -> Tensor<3> {
         let [b, n, d] = h.dims();
         let dh = d / self.heads;
         let x = self.ln_before.forward(h.clone());
@@ -42,12 +43,41 @@ impl AstLayer {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
-        let ctx = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        let ctx = if cpu_kernels {
+            cpu_attention(q, k, v)
+        } else {
+            attention(q, k, v, None, None, AttentionModuleOptions::default())
+        };
         let ctx = ctx.swap_dims(1, 2).reshape([b, n, d]);
         let h = self.attn_out.forward(ctx) + h;
-        let y = gelu(self.intermediate.forward(self.ln_after.forward(h.clone())));
+        let y = self.intermediate.forward(self.ln_after.forward(h.clone()));
+        let y = if cpu_kernels { cpu_gelu(y) } else { gelu(y) };
         self.output.forward(y) + h
     }
+}
+
+/// `softmax(q·kᵀ/√d_h)·v` with the two products on burn (gemm) and the softmax in place on the scores' memory.
+fn cpu_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [_, _, n, dh] = q.dims();
+    let device = q.device();
+    let scores = (q * (dh as f64).powf(-0.5)).matmul(k.swap_dims(2, 3));
+    let mut data = scores.into_data();
+    match data.as_mut_slice::<f32>() {
+        Ok(s) => super::kernels::softmax_rows_inplace(s, n),
+        Err(_) => return burn::tensor::activation::softmax(Tensor::<4>::from_data(data, &device), 3).matmul(v),
+    }
+    Tensor::<4>::from_data(data, &device).matmul(v)
+}
+
+/// Exact GELU in place on the tensor's memory.
+fn cpu_gelu<const D: usize>(y: Tensor<D>) -> Tensor<D> {
+    let device = y.device();
+    let mut data = y.into_data();
+    match data.as_mut_slice::<f32>() {
+        Ok(s) => super::kernels::gelu_inplace(s),
+        Err(_) => return gelu(Tensor::<D>::from_data(data, &device)),
+    }
+    Tensor::<D>::from_data(data, &device)
 }
 
 /// The whole model.
@@ -66,6 +96,10 @@ pub struct AstModel {
     strides: [usize; 2],
     #[module(skip)]
     input: [usize; 2],
+    /// Softmax and GELU on the CPU kernels of [`kernels`](super::kernels) (off unless the owner turns it on for
+    /// CPU inference: those tensors leave burn's graph).
+    #[module(skip)]
+    cpu_kernels: bool,
 }
 
 /// Reads tensors of the expected shapes from a checkpoint onto a device.
@@ -151,7 +185,14 @@ impl AstModel {
             head: l.linear("classifier.dense", d, cfg.num_labels())?,
             strides: [cfg.frequency_stride, cfg.time_stride],
             input: [cfg.max_length, cfg.num_mel_bins],
+            cpu_kernels: false,
         })
+    }
+
+    /// Run softmax and GELU on the CPU kernels (for inference on a CPU device: faster, same results within 1e-6).
+    pub fn with_cpu_kernels(mut self, on: bool) -> Self {
+        self.cpu_kernels = on;
+        self
     }
 
     /// `[B, max_length, num_mel_bins]` features → `[B, num_labels]` logits.
@@ -170,7 +211,7 @@ impl AstModel {
         let dist = self.distillation_token.val().expand([b, 1, d]);
         let mut h = Tensor::cat(vec![cls, dist, emb], 1) + self.position_embeddings.val();
         for layer in &self.layers {
-            h = layer.forward(h);
+            h = layer.forward(h, self.cpu_kernels);
         }
         let h = self.layernorm.forward(h);
         let pooled = (h.clone().narrow(1, 0, 1) + h.narrow(1, 1, 1)).reshape([b, d]) * 0.5;
