@@ -26,7 +26,10 @@ fn exp_approx(x: f32) -> f32 {
     // Round-to-nearest through the 1.5·2^23 trick (no branches, no `round` call).
     const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    // n as an integer, straight from t's mantissa (a float→int `as` cast would saturate and stop vectorisation).
+    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     let r = x - n * C1 - n * C2;
     let r2 = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
@@ -34,7 +37,7 @@ fn exp_approx(x: f32) -> f32 {
         * r
         + 5.000_000_1e-1;
     let y = p * r2 + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    y * f32::from_bits((ni.wrapping_add(127) as u32) << 23)
 }
 
 /// `erf(x)`: Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), odd-extended without a branch.
@@ -61,15 +64,31 @@ fn gelu_body(v: &mut [f32]) {
     }
 }
 
+/// Lanes of the partial maxima and sums (float reductions only vectorise when written with explicit lanes).
+const LANES: usize = 16;
+
 #[inline(always)]
 fn softmax_body(v: &mut [f32], row: usize) {
     for r in v.chunks_exact_mut(row) {
-        let max = r.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let mut sum = 0.0f32;
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        let mut chunks = r.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (m, &x) in lanes.iter_mut().zip(c) {
+                *m = if x > *m { x } else { *m };
+            }
+        }
+        let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
         for x in r.iter_mut() {
             *x = exp_approx(*x - max);
-            sum += *x;
         }
+        let mut sums = [0f32; LANES];
+        let mut chunks = r.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (s, &x) in sums.iter_mut().zip(c) {
+                *s += x;
+            }
+        }
+        let sum: f32 = chunks.remainder().iter().sum::<f32>() + sums.iter().sum::<f32>();
         let inv = 1.0 / sum;
         for x in r.iter_mut() {
             *x *= inv;
