@@ -504,14 +504,16 @@ fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
             if chart_h > 0 && student.is_some() {
                 let [left, right] =
                     Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(spark);
+                let epochs = v.params["train"]["epochs"].as_u64().unwrap_or(0) as usize;
                 if let Some(loss) = v.metric("loss") {
                     let pts = epoch_points(loss);
-                    f.render_widget(epoch_chart("loss", loss, &pts, None, Color::Cyan), left);
+                    f.render_widget(epoch_chart("loss", loss, &pts, epochs, None, Color::Cyan), left);
                 }
                 match v.metric("dev_macro_f1") {
                     Some(f1) => {
                         let pts = epoch_points(f1);
-                        f.render_widget(epoch_chart("dev macro F1", f1, &pts, Some((0.0, 1.0)), ACCENT), right)
+                        let chart = epoch_chart("dev macro F1", f1, &pts, epochs, Some((0.0, 1.0)), ACCENT);
+                        f.render_widget(chart, right)
                     }
                     None => f.render_widget(
                         Paragraph::new(Line::styled(
@@ -603,21 +605,35 @@ fn epoch_points(s: &[f64]) -> Vec<(f64, f64)> {
     s.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect()
 }
 
-/// A per-epoch chart of one training metric (x: epoch; y: the series' range, or `fixed`).
-fn epoch_chart<'a>(name: &str, s: &[f64], pts: &'a [(f64, f64)], fixed: Option<(f64, f64)>, color: Color) -> Chart<'a> {
+/// A per-epoch chart of one training metric (x: epochs 1 to `epochs`, the planned number; y: the
+/// series' range, or `fixed`).
+fn epoch_chart<'a>(
+    name: &str,
+    s: &[f64],
+    pts: &'a [(f64, f64)],
+    epochs: usize,
+    fixed: Option<(f64, f64)>,
+    color: Color,
+) -> Chart<'a> {
     let (lo, hi) = fixed.unwrap_or_else(|| {
         let lo = s.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let pad = ((hi - lo) * 0.1).max(1e-3);
+        let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.1).max(1e-3);
         ((lo - pad).max(0.0), hi + pad)
     });
-    let n = s.len().max(2) as f64;
+    let n = s.len().max(epochs).max(1);
+    // The x labels sit at the axis ends: epochs 1 and n (one centred label for a single epoch).
+    let (bounds, labels) = if n == 1 {
+        ([0.5, 1.5], vec![String::new(), "1".into(), String::new()])
+    } else {
+        ([1.0, n as f64], vec!["1".to_string(), format!("{n}")])
+    };
     let last = s.last().copied().unwrap_or(0.0);
     let line = Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(Style::new().fg(color));
     let dots = Dataset::default().marker(Marker::Dot).graph_type(GraphType::Scatter).style(Style::new().fg(color));
     Chart::new(vec![line.data(pts), dots.data(pts)])
         .block(Block::new().title(format!(" {name} {last:.4} (epoch {}) ", s.len())))
-        .x_axis(Axis::default().bounds([1.0, n]).labels(["1".to_string(), format!("{n}")]).style(Style::new().fg(DIM)))
+        .x_axis(Axis::default().bounds(bounds).labels(labels).style(Style::new().fg(DIM)))
         .y_axis(
             Axis::default()
                 .bounds([lo, hi])
@@ -726,7 +742,7 @@ fn draw_form(f: &mut Frame<'_>, area: Rect, form: &crate::jobs::kinds::JobForm) 
     let keys = if form.editing_text() {
         " ↑↓ field · type the name · Backspace · Enter start · Esc cancel "
     } else {
-        " ↑↓ field · ←→ change · digits type · Space toggle · Enter start · Esc cancel "
+        " ↑↓ ←→ change · 0-9 type · Space toggle · Enter start · Esc cancel "
     };
     let block = Block::bordered()
         .title(format!(" start a {} job ", form.kind.title()))
