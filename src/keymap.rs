@@ -249,6 +249,8 @@ pub enum Action {
     // jobs
     NewScoreJob,
     NewPseudoJob,
+    NewTrainJob,
+    OpenResults,
     CancelJob,
 }
 
@@ -326,6 +328,8 @@ pub const ACTIONS: &[(&str, Action)] = &[
     ("cycle_queue_split", Action::CycleSplitFilterQueue),
     ("new_score_job", Action::NewScoreJob),
     ("new_pseudo_job", Action::NewPseudoJob),
+    ("new_train_job", Action::NewTrainJob),
+    ("open_results", Action::OpenResults),
     ("cancel_job", Action::CancelJob),
 ];
 

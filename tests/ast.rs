@@ -305,6 +305,43 @@ fn score_a_workspace_with_an_installed_checkpoint() {
     // --device gpu without a GPU is a clear error, not a panic.
     let e = run_err(dams(home.path()).args(["-w", ws_arg, "score", "--teacher", "ast", "--device", "gpu"]));
     assert!(e.contains("no usable GPU"), "{e}");
+
+    // Issue 4: another pooling is another run, recorded in its settings; its scores are the max
+    // collapse of the same logits.
+    use dams::teachers::audioset::{Pooling, collapse_logits};
+    let out = run_ok(dams(home.path()).args(["-w", ws_arg, "score", "--teacher", "ast", "--pooling", "max"]));
+    assert!(out.contains("3 scored"), "{out}");
+    let runs = store.runs().unwrap();
+    let max_run = runs.last().unwrap();
+    assert!(max_run.id != run.id && max_run.settings.contains("\"pooling\":\"max\""), "{max_run:?}");
+    assert!(run.settings.contains("\"pooling\":\"noisy_or\""), "{run:?}");
+    for (seg_id, scores) in store.run_scores(max_run.id).unwrap() {
+        let logits = store.logits(max_run.id, seg_id).unwrap().expect("logits stored");
+        assert_eq!(scores, collapse_logits(&logits, Pooling::Max).unwrap());
+    }
+    // ...and pooling the max run's logits by noisy-OR again, without the model, gives back the
+    // first run's scores.
+    let out = run_ok(dams(home.path()).args([
+        "-w",
+        ws_arg,
+        "remap",
+        "--run",
+        &max_run.id.to_string(),
+        "--pooling",
+        "noisy_or",
+    ]));
+    assert!(out.contains("(ast, noisy_or pooling): 3 segments pooled again"), "{out}");
+    let remapped = store.runs().unwrap().last().unwrap().clone();
+    assert!(remapped.settings.contains(&format!("\"remapped_from\":{}", max_run.id)), "{remapped:?}");
+    let first: Vec<(i64, [f32; 3])> = store.run_scores(run.id).unwrap();
+    let again = store.run_scores(remapped.id).unwrap();
+    assert_eq!(first.len(), again.len());
+    for ((a, x), (b, y)) in first.iter().zip(&again) {
+        assert_eq!(a, b);
+        for c in 0..3 {
+            assert!((x[c] - y[c]).abs() < 1e-6, "segment {a}: {x:?} vs {y:?}");
+        }
+    }
 }
 
 /// A one-shot HTTP/1.1 server on 127.0.0.1 serving `files` (name → (body, etag, declared length)).

@@ -211,3 +211,90 @@ fn cli_lists_teachers_and_scores_a_workspace() {
     let (ok, _, err) = dams(&["-w", ws_arg, "score", "--teacher", "nope"], tmp.path());
     assert!(!ok && err.contains("unknown teacher"), "{err}");
 }
+
+#[test]
+fn cli_pooling_is_refused_without_audioset_logits_and_remap_pools_stored_logits_again() {
+    use dams::store::{NewRun, ScoreRow};
+    use dams::teachers::audioset::{N_AUDIOSET, Pooling, collapse_logits};
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = dams::workspace::Workspace::init(tmp.path().join("ws")).unwrap();
+    let ws_arg = ws.root().to_str().unwrap();
+    let mut store = ws.open_store().unwrap();
+    let rows: Vec<dams::store::NewSegment> = (0..3)
+        .map(|i| dams::store::NewSegment {
+            segment_path: format!("segments/s{i}.wav"),
+            raw_file: "show.wav".into(),
+            start_time: i as f64 * 5.0,
+            end_time: i as f64 * 5.0 + 10.0,
+            split: dams::labels::Split::Dev,
+            label_source: dams::labels::LabelSource::none(),
+            labels: None,
+            scores: [None; 3],
+            extra: None,
+        })
+        .collect();
+    store.upsert_segments(&rows).unwrap();
+    // An AudioSet tagger's run as `dams score --teacher ast` leaves it: scores and their 527 logits.
+    let logits = |i: usize| {
+        let mut l = vec![-6.0f32; N_AUDIOSET];
+        l[0] = 1.5 - i as f32; // speech
+        l[137] = -0.5; // music
+        l[140] = 0.5;
+        l
+    };
+    let mut run = |teacher: &str, imported: bool, keep: bool| {
+        let id = store
+            .create_run(&NewRun {
+                teacher,
+                checksum: "sha256:abc",
+                settings: r#"{"device":"cpu","pooling":"noisy_or","splits":"all"}"#,
+                imported,
+                zero_shot: false,
+            })
+            .unwrap();
+        let rows: Vec<ScoreRow> = (0..3)
+            .map(|i| ScoreRow {
+                segment_id: i as i64 + 1,
+                scores: collapse_logits(&logits(i), Pooling::NoisyOr).unwrap(),
+                logits: keep.then(|| logits(i)),
+            })
+            .collect();
+        store.put_scores(id, &rows).unwrap();
+        store.finish_run(id, "done").unwrap();
+        id
+    };
+    let ast = run("ast", false, true);
+    let imported = run("panns", true, false);
+    let builtin = run("builtin", false, false);
+    drop(store);
+
+    let (ok, _, err) = dams(&["-w", ws_arg, "score", "--teacher", "builtin", "--pooling", "max"], tmp.path());
+    assert!(!ok && err.contains("max pooling applies to teachers with AudioSet logits (ast)"), "{err}");
+    let (ok, _, err) = dams(&["-w", ws_arg, "score", "--pooling", "median"], tmp.path());
+    assert!(!ok && err.contains("unknown pooling 'median'"), "{err}");
+
+    let (ok, out, err) = dams(&["-w", ws_arg, "remap", "--run", &ast.to_string(), "--pooling", "max"], tmp.path());
+    assert!(ok, "{err}");
+    assert!(out.contains("(ast, max pooling): 3 segments pooled again from the logits of run #1"), "{out}");
+    let store = ws.open_store().unwrap();
+    let new = store.latest_runs().unwrap().into_iter().find(|r| r.teacher == "ast").unwrap();
+    assert!(new.id > builtin && new.settings.contains("\"pooling\":\"max\""), "{new:?}");
+    assert!(new.settings.contains(&format!("\"remapped_from\":{ast}")), "{new:?}");
+    for (seg, s) in store.run_scores(new.id).unwrap() {
+        assert_eq!(s, collapse_logits(&logits(seg as usize - 1), Pooling::Max).unwrap());
+    }
+    let before = store.runs().unwrap().len();
+    drop(store);
+
+    for (run, why) in [
+        (imported, "imported from a score file"),
+        (builtin, "kept no logits: builtin scores speech, music and noise directly"),
+        (ast, "already uses noisy_or pooling"),
+        (999, "there is no teacher run #999"),
+    ] {
+        let pooling = if run == ast { "noisy_or" } else { "mean" };
+        let (ok, _, err) = dams(&["-w", ws_arg, "remap", "--run", &run.to_string(), "--pooling", pooling], tmp.path());
+        assert!(!ok && err.contains(why), "run {run}: {err}");
+    }
+    assert_eq!(ws.open_store().unwrap().runs().unwrap().len(), before, "refused remaps write nothing");
+}

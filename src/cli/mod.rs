@@ -63,6 +63,8 @@ pub enum Command {
     Teachers(teachers::TeachersArgs),
     /// Score segments with a teacher into a (resumable) teacher run.
     Score(teachers::ScoreArgs),
+    /// Pool a run's stored AudioSet logits another way (noisy_or, max, mean) into a new run, without the model.
+    Remap(teachers::RemapArgs),
     /// Import a teacher's scores from CSV as a new run (refused whole on any bad row).
     ImportScores(eval::ImportScoresArgs),
     /// Evaluate teachers against gold: P/R/F1 with bootstrap intervals, confusions, kappa.
@@ -170,6 +172,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(a)) => bench::run(&ctx, a),
         Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
         Some(Command::Score(a)) => teachers::run_score(&ctx, a),
+        Some(Command::Remap(a)) => teachers::run_remap(&ctx, a),
         Some(Command::ImportScores(a)) => eval::run_import_scores(&ctx, a),
         Some(Command::Eval(a)) => eval::run_eval(&ctx, a),
         Some(Command::Calibrate(a)) => eval::run_calibrate(&ctx, a),

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
 use crate::labels::{CLASSES, parse_splits};
+use crate::teachers::audioset::Pooling;
 use crate::teachers::builtin::BuiltinTeacher;
 use crate::teachers::builtin::evaluate::{self, Item};
 use crate::teachers::builtin::train::{self, TrainConfig, TrainEvent};
@@ -102,6 +103,21 @@ pub struct ScoreArgs {
     /// For the built-in teacher: a head file instead of the embedded weights.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// How an AudioSet tagger (ast) pools the 527 logits of each class's bucket: noisy_or (the
+    /// default), max or mean. Recorded in the run's settings: runs with different pooling are
+    /// different runs. Re-pool a finished run without the model: `dams remap --run ID --pooling P`.
+    #[arg(long)]
+    pub pooling: Option<Pooling>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemapArgs {
+    /// The teacher run whose stored AudioSet logits are pooled again (`dams eval` and the TUI show run ids).
+    #[arg(long)]
+    pub run: i64,
+    /// noisy_or, max or mean.
+    #[arg(long)]
+    pub pooling: Pooling,
 }
 
 pub fn run_teachers(ctx: &Ctx, a: TeachersArgs) -> Result<()> {
@@ -279,6 +295,7 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
             device: a.device.clone(),
             builtin_weights: a.weights.clone(),
             models_dir: Some(ws.data_dir().join("models")),
+            pooling: a.pooling,
         },
     )?;
     if let Some(n) = teacher.notice() {
@@ -296,7 +313,10 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
     bar.set_message(format!("scoring with {}", a.teacher));
     // Recorded as a `score` job (its own connection, progress every half second) like the TUI's background jobs.
     let mut jobs = ws.open_store()?;
-    let params = serde_json::json!({"teacher": a.teacher, "splits": a.split, "fresh": a.fresh, "via": "cli"});
+    let params = serde_json::json!({
+        "teacher": a.teacher, "splits": a.split, "fresh": a.fresh, "via": "cli",
+        "pooling": a.pooling.map(|p| p.as_str()),
+    });
     let job = jobs.create_job("score", &params.to_string(), None)?;
     let mut last = std::time::Instant::now();
     let outcome = score_segments(&ws, &mut store, teacher.as_mut(), &opts, &cancel, |p| {
@@ -337,6 +357,30 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
     println!("label source for pseudo-labels: {}", teacher.label_source());
     if report.default_thresholds_set {
         println!("stored the teacher's default thresholds (method 'default'); calibrate with `dams calibrate`");
+    }
+    Ok(())
+}
+
+/// `dams remap`: a new teacher run from an existing run's stored logits, pooled another way.
+pub fn run_remap(ctx: &Ctx, a: RemapArgs) -> Result<()> {
+    let ws = ctx.workspace()?;
+    let mut store = ws.open_store()?;
+    let r = crate::teachers::remap::remap_run(&mut store, a.run, a.pooling)?;
+    println!(
+        "run #{} ({}, {} pooling): {} segments pooled again from the logits of run #{} in {:.2} s, without the model",
+        r.run_id,
+        r.teacher,
+        r.pooling.as_str(),
+        r.scored,
+        r.logits_run,
+        r.elapsed.as_secs_f64()
+    );
+    println!("it is now the latest {} run: the TUI, `dams eval` and pseudo-labels use it", r.teacher);
+    if r.thresholds_kept {
+        println!(
+            "the active {} thresholds were calibrated on other scores: recalibrate with `dams calibrate --teacher {}`",
+            r.teacher, r.teacher
+        );
     }
     Ok(())
 }

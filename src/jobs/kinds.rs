@@ -1,6 +1,7 @@
 //! The jobs a user can start from the TUI's jobs pane, and the small form that collects their
 //! parameters. The form is plain state (fields, cursor, values); the TUI draws it and maps keys
-//! onto [`JobForm::up`], [`JobForm::left`], ... ; [`JobForm::start`] validates and spawns.
+//! onto [`JobForm::up`], [`JobForm::left`], [`JobForm::type_char`], ... ; [`JobForm::start`]
+//! validates and spawns.
 
 use anyhow::{Result, bail};
 use serde_json::json;
@@ -9,6 +10,7 @@ use super::{JobError, JobRunner};
 use crate::labels::Split;
 use crate::pseudo::{self, PseudoError};
 use crate::teachers::LoadOptions;
+use crate::teachers::audioset::Pooling;
 use crate::teachers::score::{ScoreOptions, spawn_scoring};
 use crate::workspace::Workspace;
 
@@ -17,6 +19,7 @@ use crate::workspace::Workspace;
 pub enum JobKind {
     Score,
     PseudoLabel,
+    Train,
 }
 
 impl JobKind {
@@ -24,6 +27,7 @@ impl JobKind {
         match self {
             JobKind::Score => "scoring",
             JobKind::PseudoLabel => "pseudo-labeling",
+            JobKind::Train => "student training",
         }
     }
 }
@@ -38,19 +42,57 @@ pub enum Value {
         multi: bool,
         cursor: usize,
     },
+    /// A whole number; ←→ step it, digits type it (the range is checked when the job starts).
     Number {
         value: i64,
         min: i64,
         max: i64,
     },
     Flag(bool),
+    /// Free text (typed; Backspace deletes).
+    Text(String),
+    /// An option that is used or not, with a weight in tenths (label sources of a training).
+    Weighted {
+        on: bool,
+        tenths: i64,
+    },
 }
+
+/// Weights of [`Value::Weighted`] fields, in tenths: 0.1 to 5.0.
+const WEIGHT_TENTHS: (i64, i64) = (1, 50);
+/// Longest text a [`Value::Text`] field takes.
+const TEXT_MAX: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
-    pub name: &'static str,
+    pub name: String,
     pub help: &'static str,
     pub value: Value,
+}
+
+impl Field {
+    /// A single choice among `options`, `selected` on.
+    pub fn choice(name: &str, help: &'static str, options: &[&str], selected: usize) -> Field {
+        Field {
+            name: name.into(),
+            help,
+            value: Value::Choice {
+                options: options.iter().map(|s| s.to_string()).collect(),
+                on: (0..options.len()).map(|i| i == selected).collect(),
+                multi: false,
+                cursor: selected.min(options.len().saturating_sub(1)),
+            },
+        }
+    }
+    pub fn number(name: &str, help: &'static str, value: i64, min: i64, max: i64) -> Field {
+        Field { name: name.into(), help, value: Value::Number { value, min, max } }
+    }
+    pub fn flag(name: &str, help: &'static str, on: bool) -> Field {
+        Field { name: name.into(), help, value: Value::Flag(on) }
+    }
+    pub fn text(name: &str, help: &'static str, text: &str) -> Field {
+        Field { name: name.into(), help, value: Value::Text(text.into()) }
+    }
 }
 
 /// A job form: fields and the selected one.
@@ -59,13 +101,17 @@ pub struct JobForm {
     pub kind: JobKind,
     pub fields: Vec<Field>,
     pub cursor: usize,
+    /// Training form: the students that exist already (their names cannot start afresh).
+    pub students: Vec<String>,
 }
 
 const SPLITS: [Split; 5] = [Split::Train, Split::Unlabeled, Split::Dev, Split::Test, Split::Unsplit];
+const POOLINGS: [Pooling; 3] = [Pooling::NoisyOr, Pooling::Max, Pooling::Mean];
 
 impl JobForm {
     /// The scoring form: one of the installed teachers, the splits to score (all by default),
-    /// and whether to start a fresh run instead of resuming an unfinished one.
+    /// the pooling of AudioSet logits, and whether to start a fresh run instead of resuming an
+    /// unfinished one.
     pub fn score(teachers: &[String]) -> JobForm {
         let mut on = vec![false; teachers.len()];
         if let Some(x) = on.first_mut() {
@@ -75,12 +121,12 @@ impl JobForm {
             kind: JobKind::Score,
             fields: vec![
                 Field {
-                    name: "teacher",
-                    help: "installed teachers (dams teachers lists them all)",
+                    name: "teacher".into(),
+                    help: "installed teachers and trained students (dams teachers lists them all)",
                     value: Value::Choice { options: teachers.to_vec(), on, multi: false, cursor: 0 },
                 },
                 Field {
-                    name: "splits",
+                    name: "splits".into(),
                     help: "segments of these splits are scored",
                     value: Value::Choice {
                         options: SPLITS.iter().map(|s| s.as_str().to_string()).collect(),
@@ -89,13 +135,20 @@ impl JobForm {
                         cursor: 0,
                     },
                 },
-                Field {
-                    name: "fresh run",
-                    help: "off: resume the teacher's unfinished run, never redoing scored segments",
-                    value: Value::Flag(false),
-                },
+                Field::choice(
+                    "pooling",
+                    "AudioSet taggers (ast): how the 527 logits of a class's bucket become its score",
+                    &POOLINGS.map(|p| p.as_str()),
+                    0,
+                ),
+                Field::flag(
+                    "fresh run",
+                    "off: resume the teacher's unfinished run, never redoing scored segments",
+                    false,
+                ),
             ],
             cursor: 0,
+            students: Vec::new(),
         }
     }
 
@@ -107,7 +160,7 @@ impl JobForm {
             kind: JobKind::PseudoLabel,
             fields: vec![
                 Field {
-                    name: "teachers",
+                    name: "teachers".into(),
                     help: "Space toggles; several teachers vote for a consensus",
                     value: Value::Choice {
                         options: teachers.to_vec(),
@@ -116,18 +169,10 @@ impl JobForm {
                         cursor: 0,
                     },
                 },
+                Field::number("k", "consensus: a class is on when at least k teachers vote for it", 2.min(n), 1, n),
+                Field::flag("residual noise", "noise = not speech and not music (the Python AST rule)", false),
                 Field {
-                    name: "k",
-                    help: "consensus: a class is on when at least k teachers vote for it",
-                    value: Value::Number { value: 2.min(n), min: 1, max: n },
-                },
-                Field {
-                    name: "residual noise",
-                    help: "noise = not speech and not music (the Python AST rule)",
-                    value: Value::Flag(false),
-                },
-                Field {
-                    name: "splits",
+                    name: "splits".into(),
                     help: "splits that receive pseudo-labels (gold always wins)",
                     value: Value::Choice {
                         options: SPLITS.iter().map(|s| s.as_str().to_string()).collect(),
@@ -138,7 +183,46 @@ impl JobForm {
                 },
             ],
             cursor: 0,
+            students: Vec::new(),
         }
+    }
+
+    /// The student training form (`dams train`'s settings): a fresh student name (`s1`, `s2`,
+    /// ... the first not in `students`), the label sources — `gold` and each pseudo-label source
+    /// of `pseudo_sources`, each used or not with a weight — epochs, batch size, width,
+    /// augmentation, seed, device and resume.
+    pub fn train(pseudo_sources: &[String], students: &[String]) -> JobForm {
+        let fresh = (1..).map(|i| format!("s{i}")).find(|n| !students.contains(n)).unwrap_or_default();
+        let mut fields = vec![Field::text(
+            "student",
+            "name under data/models/ (letters, digits, _ - .); scored as teacher student:<name>",
+            &fresh,
+        )];
+        let sources = std::iter::once("gold").chain(pseudo_sources.iter().map(String::as_str).filter(|s| *s != "gold"));
+        for (i, s) in sources.enumerate() {
+            fields.push(Field {
+                name: s.to_string(),
+                help: "label source: Space uses it, ←→ its weight in the loss (gold wins where both label)",
+                value: Value::Weighted { on: true, tenths: if i == 0 { 10 } else { 5 } },
+            });
+        }
+        fields.extend([
+            // The defaults of `dams train`.
+            Field::number(
+                "epochs",
+                "at most this many epochs (early stop after 5 without a better dev F1)",
+                20,
+                1,
+                1000,
+            ),
+            Field::number("batch size", "examples per optimizer step", 16, 1, 1024),
+            Field::number("width", "channels of the first conv block (the CNN doubles it twice)", 16, 2, 256),
+            Field::flag("augmentation", "gain, time shift, noise mixing and hard negatives", true),
+            Field::number("seed", "same seed, same data order and weights: same student", 0, 0, u32::MAX as i64),
+            Field::choice("device", "auto: the GPU when one works, else the CPU", &["auto", "cpu", "gpu"], 0),
+            Field::flag("resume", "continue the student of this name from its last finished epoch", false),
+        ]);
+        JobForm { kind: JobKind::Train, fields, cursor: 0, students: students.to_vec() }
     }
 
     pub fn up(&mut self) {
@@ -147,7 +231,7 @@ impl JobForm {
     pub fn down(&mut self) {
         self.cursor = (self.cursor + 1).min(self.fields.len().saturating_sub(1));
     }
-    /// Left/right: move inside a choice, change a number, flip a flag.
+    /// Left/right: move inside a choice, change a number or a weight, flip a flag.
     pub fn left(&mut self) {
         self.step(-1)
     }
@@ -169,9 +253,11 @@ impl JobForm {
             }
             Value::Number { value, min, max } => *value = (*value + d).clamp(*min, *max),
             Value::Flag(b) => *b = !*b,
+            Value::Text(_) => {}
+            Value::Weighted { tenths, .. } => *tenths = (*tenths + d).clamp(WEIGHT_TENTHS.0, WEIGHT_TENTHS.1),
         }
     }
-    /// Space: toggle the option under the cursor (choices) or the flag.
+    /// Space: toggle the option under the cursor (choices), the flag or the weighted option.
     pub fn toggle(&mut self) {
         let Some(f) = self.fields.get_mut(self.cursor) else { return };
         match &mut f.value {
@@ -180,13 +266,54 @@ impl JobForm {
                     *x = !*x;
                 }
             }
-            Value::Flag(b) => *b = !*b,
+            Value::Flag(b) | Value::Weighted { on: b, .. } => *b = !*b,
             _ => {}
         }
     }
+    /// A typed character: text fields take any printable one, number fields digits. Returns
+    /// false when the field under the cursor does not take it (the key keeps its other meaning).
+    pub fn type_char(&mut self, c: char) -> bool {
+        let Some(f) = self.fields.get_mut(self.cursor) else { return false };
+        match &mut f.value {
+            Value::Text(t) if !c.is_control() => {
+                if t.chars().count() < TEXT_MAX {
+                    t.push(c);
+                }
+                true
+            }
+            Value::Number { value, max, .. } => match c.to_digit(10) {
+                Some(d) => {
+                    let typed = value.saturating_mul(10).saturating_add(d as i64);
+                    *value = if typed <= *max { typed } else { d as i64 };
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    }
+    /// Backspace: delete the last character of a text field or the last digit of a number.
+    pub fn backspace(&mut self) {
+        let Some(f) = self.fields.get_mut(self.cursor) else { return };
+        match &mut f.value {
+            Value::Text(t) => {
+                t.pop();
+            }
+            Value::Number { value, .. } => *value /= 10,
+            _ => {}
+        }
+    }
+    /// Whether the field under the cursor is a text field (it takes letters the form would
+    /// otherwise read as moves).
+    pub fn editing_text(&self) -> bool {
+        matches!(self.fields.get(self.cursor).map(|f| &f.value), Some(Value::Text(_)))
+    }
 
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.iter().find(|f| f.name == name).map(|f| &f.value)
+    }
     fn chosen(&self, name: &str) -> Vec<String> {
-        match self.fields.iter().find(|f| f.name == name).map(|f| &f.value) {
+        match self.field(name) {
             Some(Value::Choice { options, on, .. }) => {
                 options.iter().zip(on).filter(|(_, o)| **o).map(|(s, _)| s.clone()).collect()
             }
@@ -194,13 +321,37 @@ impl JobForm {
         }
     }
     fn number(&self, name: &str) -> i64 {
-        match self.fields.iter().find(|f| f.name == name).map(|f| &f.value) {
+        match self.field(name) {
             Some(Value::Number { value, .. }) => *value,
             _ => 0,
         }
     }
+    /// A number field's value, refused outside its range.
+    fn number_in_range(&self, name: &str) -> Result<i64> {
+        match self.field(name) {
+            Some(Value::Number { value, min, max }) if (*min..=*max).contains(value) => Ok(*value),
+            Some(Value::Number { value, min, max }) => bail!("{name} must be between {min} and {max}, not {value}"),
+            _ => bail!("the form has no field '{name}'"),
+        }
+    }
     fn flag(&self, name: &str) -> bool {
-        matches!(self.fields.iter().find(|f| f.name == name).map(|f| &f.value), Some(Value::Flag(true)))
+        matches!(self.field(name), Some(Value::Flag(true)))
+    }
+    fn text(&self, name: &str) -> String {
+        match self.field(name) {
+            Some(Value::Text(t)) => t.trim().to_string(),
+            _ => String::new(),
+        }
+    }
+    /// The weighted options that are on: `(name, weight)`.
+    fn weighted(&self) -> Vec<(String, f32)> {
+        self.fields
+            .iter()
+            .filter_map(|f| match f.value {
+                Value::Weighted { on: true, tenths } => Some((f.name.clone(), tenths as f32 / 10.0)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The pseudo-labeling parameters this form describes (validated).
@@ -226,28 +377,102 @@ impl JobForm {
         })
     }
 
-    /// The teacher and scoring options this form describes (validated).
-    pub fn score_params(&self) -> Result<(String, ScoreOptions)> {
+    /// The teacher, its pooling (`None`: the teacher's own) and the scoring options this form
+    /// describes (validated). Pooling other than noisy-OR needs a teacher with AudioSet logits.
+    pub fn score_params(&self) -> Result<(String, Option<Pooling>, ScoreOptions)> {
         let Some(teacher) = self.chosen("teacher").into_iter().next() else { bail!("choose a teacher") };
         let splits: Vec<Split> = self.chosen("splits").iter().filter_map(|s| s.parse().ok()).collect();
         if splits.is_empty() {
             bail!("choose at least one split");
         }
+        let pooling = self.chosen("pooling").first().and_then(|p| p.parse::<Pooling>().ok()).unwrap_or_default();
+        let pooling = (pooling != Pooling::default()).then_some(pooling);
+        if let Some(p) = pooling
+            && !crate::teachers::has_audioset_logits(&teacher)
+        {
+            bail!(
+                "{} pooling applies to teachers with AudioSet logits (ast); {teacher} scores speech, music and noise directly",
+                p.as_str()
+            );
+        }
         let all = splits.len() == SPLITS.len();
         Ok((
             teacher,
+            pooling,
             ScoreOptions { splits: (!all).then_some(splits), batch_size: None, fresh: self.flag("fresh run") },
         ))
+    }
+
+    /// For the training form: what the student name under the cursor means (shown under the
+    /// fields). `None` for other forms.
+    pub fn hint(&self) -> Option<String> {
+        if self.kind != JobKind::Train {
+            return None;
+        }
+        let name = self.text("student");
+        Some(if self.students.contains(&name) {
+            if self.flag("resume") {
+                format!("student {name} exists: it continues after its last finished epoch")
+            } else {
+                format!("student {name} exists: turn resume on to continue it, or choose another name")
+            }
+        } else {
+            format!("a new student {name} (data/models/{name}/)")
+        })
+    }
+
+    /// The training this form describes (validated: name, at least one label source, ranges,
+    /// and an existing student only with resume).
+    #[cfg(feature = "burn")]
+    pub fn train_request(&self) -> Result<crate::student::TrainRequest> {
+        use crate::student::data::{Augment, SourceSpec};
+        use crate::student::train::TrainConfig;
+        let name = self.text("student");
+        crate::student::checkpoint::check_name(&name)?;
+        let resume = self.flag("resume");
+        if self.students.contains(&name) && !resume {
+            bail!("student {name} exists: turn resume on to continue it, or choose another name");
+        }
+        let sources: Vec<SourceSpec> =
+            self.weighted().into_iter().map(|(source, weight)| SourceSpec { source, weight }).collect();
+        if sources.is_empty() {
+            bail!("choose at least one label source");
+        }
+        let device: Option<crate::student::DeviceChoice> =
+            self.chosen("device").first().map(|d| d.parse()).transpose().map_err(anyhow::Error::msg)?;
+        let d = TrainConfig::default();
+        Ok(crate::student::TrainRequest {
+            name,
+            sources,
+            train: TrainConfig {
+                epochs: self.number_in_range("epochs")? as usize,
+                batch_size: self.number_in_range("batch size")? as usize,
+                lr: d.lr,
+                patience: d.patience,
+                seed: self.number_in_range("seed")? as u64,
+                threshold: d.threshold,
+                augment: if self.flag("augmentation") { Augment::default() } else { Augment::none() },
+            },
+            width: self.number_in_range("width")? as usize,
+            device: device.unwrap_or(crate::student::DeviceChoice::Auto),
+            resume,
+        })
     }
 
     /// Validate and start the job on `runner`; returns its id.
     pub fn start(&self, runner: &mut JobRunner, ws: &Workspace, created_by: &str) -> Result<i64> {
         match self.kind {
             JobKind::Score => {
-                let (teacher, opts) = self.score_params()?;
-                spawn_scoring(runner, ws, &teacher, LoadOptions::default(), opts)
+                let (teacher, pooling, opts) = self.score_params()?;
+                let load =
+                    LoadOptions { pooling, models_dir: Some(ws.data_dir().join("models")), ..Default::default() };
+                spawn_scoring(runner, ws, &teacher, load, opts)
             }
             JobKind::PseudoLabel => spawn_pseudo(runner, ws, self.pseudo_params(created_by)?),
+            #[cfg(feature = "burn")]
+            JobKind::Train => crate::student::spawn_training(runner, ws, self.train_request()?),
+            #[cfg(not(feature = "burn"))]
+            JobKind::Train => bail!("this build of dams has no model engine (rebuild with the `burn` feature)"),
         }
     }
 }
@@ -321,18 +546,160 @@ mod tests {
     }
 
     #[test]
-    fn score_form_picks_one_teacher_and_splits() {
+    fn score_form_picks_one_teacher_splits_and_pooling() {
         let mut f = JobForm::score(&["builtin".into(), "ast".into()]);
-        let (t, o) = f.score_params().unwrap();
-        assert_eq!((t.as_str(), o.splits, o.fresh), ("builtin", None, false));
+        let (t, p, o) = f.score_params().unwrap();
+        assert_eq!((t.as_str(), p, o.splits, o.fresh), ("builtin", None, None, false));
         f.right(); // single choice: moving selects
         f.down();
         f.toggle(); // train off
         f.down();
+        f.right(); // pooling max
+        f.down();
         f.toggle();
-        let (t, o) = f.score_params().unwrap();
+        let (t, p, o) = f.score_params().unwrap();
         assert_eq!(t, "ast");
+        assert_eq!(p, Some(Pooling::Max));
         assert_eq!(o.splits, Some(vec![Split::Unlabeled, Split::Dev, Split::Test, Split::Unsplit]));
         assert!(o.fresh);
+        // The built-in teacher has no AudioSet logits to pool: refused before anything starts.
+        f.cursor = 0;
+        f.left();
+        let e = f.score_params().unwrap_err().to_string();
+        assert!(e.contains("max pooling applies to teachers with AudioSet logits") && e.contains("builtin"), "{e}");
+        f.cursor = 2;
+        f.right(); // mean
+        f.right(); // back to noisy_or: the teacher's own, fine for any teacher
+        assert_eq!(f.score_params().unwrap().1, None);
+    }
+
+    #[test]
+    fn number_fields_take_typed_digits_and_ranges_are_checked_at_start() {
+        let mut f = JobForm::train(&[], &[]);
+        f.cursor = f.fields.iter().position(|x| x.name == "epochs").unwrap();
+        assert!(!f.type_char('x'), "letters are not numbers: the key keeps its meaning");
+        f.backspace();
+        f.backspace();
+        assert_eq!(f.number("epochs"), 0);
+        assert!(f.number_in_range("epochs").unwrap_err().to_string().contains("between 1 and 1000, not 0"));
+        assert!(f.type_char('3') && f.type_char('5'));
+        assert_eq!(f.number("epochs"), 35);
+        // Past the maximum, a digit starts over.
+        f.type_char('0');
+        assert_eq!(f.number("epochs"), 350);
+        f.type_char('9');
+        assert_eq!(f.number("epochs"), 9);
+        f.backspace();
+        f.left(); // stepping clamps into the range
+        assert_eq!(f.number("epochs"), 1);
+    }
+
+    #[test]
+    fn train_form_defaults_to_a_fresh_name_and_gold_plus_pseudo_sources() {
+        let f = JobForm::train(&["builtin_pseudo".into(), "ast_pseudo".into()], &["s1".into(), "s3".into()]);
+        assert_eq!(f.text("student"), "s2");
+        let names: Vec<&str> = f.fields.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "student",
+                "gold",
+                "builtin_pseudo",
+                "ast_pseudo",
+                "epochs",
+                "batch size",
+                "width",
+                "augmentation",
+                "seed",
+                "device",
+                "resume"
+            ]
+        );
+        assert_eq!(
+            f.weighted(),
+            vec![("gold".into(), 1.0), ("builtin_pseudo".into(), 0.5), ("ast_pseudo".into(), 0.5)]
+        );
+        assert_eq!(f.hint().unwrap(), "a new student s2 (data/models/s2/)");
+        assert_eq!(JobForm::score(&[]).hint(), None);
+    }
+
+    #[cfg(feature = "burn")]
+    #[test]
+    fn train_form_edits_into_a_request_and_refuses_bad_input() {
+        use crate::student::DeviceChoice;
+        use crate::student::data::Augment;
+        let mut f = JobForm::train(&["builtin_pseudo".into()], &["old".into()]);
+        let r = f.train_request().unwrap();
+        assert_eq!((r.name.as_str(), r.width, r.device, r.resume), ("s1", 16, DeviceChoice::Auto, false));
+        assert_eq!((r.train.epochs, r.train.batch_size, r.train.seed), (20, 16, 0));
+        assert_eq!(r.train.augment, Augment::default());
+        assert_eq!(r.sources.len(), 2);
+        // Name: typed over the default; j/k/h/l are letters here.
+        assert!(f.editing_text());
+        f.backspace();
+        f.backspace();
+        for c in "kid/..".chars() {
+            assert!(f.type_char(c));
+        }
+        let e = f.train_request().unwrap_err().to_string();
+        assert!(e.contains("invalid student name 'kid/..'"), "{e}");
+        for _ in 0..3 {
+            f.backspace();
+        }
+        f.type_char('2');
+        // gold off, pseudo weight 0.5 → 0.8
+        f.down();
+        f.toggle();
+        f.down();
+        f.right();
+        f.right();
+        f.right();
+        f.down(); // epochs
+        f.backspace();
+        f.backspace();
+        f.type_char('3');
+        f.down(); // batch size
+        f.right();
+        f.down(); // width
+        f.left();
+        f.down(); // augmentation off
+        f.toggle();
+        f.down(); // seed
+        f.type_char('7');
+        f.down(); // device: cpu
+        f.right();
+        let r = f.train_request().unwrap();
+        assert_eq!(r.name, "kid2");
+        assert_eq!(r.sources.len(), 1);
+        assert_eq!((r.sources[0].source.as_str(), r.sources[0].weight), ("builtin_pseudo", 0.8));
+        assert_eq!((r.train.epochs, r.train.batch_size, r.width, r.train.seed), (3, 17, 15, 7));
+        assert_eq!(r.train.augment, Augment::none());
+        assert_eq!(r.device, DeviceChoice::Cpu);
+        // No source at all: refused.
+        f.cursor = 2;
+        f.toggle();
+        assert!(f.train_request().unwrap_err().to_string().contains("at least one label source"));
+        f.toggle();
+        // An existing student only with resume.
+        f.cursor = 0;
+        while f.editing_text() && !f.text("student").is_empty() {
+            f.backspace();
+        }
+        for c in "old".chars() {
+            f.type_char(c);
+        }
+        let e = f.train_request().unwrap_err().to_string();
+        assert!(e.contains("student old exists: turn resume on"), "{e}");
+        assert!(f.hint().unwrap().contains("turn resume on"));
+        f.cursor = f.fields.len() - 1;
+        f.toggle();
+        assert!(f.train_request().unwrap().resume);
+        assert!(f.hint().unwrap().contains("continues after its last finished epoch"));
+        // Weights stay within 0.1–5.0.
+        f.cursor = 2;
+        for _ in 0..100 {
+            f.left();
+        }
+        assert_eq!(f.train_request().unwrap().sources[0].weight, 0.1);
     }
 }

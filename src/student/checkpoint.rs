@@ -144,3 +144,16 @@ pub fn load_best(dir: &Path, device: &Device) -> Result<(Meta, CnnStudent)> {
         .with_context(|| format!("loading {}", p.display()))?;
     Ok((meta, model))
 }
+
+/// The students under `models_dir` (folders with a [`META`]), sorted by name.
+pub fn list(models_dir: &Path) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(models_dir) else { return Vec::new() };
+    let mut out: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(META).is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| check_name(n).is_ok())
+        .collect();
+    out.sort();
+    out
+}

@@ -8,6 +8,7 @@
 pub mod ast;
 pub mod audioset;
 pub mod builtin;
+pub mod remap;
 pub mod score;
 
 use crate::labels::LabelSource;
@@ -57,6 +58,18 @@ pub trait Teacher: Send {
     /// Settings that change the scores (pooling, device...), as JSON; part of a run's identity.
     fn settings_json(&self) -> String {
         "{}".into()
+    }
+    /// Pool AudioSet logits with `pooling` from now on (part of [`settings_json`](Self::settings_json)).
+    /// Teachers without AudioSet logits refuse.
+    fn set_pooling(&mut self, pooling: audioset::Pooling) -> Result<(), TeacherError> {
+        Err(TeacherError::Input {
+            id: self.id().to_string(),
+            detail: format!(
+                "{} pooling applies to teachers with AudioSet logits (ast); {} scores speech, music and noise directly",
+                pooling.as_str(),
+                self.id()
+            ),
+        })
     }
     /// A good batch size for [`score_batch`](Self::score_batch).
     fn batch_size(&self) -> usize {
@@ -119,10 +132,27 @@ pub struct LoadOptions {
     pub builtin_weights: Option<std::path::PathBuf>,
     /// The workspace's `data/models/` directory, where students (`student:<name>`) live.
     pub models_dir: Option<std::path::PathBuf>,
+    /// How AudioSet taggers pool their logits (`None`: the teacher's default, noisy-OR). Refused
+    /// by teachers without AudioSet logits.
+    pub pooling: Option<audioset::Pooling>,
 }
 
-/// Open a teacher by id.
+/// Whether teacher `id` scores through the 527 AudioSet logits (so pooling applies), known
+/// without loading it.
+pub fn has_audioset_logits(id: &str) -> bool {
+    id == ast::ID
+}
+
+/// Open a teacher by id (with the pooling `opts` asks for).
 pub fn load(id: &str, opts: &LoadOptions) -> Result<Box<dyn Teacher>, TeacherError> {
+    let mut t = load_teacher(id, opts)?;
+    if let Some(p) = opts.pooling {
+        t.set_pooling(p)?;
+    }
+    Ok(t)
+}
+
+fn load_teacher(id: &str, opts: &LoadOptions) -> Result<Box<dyn Teacher>, TeacherError> {
     match id {
         builtin::ID => {
             if let Some(d) = opts.device.as_deref()
@@ -193,5 +223,9 @@ mod tests {
         assert!(matches!(load("nope", &LoadOptions::default()), Err(TeacherError::Unknown(_))));
         let gpu = LoadOptions { device: Some("gpu".into()), ..Default::default() };
         assert!(load("builtin", &gpu).is_err());
+        let max = LoadOptions { pooling: Some(audioset::Pooling::Max), ..Default::default() };
+        let e = load("builtin", &max).err().unwrap().to_string();
+        assert!(e.contains("max pooling applies to teachers with AudioSet logits"), "{e}");
+        assert!(has_audioset_logits("ast") && !has_audioset_logits("builtin") && !has_audioset_logits("student:s1"));
     }
 }

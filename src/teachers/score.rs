@@ -267,6 +267,7 @@ pub fn spawn_scoring(
         "teacher": teacher_id,
         "splits": opts.splits.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
         "fresh": opts.fresh,
+        "pooling": load_opts.pooling.map(|p| p.as_str()),
     });
     let ws = ws.clone();
     let teacher_id = teacher_id.to_string();

@@ -550,6 +550,8 @@ impl App {
             | CycleSplitFilterQueue
             | NewScoreJob
             | NewPseudoJob
+            | NewTrainJob
+            | OpenResults
             | CancelJob => self.run_research(action),
         }
     }

@@ -60,6 +60,9 @@ pub struct JobsPane {
     pub form: Option<JobForm>,
     /// Show the selected job's parameters, result and whole log.
     pub inspect: bool,
+    /// The per-epoch history of the training job being inspected: `(job id, student, epochs or
+    /// why there are none)`, read from the student's checkpoint.
+    pub epochs: Option<(i64, String, Result<StudentEpochs, String>)>,
     refreshed: Option<Instant>,
     /// Jobs seen running (to notice when they finish).
     running: Vec<i64>,
@@ -73,6 +76,7 @@ impl JobsPane {
             cursor: 0,
             form: None,
             inspect: false,
+            epochs: None,
             refreshed: None,
             running: vec![],
         }
@@ -91,6 +95,39 @@ impl JobsPane {
         rows.append(&mut out);
         rows
     }
+}
+
+/// What a trained (or training) student's checkpoint says about its epochs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudentEpochs {
+    /// `(epoch, loss, dev F1 per class, dev macro F1)`.
+    pub rows: Vec<(usize, f64, Option<[f64; 3]>, Option<f64>)>,
+    pub best_epoch: usize,
+}
+
+impl StudentEpochs {
+    /// Read the last checkpoint of student `name` in `ws`.
+    #[cfg(feature = "burn")]
+    pub fn load(ws: &crate::workspace::Workspace, name: &str) -> Result<StudentEpochs, String> {
+        let dir = crate::student::student_dir(ws, name).map_err(|e| e.to_string())?;
+        match crate::student::checkpoint::last_state(&dir) {
+            Ok(Some((_, st))) => Ok(StudentEpochs {
+                rows: st.history.iter().map(|h| (h.epoch, h.loss, h.dev_f1, h.dev_macro_f1)).collect(),
+                best_epoch: st.best_epoch,
+            }),
+            Ok(None) => Err(format!("student {name} has no finished epoch yet")),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
+    #[cfg(not(feature = "burn"))]
+    pub fn load(_ws: &crate::workspace::Workspace, _name: &str) -> Result<StudentEpochs, String> {
+        Err("this build of dams has no model engine".into())
+    }
+}
+
+/// The student a `train` job trains (its `name` parameter).
+pub fn trained_student(kind: &str, params: &serde_json::Value) -> Option<String> {
+    (kind == "train").then(|| params.get("name").and_then(|n| n.as_str()).map(str::to_string)).flatten()
 }
 
 /// The state of the research screens.
@@ -184,10 +221,30 @@ impl App {
                 Ok(h) => pane.history = h,
                 Err(e) => self.message = format!("error: cannot read the job history: {e}"),
             }
+            if pane.inspect {
+                self.load_epochs();
+            }
         }
         if scored {
             self.reload_index();
         }
+    }
+
+    /// Read the epoch history of the selected job's student (a `train` job being inspected).
+    pub fn load_epochs(&mut self) {
+        let pane = &mut self.research.jobs;
+        let rows = pane.rows();
+        let sel = rows.get(pane.cursor.min(rows.len().saturating_sub(1)));
+        let student = sel.and_then(|r| match r {
+            JobRow::Live(v) => trained_student(&v.kind, &v.params).map(|n| (v.id, n)),
+            JobRow::Past(j) => {
+                serde_json::from_str(&j.params).ok().and_then(|p| trained_student(&j.kind, &p)).map(|n| (j.id, n))
+            }
+        });
+        pane.epochs = student.map(|(id, name)| {
+            let e = StudentEpochs::load(&self.ws, &name);
+            (id, name, e)
+        });
     }
 
     /// Re-read the segment list after new scores arrived (keeping filter, sort and selection)
@@ -231,6 +288,8 @@ impl App {
                 self.research.jobs.form = None;
                 self.message = "job not started".into();
             }
+            KeyCode::Char(c) if !key.ctrl && !key.alt && form.type_char(c) => {}
+            KeyCode::Backspace => form.backspace(),
             KeyCode::Up | KeyCode::Char('k') | KeyCode::BackTab => form.up(),
             KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => form.down(),
             KeyCode::Left | KeyCode::Char('h') => form.left(),
@@ -380,7 +439,12 @@ impl App {
         match action {
             ItemDown => pane.cursor = (pane.cursor + 1).min(n.saturating_sub(1)),
             ItemUp => pane.cursor = pane.cursor.saturating_sub(1),
-            OpenItem => pane.inspect = !pane.inspect,
+            OpenItem => {
+                pane.inspect = !pane.inspect;
+                if pane.inspect {
+                    self.load_epochs();
+                }
+            }
             NewPseudoJob => match self.store.latest_runs() {
                 Ok(runs) if runs.is_empty() => {
                     self.message = "no teacher runs with scores yet: score or import some first".into()
@@ -392,10 +456,19 @@ impl App {
                 Err(e) => self.message = format!("error: {e}"),
             },
             NewScoreJob => {
-                let names: Vec<String> =
+                let mut names: Vec<String> =
                     crate::teachers::registry().into_iter().filter(|t| t.installed).map(|t| t.id.to_string()).collect();
-                pane.form = Some(JobForm::score(&names));
+                names.extend(self.students().into_iter().map(|n| format!("student:{n}")));
+                self.research.jobs.form = Some(JobForm::score(&names));
             }
+            NewTrainJob => match self.store.pseudo_sources() {
+                Ok(sources) => {
+                    let students = self.students();
+                    self.research.jobs.form = Some(JobForm::train(&sources, &students));
+                }
+                Err(e) => self.message = format!("error: {e}"),
+            },
+            OpenResults => self.open_results(),
             CancelJob => {
                 let rows = pane.rows();
                 match rows.get(pane.cursor) {
@@ -408,6 +481,83 @@ impl App {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The students of the workspace (trained or training).
+    fn students(&self) -> Vec<String> {
+        #[cfg(feature = "burn")]
+        {
+            crate::student::checkpoint::list(&crate::student::models_dir(&self.ws))
+        }
+        #[cfg(not(feature = "burn"))]
+        {
+            Vec::new()
+        }
+    }
+
+    /// Open the results of the selected job: a scoring job's teacher in the threshold view; for
+    /// a training job, its student there once scored (else a scoring job for it starts).
+    fn open_results(&mut self) {
+        let rows = self.research.jobs.rows();
+        let Some(row) = rows.get(self.research.jobs.cursor.min(rows.len().saturating_sub(1))) else { return };
+        let (id, kind, state, params) = match row {
+            JobRow::Live(v) => (v.id, v.kind.clone(), v.state.as_str().to_string(), v.params.clone()),
+            JobRow::Past(j) => (
+                j.id,
+                j.kind.clone(),
+                j.state.clone(),
+                serde_json::from_str::<serde_json::Value>(&j.params).unwrap_or_default(),
+            ),
+        };
+        let teacher = match kind.as_str() {
+            "score" => params.get("teacher").and_then(|t| t.as_str()).map(str::to_string),
+            "train" => trained_student(&kind, &params).map(|n| format!("student:{n}")),
+            _ => None,
+        };
+        let Some(teacher) = teacher else {
+            self.message = format!("job #{id} ({kind}) has no results view: Enter shows its result and log");
+            return;
+        };
+        let scored = match self.store.latest_runs() {
+            Ok(runs) => runs.iter().any(|r| r.teacher == teacher && r.state == "done"),
+            Err(e) => {
+                self.message = format!("error: {e}");
+                return;
+            }
+        };
+        if scored {
+            self.show_screen(Screen::Thresholds);
+            if let Some(s) = self.research.thresholds.as_mut()
+                && let Some(i) = s.teachers.iter().position(|r| r.teacher == teacher)
+            {
+                let delta = i as isize - s.teacher as isize;
+                if let Err(e) = s.switch_teacher(&self.store, delta) {
+                    self.research.error = Some(e.to_string());
+                }
+            }
+            self.message = format!("{teacher} in the threshold view (its latest run)");
+            return;
+        }
+        if kind != "train" {
+            self.message = format!("job #{id}: {teacher} has no finished run with scores yet");
+            return;
+        }
+        if state == "running" {
+            self.message = format!("job #{id} is still training; o scores {teacher} once it is done");
+            return;
+        }
+        let load =
+            crate::teachers::LoadOptions { models_dir: Some(self.ws.data_dir().join("models")), ..Default::default() };
+        let opts = crate::teachers::score::ScoreOptions::default();
+        match crate::teachers::score::spawn_scoring(&mut self.research.jobs.runner, &self.ws, &teacher, load, opts) {
+            Ok(job) => {
+                self.research.jobs.cursor = 0;
+                self.message =
+                    format!("scoring every segment with {teacher} (job #{job}); o on it opens the threshold view");
+                self.refresh_jobs(true);
+            }
+            Err(e) => self.message = format!("error: {e:#}"),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::jobs::kinds::Value;
 use crate::jobs::{JobState, fmt_duration};
 
 use super::app::{App, scroll_to};
-use super::research::{JobRow, Screen};
+use super::research::{JobRow, Screen, trained_student};
 use super::view::centered;
 
 const ACCENT: Color = Color::Rgb(0x5c, 0xc8, 0x63);
@@ -376,11 +376,13 @@ fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
             ]),
             Line::styled(
                 format!(
-                    " {} pseudo-label · {} score · {} cancel · {} inspect · {} back (jobs keep running)",
+                    " {} pseudo-label · {} score · {} train · {} cancel · {} inspect · {} results · {} back",
                     keys(app, A::NewPseudoJob),
                     keys(app, A::NewScoreJob),
+                    keys(app, A::NewTrainJob),
                     keys(app, A::CancelJob),
                     keys(app, A::OpenItem),
+                    keys(app, A::OpenResults),
                     keys(app, A::Back)
                 ),
                 Style::new().fg(DIM),
@@ -457,12 +459,21 @@ fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
             inner,
         ),
         Some(JobRow::Live(v)) => {
+            let student = trained_student(&v.kind, &v.params);
             let series = v.metrics.first();
-            let spark_h = if series.is_some_and(|(_, s)| s.len() > 1) { 3 } else { 0 };
+            // Training: loss and dev macro F1 per epoch as charts; other jobs: a sparkline of
+            // their first metric.
+            let chart_h = if student.is_some() && series.is_some() && !pane.inspect {
+                (inner.height / 2).clamp(5, 10)
+            } else if student.is_none() && series.is_some_and(|(_, s)| s.len() > 1) {
+                3
+            } else {
+                0
+            };
             let [info, gauge, spark, log] = Layout::vertical([
                 Constraint::Length(2),
                 Constraint::Length(1),
-                Constraint::Length(spark_h),
+                Constraint::Length(chart_h),
                 Constraint::Min(0),
             ])
             .areas(inner);
@@ -490,7 +501,29 @@ fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
                 None => format!("{}", v.done),
             };
             f.render_widget(Gauge::default().ratio(ratio).label(label).gauge_style(Style::new().fg(ACCENT)), gauge);
-            if let Some((name, s)) = series.filter(|_| spark_h > 0) {
+            if chart_h > 0 && student.is_some() {
+                let [left, right] =
+                    Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(spark);
+                let epochs = v.params["train"]["epochs"].as_u64().unwrap_or(0) as usize;
+                if let Some(loss) = v.metric("loss") {
+                    let pts = epoch_points(loss);
+                    f.render_widget(epoch_chart("loss", loss, &pts, epochs, None, Color::Cyan), left);
+                }
+                match v.metric("dev_macro_f1") {
+                    Some(f1) => {
+                        let pts = epoch_points(f1);
+                        let chart = epoch_chart("dev macro F1", f1, &pts, epochs, Some((0.0, 1.0)), ACCENT);
+                        f.render_widget(chart, right)
+                    }
+                    None => f.render_widget(
+                        Paragraph::new(Line::styled(
+                            " dev macro F1: after the first epoch (needs gold dev)",
+                            Style::new().fg(DIM),
+                        )),
+                        right,
+                    ),
+                }
+            } else if let Some((name, s)) = series.filter(|_| chart_h > 0) {
                 let lo = s.iter().copied().fold(f64::INFINITY, f64::min);
                 let hi = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let scaled: Vec<u64> =
@@ -506,6 +539,9 @@ fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
                 let mut all: Vec<Line> = Vec::new();
                 if let Some(r) = &v.result {
                     all.push(Line::styled(format!(" result: {r}"), Style::new().fg(ACCENT)));
+                }
+                if let Some(name) = &student {
+                    all.extend(student_lines(app, v.id, name, v.state == JobState::Done));
                 }
                 all.extend(v.log.iter().map(|l| Line::raw(format!(" {l}"))));
                 all
@@ -540,6 +576,21 @@ fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
                     Style::new().fg(Color::Yellow),
                 ));
             }
+            let params: serde_json::Value = serde_json::from_str(&j.params).unwrap_or_default();
+            if let Some(name) = trained_student(&j.kind, &params) {
+                if pane.inspect {
+                    lines.extend(student_lines(app, j.id, &name, j.state == "done"));
+                } else {
+                    lines.push(Line::styled(
+                        format!(
+                            " {} per-epoch table · {} score and open the student",
+                            keys(app, A::OpenItem),
+                            keys(app, A::OpenResults)
+                        ),
+                        Style::new().fg(DIM),
+                    ));
+                }
+            }
             f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         }
     }
@@ -549,15 +600,110 @@ fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
     }
 }
 
+/// Points `(epoch, value)` of a per-epoch series (epochs from 1).
+fn epoch_points(s: &[f64]) -> Vec<(f64, f64)> {
+    s.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect()
+}
+
+/// A per-epoch chart of one training metric (x: epochs 1 to `epochs`, the planned number; y: the
+/// series' range, or `fixed`).
+fn epoch_chart<'a>(
+    name: &str,
+    s: &[f64],
+    pts: &'a [(f64, f64)],
+    epochs: usize,
+    fixed: Option<(f64, f64)>,
+    color: Color,
+) -> Chart<'a> {
+    let (lo, hi) = fixed.unwrap_or_else(|| {
+        let lo = s.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.1).max(1e-3);
+        ((lo - pad).max(0.0), hi + pad)
+    });
+    let n = s.len().max(epochs).max(1);
+    // The x labels sit at the axis ends: epochs 1 and n (one centred label for a single epoch).
+    let (bounds, labels) = if n == 1 {
+        ([0.5, 1.5], vec![String::new(), "1".into(), String::new()])
+    } else {
+        ([1.0, n as f64], vec!["1".to_string(), format!("{n}")])
+    };
+    let last = s.last().copied().unwrap_or(0.0);
+    let line = Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(Style::new().fg(color));
+    let dots = Dataset::default().marker(Marker::Dot).graph_type(GraphType::Scatter).style(Style::new().fg(color));
+    Chart::new(vec![line.data(pts), dots.data(pts)])
+        .block(Block::new().title(format!(" {name} {last:.4} (epoch {}) ", s.len())))
+        .x_axis(Axis::default().bounds(bounds).labels(labels).style(Style::new().fg(DIM)))
+        .y_axis(
+            Axis::default()
+                .bounds([lo, hi])
+                .labels([format!("{lo:.2}"), format!("{hi:.2}")])
+                .style(Style::new().fg(DIM)),
+        )
+        .legend_position(None)
+}
+
+/// The inspected training's per-epoch table (from the student's checkpoint) and how to use the
+/// student.
+fn student_lines(app: &App, job: i64, name: &str, done: bool) -> Vec<Line<'static>> {
+    use crate::keymap::Action as A;
+    let dim = Style::new().fg(DIM);
+    let mut out = Vec::new();
+    match &app.research.jobs.epochs {
+        Some((id, n, Ok(e))) if *id == job && n == name => {
+            out.push(Line::styled(
+                format!(" {:>5} {:>8} {:>7} {:>7} {:>7} {:>7}", "epoch", "loss", "speech", "music", "noise", "macro"),
+                Style::new().bold(),
+            ));
+            let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+            for &(ep, loss, per, m) in &e.rows {
+                let per = per.map(|p| p.map(Some)).unwrap_or([None; 3]);
+                let text = format!(
+                    " {:>5} {:>8.4} {:>7} {:>7} {:>7} {:>7}{}",
+                    ep,
+                    loss,
+                    f(per[0]),
+                    f(per[1]),
+                    f(per[2]),
+                    f(m),
+                    if ep == e.best_epoch { "  ← best" } else { "" }
+                );
+                out.push(if ep == e.best_epoch {
+                    Line::styled(text, Style::new().fg(ACCENT))
+                } else {
+                    Line::raw(text)
+                });
+            }
+        }
+        Some((id, n, Err(why))) if *id == job && n == name => out.push(Line::styled(format!(" {why}"), dim)),
+        _ => {}
+    }
+    if done {
+        out.push(Line::styled(
+            format!(
+                " {} scores it and opens it in the threshold view · CLI: dams score --teacher student:{name}",
+                keys(app, A::OpenResults)
+            ),
+            dim,
+        ));
+    }
+    out
+}
+
 fn draw_form(f: &mut Frame<'_>, area: Rect, form: &crate::jobs::kinds::JobForm) {
-    let h = (form.fields.len() as u16 * 2 + 3).min(area.height);
-    let r = centered(area, area.width.saturating_sub(4).min(76), h);
+    // One line per field; the selected field's help and the form's hint below them.
+    let hint = form.hint();
+    let extra = 1 + hint.is_some() as usize;
+    let h = (form.fields.len() + extra + 2).min(area.height as usize) as u16;
+    let r = centered(area, area.width.saturating_sub(4).min(90), h);
     f.render_widget(Clear, r);
+    let fields_h = (h as usize).saturating_sub(2 + extra).max(1);
+    let first = scroll_to(0, form.cursor, fields_h);
     let mut lines = Vec::new();
-    for (i, fld) in form.fields.iter().enumerate() {
+    for (i, fld) in form.fields.iter().enumerate().skip(first).take(fields_h) {
         let sel = i == form.cursor;
         let name_style = if sel { Style::new().fg(Color::Black).bg(Color::Yellow) } else { Style::new().bold() };
-        let mut spans = vec![Span::styled(format!(" {:<15}", fld.name), name_style), Span::raw(" ")];
+        let mut spans = vec![Span::styled(format!(" {:<15}", trunc(&fld.name, 15)), name_style), Span::raw(" ")];
         match &fld.value {
             Value::Choice { options, on, cursor, .. } => {
                 for (j, (o, x)) in options.iter().zip(on).enumerate() {
@@ -568,17 +714,39 @@ fn draw_form(f: &mut Frame<'_>, area: Rect, form: &crate::jobs::kinds::JobForm) 
                     spans.push(Span::raw("  "));
                 }
             }
-            Value::Number { value, min, max } => spans.push(Span::raw(format!("◀ {value} ▶  ({min}–{max})"))),
+            Value::Number { value, min, max } => {
+                let bad = !(*min..=*max).contains(value);
+                let st = if bad { Style::new().fg(Color::Red) } else { Style::new() };
+                spans.push(Span::styled(format!("◀ {value} ▶"), st));
+                spans.push(Span::styled(format!("  ({min}–{max})"), Style::new().fg(DIM)));
+            }
             Value::Flag(b) => spans.push(Span::raw(if *b { "[x] on" } else { "[ ] off" })),
+            Value::Text(t) => {
+                let st = if sel { Style::new().add_modifier(Modifier::UNDERLINED) } else { Style::new() };
+                spans.push(Span::styled(format!("{t}{}", if sel { "▏" } else { "" }), st));
+            }
+            Value::Weighted { on, tenths } => {
+                spans.push(Span::raw(if *on { "[x] " } else { "[ ] " }));
+                let st = if *on { Style::new() } else { Style::new().fg(DIM) };
+                spans.push(Span::styled(format!("weight ◀ {}.{} ▶", tenths / 10, tenths % 10), st));
+            }
         }
         lines.push(Line::from(spans));
-        lines.push(Line::styled(format!("   {}", fld.help), Style::new().fg(DIM)));
     }
+    if let Some(fld) = form.fields.get(form.cursor) {
+        lines.push(Line::styled(format!(" {}", fld.help), Style::new().fg(DIM)));
+    }
+    if let Some(hint) = hint {
+        lines.push(Line::styled(format!(" {hint}"), Style::new().fg(Color::Yellow)));
+    }
+    let keys = if form.editing_text() {
+        " ↑↓ field · type the name · Backspace · Enter start · Esc cancel "
+    } else {
+        " ↑↓ ←→ change · 0-9 type · Space toggle · Enter start · Esc cancel "
+    };
     let block = Block::bordered()
         .title(format!(" start a {} job ", form.kind.title()))
-        .title_bottom(
-            Line::from(" ↑↓ field · ←→ move/change · Space toggle · Enter start · Esc cancel ").right_aligned(),
-        )
+        .title_bottom(Line::from(keys).right_aligned())
         .border_style(Style::new().fg(Color::Yellow));
     f.render_widget(Paragraph::new(lines).block(block), r);
 }

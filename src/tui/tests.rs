@@ -445,3 +445,119 @@ fn jobs_of_a_dead_process_show_as_interrupted_at_startup() {
     assert!(scr.contains("interrupted"), "{scr}");
     assert!(scr.contains("start it again to resume"), "{scr}");
 }
+
+/// Issue 7: a student trained from the jobs pane's form on a fresh demo copy — the form is
+/// filled with keys (typed name, typed numbers, toggles), the job runs to the end, the pane
+/// charts its epochs and tables them on inspection, and "open results" scores the student and
+/// opens it in the threshold view.
+#[cfg(feature = "burn")]
+#[test]
+fn a_student_trained_from_the_train_form_is_charted_tabled_scored_and_opened() {
+    let wait = |app: &mut App, what: &str| {
+        let t0 = std::time::Instant::now();
+        while app.research.jobs.runner.any_running() {
+            assert!(t0.elapsed().as_secs() < 600, "{what} did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        app.refresh_jobs(false);
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ws = crate::demo::ensure_at(&dir.path().join("demo"), false).unwrap();
+    // The demo's gold is on dev and test; a third of its dev windows become training data.
+    ws.open_store()
+        .unwrap()
+        .conn()
+        .execute("UPDATE segments SET split = 'train' WHERE split = 'dev' AND id % 3 = 0", [])
+        .unwrap();
+    let mut app = app_on(&ws, None).unwrap();
+    app.on_key(Key::ch('J'));
+    let scr = screen(&mut app, 100, 30);
+    assert!(scr.contains("t train"), "the pane names the key: {scr}");
+    app.on_key(Key::ch('t'));
+    let scr = screen(&mut app, 100, 30);
+    assert!(scr.contains("start a student training job"), "{scr}");
+    assert!(scr.contains("s1") && scr.contains("gold") && scr.contains("a new student s1"), "{scr}");
+    // The name: letters the form otherwise reads as moves (j, k, l) are typed.
+    app.on_key(Key::plain(KeyCode::Backspace));
+    app.on_key(Key::plain(KeyCode::Backspace));
+    for c in "jk-tiny".chars() {
+        app.on_key(Key::ch(c));
+    }
+    let down = |app: &mut App| app.on_key(Key::plain(KeyCode::Down));
+    let retype = |app: &mut App, s: &str| {
+        for _ in 0..4 {
+            app.on_key(Key::plain(KeyCode::Backspace));
+        }
+        for c in s.chars() {
+            app.on_key(Key::ch(c));
+        }
+    };
+    down(&mut app); // gold: on, weight 1.0
+    down(&mut app);
+    retype(&mut app, "1"); // epochs
+    down(&mut app);
+    retype(&mut app, "8"); // batch size
+    down(&mut app);
+    retype(&mut app, "4"); // width
+    down(&mut app);
+    app.on_key(Key::ch(' ')); // augmentation off
+    down(&mut app);
+    retype(&mut app, "3"); // seed
+    down(&mut app);
+    app.on_key(Key::plain(KeyCode::Right)); // device: cpu
+    let scr = screen(&mut app, 100, 30);
+    assert!(scr.contains("jk-tiny") && scr.contains("[x] cpu"), "{scr}");
+    app.on_key(Key::plain(KeyCode::Enter));
+    assert!(app.message.starts_with("started job #"), "{}", app.message);
+    assert!(app.research.jobs.form.is_none());
+    wait(&mut app, "training");
+    assert!(app.message.contains("(train) done"), "{}", app.message);
+    let job = &app.store.jobs(5).unwrap()[0];
+    assert_eq!((job.kind.as_str(), job.state.as_str()), ("train", "done"), "{job:?}");
+    for want in ["\"width\":4", "\"epochs\":1", "\"batch_size\":8", "\"seed\":3", "\"device\":\"cpu\"", "\"gold\""] {
+        assert!(job.params.contains(want), "{want} in {}", job.params);
+    }
+    assert!(ws.data_dir().join("models/jk-tiny/best/model.bpk").exists());
+    // The finished job: its loss and dev F1 charts, then the per-epoch table on inspection.
+    let scr = screen(&mut app, 100, 30);
+    assert!(scr.contains("loss") && scr.contains("(epoch 1)") && scr.contains("dev macro F1"), "{scr}");
+    app.on_key(Key::plain(KeyCode::Enter));
+    let scr = screen(&mut app, 100, 30);
+    assert!(scr.contains("epoch") && scr.contains("macro") && scr.contains("← best"), "{scr}");
+    assert!(scr.contains("dams score --teacher student:jk-tiny"), "{scr}");
+    // Open results: not scored yet, so a scoring job of the student starts; once done, open
+    // results on it shows the student in the threshold view.
+    app.on_key(Key::ch('o'));
+    assert!(app.message.contains("scoring every segment with student:jk-tiny"), "{}", app.message);
+    wait(&mut app, "scoring");
+    assert!(app.message.contains("(score) done"), "{}", app.message);
+    app.on_key(Key::ch('o'));
+    assert_eq!(app.research.screen, super::research::Screen::Thresholds, "{}", app.message);
+    let t = app.research.thresholds.as_ref().unwrap();
+    assert_eq!(t.run().unwrap().teacher, "student:jk-tiny");
+    let scr = screen(&mut app, 100, 30);
+    assert!(scr.contains("student:jk-tiny"), "{scr}");
+    // A second form proposes the next free name and knows the trained one.
+    app.on_key(Key::ch('J'));
+    app.on_key(Key::ch('t'));
+    let f = app.research.jobs.form.as_ref().unwrap();
+    assert_eq!(f.students, vec!["jk-tiny".to_string()]);
+    app.on_key(Key::plain(KeyCode::Esc));
+    assert!(app.research.jobs.form.is_none());
+}
+
+#[test]
+fn the_train_form_fits_small_terminals_and_scrolls_to_the_selected_field() {
+    let s = scratch_workspace(1).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    app.on_key(Key::ch('J'));
+    app.on_key(Key::ch('t'));
+    for _ in 0..20 {
+        app.on_key(Key::plain(KeyCode::Down));
+    }
+    let scr = screen(&mut app, 80, 14);
+    assert!(scr.contains("resume") && scr.contains("continue the student"), "{scr}");
+    for (w, h) in [(120, 40), (80, 24), (40, 10), (10, 4), (0, 0)] {
+        screen(&mut app, w, h);
+    }
+}

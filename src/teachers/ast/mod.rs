@@ -220,6 +220,10 @@ mod teacher {
             serde_json::json!({"device": if self.engine.gpu { "gpu" } else { "cpu" }, "pooling": self.pooling.as_str()})
                 .to_string()
         }
+        fn set_pooling(&mut self, pooling: Pooling) -> Result<(), TeacherError> {
+            self.pooling = pooling;
+            Ok(())
+        }
         fn batch_size(&self) -> usize {
             self.batch
         }
