@@ -6,6 +6,7 @@
 //! transaction.
 
 mod audio;
+mod embeddings;
 pub mod manifest;
 pub mod schema;
 mod tui;
