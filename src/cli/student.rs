@@ -24,18 +24,25 @@ pub enum KindArg {
     AstHead,
 }
 
+/// The kinds, in `dams train --help`.
+const TRAIN_KINDS_HELP: &str = "KINDS:
+  cnn       A compact CNN on log-mel spectrograms, trained from scratch (the default).
+  ast-head  The Python project's recipe: the AST encoder frozen and a new 3-way head
+            (LayerNorm + Linear) on its pooled output. Needs the AST weights
+            (`dams teachers pull ast`, or --ast DIR). Each segment's embedding is
+            computed once and cached in the workspace (resumable), so epochs and later
+            students on the same AST only train the head. Gain/shift/noise augmentation
+            does not apply; hard negatives do. --unfreeze K also trains the last K
+            encoder layers (no cache: slow on a CPU, meant for --device gpu).
+
+EXAMPLES:
+  dams train --name cnn1 --sources gold,builtin_pseudo:0.5
+  dams train --name head1 --kind ast-head --sources gold,builtin_pseudo:0.5
+  dams train --name ft1 --kind ast-head --unfreeze 2 --device gpu
+  dams train --name head1 --resume";
+
 #[derive(Debug, Args)]
-#[command(
-    after_long_help = "KINDS:\n  cnn       a compact CNN on log-mel spectrograms, trained from scratch (default).\n  \
-ast-head  the AST encoder frozen and a new 3-way head (LayerNorm + Linear) on its pooled output, as in the\n            \
-Python project. Needs the AST weights (`dams teachers pull ast`, or --ast DIR). The pooled embedding of\n            \
-each segment is computed once and cached in the workspace (resumable), so epochs and later trainings on\n            \
-the same AST are fast. Augmentation (gain, shift, noise) does not apply; hard negatives do.\n            \
---unfreeze K also trains the last K encoder layers (no cache: slow on a CPU, meant for --device gpu).\n\n\
-EXAMPLES:\n  dams train --name cnn1 --sources gold,builtin_pseudo:0.5\n  \
-dams train --name head1 --kind ast-head --sources gold,ast_pseudo:0.5\n  \
-dams train --name ft1 --kind ast-head --unfreeze 2 --device gpu"
-)]
+#[command(after_long_help = TRAIN_KINDS_HELP)]
 pub struct TrainArgs {
     /// Name of the student (its checkpoints live in data/models/NAME/; scoring calls it student:NAME).
     #[arg(long)]

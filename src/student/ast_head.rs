@@ -422,6 +422,9 @@ pub fn workspace_dataset(
             }
         }
     }
+    if !items.iter().any(|(id, _, _)| targets.contains_key(id)) {
+        bail!("no training examples: the chosen label sources label no readable segment outside dev/test");
+    }
     let mut inputs: HashMap<i64, HeadInput> = HashMap::new();
     if unfreeze == 0 {
         ctx.phase("embeddings");
