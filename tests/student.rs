@@ -96,6 +96,7 @@ fn meta(ds: &Dataset, epochs: usize, seed: u64) -> Meta {
             augment: Augment { noise_prob: 0.2, ..Augment::default() },
         },
         sources: vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
+        ast_head: None,
     }
 }
 
@@ -319,6 +320,7 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
         width: 4,
         device: DeviceChoice::Cpu,
         resume: false,
+        kind: Default::default(),
     };
     let mut runner = JobRunner::in_memory();
     // A pseudo source that does not exist is a clear error.
@@ -493,4 +495,377 @@ fn the_demo_loop_teacher_pseudo_labels_student_eval() {
     }
     // the teacher's floor on the demo's dev clips holds here too (tests/teachers.rs checks it per clip)
     assert!(teachers[0].2 > 0.85, "builtin macro F1 on demo dev: {}", teachers[0].2);
+}
+
+/// Student kind (2): a new head on the frozen AST encoder (the tiny random AST checkpoint of
+/// tests/reference/ast stands in for AST-base).
+mod ast_head {
+    use super::*;
+    use burn::module::Module;
+    use burn::tensor::{Tensor, TensorData};
+    use dams::engine::Engine;
+    use dams::student::ast_head::{
+        self as ah, AstHeadOptions, HeadDataset, HeadExample, HeadInput, Wave, embed_waves, locate_ast, open_ast,
+    };
+    use dams::student::{DeviceChoice, StudentKind, TrainRequest};
+    use dams::teachers::ast::AstTeacher;
+    use std::sync::Arc;
+
+    fn tiny() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/ast/tiny")
+    }
+
+    fn open_tiny() -> (AstTeacher, ah::AstHeadMeta) {
+        open_ast(&locate_ast(Some(&tiny())).unwrap(), Engine::cpu(), None).unwrap()
+    }
+
+    /// 0 speech, 1 music, 2 noise, 3 speech over music.
+    fn wave(kind: usize, rng: &mut Rng) -> (Vec<f32>, [f32; 3]) {
+        match kind {
+            0 => (speech(rng), [1.0, 0.0, 0.0]),
+            1 => (music(rng), [0.0, 1.0, 0.0]),
+            2 => (noise(rng), [0.0, 0.0, 1.0]),
+            _ => {
+                let (s, m) = (speech(rng), music(rng));
+                (s.iter().zip(&m).map(|(a, b)| a + 0.5 * b).collect(), [1.0, 1.0, 0.0])
+            }
+        }
+    }
+
+    /// The tiny generated dataset: embeddings (frozen encoder) or audio (fine-tuning).
+    fn head_dataset(ast: &mut AstTeacher, n_train: usize, n_dev: usize, waves: bool) -> HeadDataset {
+        let mut rng = Rng::new(7);
+        let mut make = |n: usize| -> Vec<HeadExample> {
+            let xs: Vec<(Vec<f32>, [f32; 3])> = (0..n).map(|i| wave(i % 4, &mut rng)).collect();
+            let inputs: Vec<HeadInput> = if waves {
+                xs.iter().map(|(x, _)| HeadInput::Wave(Wave::Samples(Arc::new(x.clone())))).collect()
+            } else {
+                let refs: Vec<&[f32]> = xs.iter().map(|(x, _)| x.as_slice()).collect();
+                embed_waves(ast, &refs).unwrap().into_iter().map(HeadInput::Embedding).collect()
+            };
+            xs.iter()
+                .zip(inputs)
+                .enumerate()
+                .map(|(i, ((_, t), input))| HeadExample { segment_id: i as i64, input, target: *t, weight: 1.0 })
+                .collect()
+        };
+        HeadDataset { train: make(n_train), dev: make(n_dev) }
+    }
+
+    fn head_meta(am: &ah::AstHeadMeta, unfreeze: usize, epochs: usize, lr: f64, seed: u64) -> Meta {
+        let am = ah::AstHeadMeta { unfreeze, ast_dir: Some(tiny()), ..am.clone() };
+        let train = TrainConfig {
+            epochs,
+            batch_size: 8,
+            lr,
+            patience: 0,
+            seed,
+            threshold: 0.5,
+            augment: Augment { hard_negatives: 1, ..Augment::none() },
+        };
+        ah::new_meta(am, train, vec![SourceSpec { source: "gold".into(), weight: 1.0 }])
+    }
+
+    /// Train a frozen-encoder head in a job; returns the job state, training state and log.
+    fn train_head(ds: &HeadDataset, m: &Meta, dir: &Path, resume: bool) -> (JobState, Option<TrainState>, Vec<String>) {
+        let mut runner = JobRunner::in_memory();
+        let (ds, m, dir) = (ds.clone(), m.clone(), dir.to_path_buf());
+        let id = runner
+            .spawn("train", serde_json::json!({}), None, move |ctx| {
+                let t = ah::train(&ds, &m, None, &dir, &Device::flex(), resume, ctx)?;
+                Ok(serde_json::to_value(&t.state)?)
+            })
+            .unwrap();
+        let v = runner.wait(id).unwrap();
+        assert!(v.error.is_none(), "{:?}", v.error);
+        (v.state, v.result.map(|r| serde_json::from_value(r).unwrap()), v.log.into_iter().collect())
+    }
+
+    #[test]
+    fn head_loss_falls_and_dev_f1_beats_chance() {
+        let (mut ast, am) = open_tiny();
+        let ds = head_dataset(&mut ast, 48, 24, false);
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, st, log) = train_head(&ds, &head_meta(&am, 0, 30, 1e-2, 1), tmp.path(), false);
+        assert_eq!(state, JobState::Done, "{log:?}");
+        let st = st.unwrap();
+        let losses: Vec<f64> = st.history.iter().map(|h| h.loss).collect();
+        assert!(losses.last().unwrap() < &(losses[0] * 0.7), "loss did not fall: {losses:?}");
+        let gold: Vec<_> = ds.dev.iter().map(|e| e.labels()).collect();
+        let chance: f64 = (0..3)
+            .map(|c| {
+                let p = gold.iter().filter(|l| l.to_array()[c]).count() as f64 / gold.len() as f64;
+                2.0 * p / (1.0 + p)
+            })
+            .sum::<f64>()
+            / 3.0;
+        let best = st.best_metric.unwrap();
+        assert!(best > chance + 0.1, "dev macro F1 {best:.3} vs chance {chance:.3}; {log:?}");
+        // The head is the Python recipe's: LayerNorm(hidden) + Linear(hidden → 3).
+        let meta = checkpoint::read_meta(tmp.path()).unwrap();
+        assert_eq!(meta.kind, "ast-head");
+        assert_eq!(meta.ast_head.as_ref().unwrap().checksum, am.checksum);
+        assert!(am.checksum.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn head_checkpoint_reload_gives_identical_scores_and_resume_continues_exactly() {
+        let (mut ast, am) = open_tiny();
+        let ds = head_dataset(&mut ast, 24, 8, false);
+        let waves: Vec<Vec<f32>> = {
+            let mut rng = Rng::new(99);
+            (0..4).map(|i| wave(i, &mut rng).0).collect()
+        };
+        let refs: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
+        // One epoch: the best checkpoint holds the in-memory weights.
+        let tmp = tempfile::tempdir().unwrap();
+        let m = head_meta(&am, 0, 1, 1e-2, 3);
+        let mut runner = JobRunner::in_memory();
+        let (ds2, m2, dir) = (ds.clone(), m.clone(), tmp.path().to_path_buf());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let id = runner
+            .spawn("train", serde_json::json!({}), None, move |ctx| {
+                let t = ah::train(&ds2, &m2, None, &dir, &Device::flex(), false, ctx)?;
+                tx.send(t.net).unwrap();
+                Ok(serde_json::Value::Null)
+            })
+            .unwrap();
+        assert_eq!(runner.wait(id).unwrap().state, JobState::Done);
+        let net = rx.recv().unwrap();
+        let in_memory = ah::AstHeadScorer::from_net(open_tiny().0, net).score_waves(&refs).unwrap();
+        let reloaded = Student::load(tmp.path(), &Device::flex()).unwrap();
+        assert_eq!(reloaded.meta.kind, "ast-head");
+        assert_eq!(reloaded.score_waves(&refs).unwrap(), in_memory);
+        assert!(in_memory.iter().flatten().all(|s| (0.0..=1.0).contains(s)));
+        // A CNN-only entry point is refused, not a panic.
+        assert!(reloaded.score_features(&[&[0.0; 10]]).is_err());
+
+        // A run stopped after 3 epochs and resumed to 6 is the same run as 6 straight epochs.
+        let m6 = head_meta(&am, 0, 6, 1e-2, 5);
+        let (straight, resumed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let reference = train_head(&ds, &m6, straight.path(), false).1.unwrap();
+        let first = train_head(&ds, &head_meta(&am, 0, 3, 1e-2, 5), resumed.path(), false).1.unwrap();
+        assert_eq!(first.epochs_done, 3);
+        // Starting again without resume is refused.
+        let mut r = JobRunner::in_memory();
+        let (ds3, m3, dir3) = (ds.clone(), m6.clone(), resumed.path().to_path_buf());
+        let id = r
+            .spawn("train", serde_json::json!({}), None, move |ctx| {
+                ah::train(&ds3, &m3, None, &dir3, &Device::flex(), false, ctx).map(|_| serde_json::Value::Null)
+            })
+            .unwrap();
+        assert!(r.wait(id).unwrap().error.unwrap_or_default().contains("--resume"));
+        // Killed between the two renames of a checkpoint swap: only `last.old` is left.
+        std::fs::rename(resumed.path().join("last"), resumed.path().join("last.old")).unwrap();
+        let (state, st, log) = train_head(&ds, &m6, resumed.path(), true);
+        assert_eq!(state, JobState::Done);
+        assert!(log.iter().any(|l| l.contains("resuming after epoch 3")), "{log:?}");
+        let st = st.unwrap();
+        assert_eq!(st.history.iter().map(|h| h.epoch).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
+        for (a, b) in st.history.iter().zip(&reference.history) {
+            assert!((a.loss - b.loss).abs() <= 1e-12 * b.loss.abs(), "{a:?} vs {b:?}");
+            assert_eq!((a.epoch, a.examples, a.dev_f1), (b.epoch, b.examples, b.dev_f1));
+        }
+    }
+
+    #[test]
+    fn unfreeze_one_layer_trains_the_last_layer_only() {
+        let (mut ast, am) = open_tiny();
+        let ds = head_dataset(&mut ast, 8, 4, true);
+        let probe: Vec<f32> = {
+            let mut rng = Rng::new(5);
+            wave(1, &mut rng).0
+        };
+        let before = embed_waves(&mut ast, &[&probe]).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let m = head_meta(&am, 1, 2, 1e-2, 1);
+        // A frozen-encoder dataset does not fit an unfrozen student (and vice versa).
+        let frozen = head_dataset(&mut ast, 4, 0, false);
+        let mut runner = JobRunner::in_memory();
+        let (m2, dir, probe2) = (m.clone(), tmp.path().to_path_buf(), probe.clone());
+        let id = runner
+            .spawn("train", serde_json::json!({}), None, move |ctx| {
+                let e = ah::train(&frozen, &m2, Some(&mut ast), &dir, &Device::flex(), false, ctx)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                assert!(e.contains("audio"), "{e}");
+                let t = ah::train(&ds, &m2, Some(&mut ast), &dir, &Device::flex(), false, ctx)?;
+                // The AST itself is untouched: the same embedding as before training.
+                let probe = probe2;
+                let after = embed_waves(&mut ast, &[&probe])?;
+                assert_eq!(after, before);
+                let tail = t.net.valid();
+                let tail = tail.tail().expect("a fine-tuned tail");
+                assert_eq!(tail.num_layers(), 1);
+                // The copy of the last layer changed: its output on the frozen prefix differs.
+                let x = {
+                    let f = ast.features(&[&probe]);
+                    let [tt, ff] = ast.model().input_shape();
+                    Tensor::<3>::from_data(TensorData::new(f, [1, tt, ff]), &Device::flex())
+                };
+                let h = ast.model().encode(x, am.num_hidden_layers - 1);
+                let orig = ast.model().tail(1).forward(h.clone()).into_data().try_to_vec::<f32>().unwrap();
+                let tuned = tail.forward(h).into_data().try_to_vec::<f32>().unwrap();
+                let diff = orig.iter().zip(&tuned).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(diff > 1e-6, "the last layer did not change ({diff})");
+                Ok(serde_json::to_value(&t.state)?)
+            })
+            .unwrap();
+        let v = runner.wait(id).unwrap();
+        assert_eq!(v.state, JobState::Done, "{:?} {:?}", v.error, v.log);
+        // The checkpoint reloads with its tuned layer and scores.
+        let s = Student::load(tmp.path(), &Device::flex()).unwrap();
+        assert_eq!(s.meta.ast_head.as_ref().unwrap().unfreeze, 1);
+        assert_eq!(s.score_waves(&[&probe]).unwrap().len(), 1);
+    }
+
+    /// In a workspace: embeddings computed once and reused by a later training, scoring as
+    /// `student:<name>`, and a clear error once the AST it was trained on is gone.
+    #[test]
+    fn workspace_cache_is_computed_once_and_a_missing_ast_is_a_clear_error() {
+        use dams::labels::{LabelSet, LabelSource, Split};
+        use dams::store::NewSegment;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = dams::workspace::Workspace::init(tmp.path().join("ws")).unwrap();
+        // A private copy of the tiny AST (deleted at the end).
+        let ast_dir = tmp.path().join("ast");
+        std::fs::create_dir_all(&ast_dir).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(tiny().join(f), ast_dir.join(f)).unwrap();
+        }
+        let mut rng = Rng::new(4);
+        let mut rows = Vec::new();
+        let mut kinds = Vec::new();
+        for i in 0..16 {
+            let kind = i % 3;
+            let (x, _) = wave(kind, &mut rng);
+            let rel = format!("segments/s{i:02}.wav");
+            dams::audio::decode::write_wav_16k(&ws.abs_data_path(&rel), &x).unwrap();
+            rows.push(NewSegment {
+                segment_path: rel,
+                raw_file: "raw/x.wav".into(),
+                start_time: i as f64 * 5.0,
+                end_time: i as f64 * 5.0 + 10.0,
+                split: if i < 10 { Split::Train } else { Split::Dev },
+                label_source: LabelSource::none(),
+                labels: None,
+                scores: [None; 3],
+                extra: None,
+            });
+            kinds.push(kind);
+        }
+        std::fs::write(ws.abs_data_path("segments/broken.wav"), b"not audio").unwrap();
+        rows.push(NewSegment { segment_path: "segments/broken.wav".into(), ..rows[0].clone() });
+        kinds.push(0);
+        let mut store = ws.open_store().unwrap();
+        store.upsert_segments(&rows).unwrap();
+        let ann = store.annotator_id("tester").unwrap();
+        for s in store.segments(None).unwrap() {
+            let i = rows.iter().position(|r| r.segment_path == s.segment_path).unwrap();
+            let k = kinds[i];
+            store.set_gold(s.id, ann, Some(LabelSet::new(k == 0, k == 1, k == 2)), false, true).unwrap();
+        }
+        drop(store);
+
+        let req = |name: &str| TrainRequest {
+            name: name.into(),
+            sources: data::parse_sources("gold").unwrap(),
+            train: TrainConfig {
+                epochs: 3,
+                batch_size: 4,
+                lr: 1e-2,
+                patience: 0,
+                seed: 1,
+                threshold: 0.5,
+                augment: Augment::default(),
+            },
+            width: 4,
+            device: DeviceChoice::Cpu,
+            resume: false,
+            kind: StudentKind::AstHead(AstHeadOptions { unfreeze: 0, ast_dir: Some(ast_dir.clone()) }),
+        };
+        let mut runner = JobRunner::in_memory();
+        let id = dams::student::spawn_training(&mut runner, &ws, req("h1")).unwrap();
+        let v = runner.wait(id).unwrap();
+        assert_eq!(v.state, JobState::Done, "{:?} {:?}", v.error, v.log);
+        let r = v.result.unwrap();
+        assert_eq!((r["embeddings_computed"].as_u64(), r["embeddings_cached"].as_u64()), (Some(16), Some(0)), "{r}");
+        assert_eq!((r["train_examples"].as_u64(), r["dev_examples"].as_u64()), (Some(10), Some(6)));
+        assert!(v.log.iter().any(|l| l.contains("skipped segments/broken.wav")), "{:?}", v.log);
+        assert!(v.log.iter().any(|l| l.contains("augmentation do not apply")), "{:?}", v.log);
+        // A second student on the same AST computes no embedding at all.
+        let id = dams::student::spawn_training(&mut runner, &ws, req("h2")).unwrap();
+        let v = runner.wait(id).unwrap();
+        assert_eq!(v.state, JobState::Done, "{:?}", v.error);
+        let r = v.result.unwrap();
+        assert_eq!((r["embeddings_computed"].as_u64(), r["embeddings_cached"].as_u64()), (Some(0), Some(16)), "{r}");
+
+        // The cache is resumable per segment: a partial computation is completed, not redone.
+        {
+            let mut store = ws.open_store().unwrap();
+            let (mut ast, am) = open_tiny();
+            assert_eq!(store.clear_embeddings(&am.checksum).unwrap(), 16);
+            let items: Vec<(i64, std::path::PathBuf, String)> = store
+                .segments(None)
+                .unwrap()
+                .into_iter()
+                .filter(|s| !s.segment_path.contains("broken"))
+                .map(|s| (s.id, ws.resolve_data_path(&s.segment_path).unwrap(), s.segment_path))
+                .collect();
+            let mut r2 = JobRunner::in_memory();
+            let ws_root = ws.root().to_path_buf();
+            let id = r2
+                .spawn("embed", serde_json::json!({}), None, move |ctx| {
+                    let mut store = dams::workspace::Workspace::open(&ws_root).unwrap().open_store().unwrap();
+                    let a = ah::cache_embeddings(&mut store, &mut ast, &items[..5], ctx, |_| {})?;
+                    let b = ah::cache_embeddings(&mut store, &mut ast, &items, ctx, |_| {})?;
+                    Ok(serde_json::json!([a, b]))
+                })
+                .unwrap();
+            let v = r2.wait(id).unwrap();
+            let r = v.result.unwrap_or_else(|| panic!("{:?}", v.error));
+            assert_eq!(
+                (r[0]["computed"].as_u64(), r[1]["computed"].as_u64(), r[1]["cached"].as_u64()),
+                (Some(5), Some(11), Some(5))
+            );
+        }
+
+        // Scored as a teacher like any student.
+        let mut store = ws.open_store().unwrap();
+        let o = dams::student::score_workspace(
+            &ws,
+            &mut store,
+            "h1",
+            Some(&[Split::Dev][..]),
+            DeviceChoice::Cpu,
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!((o.teacher.as_str(), o.scored, o.failed), ("student:h1", 6, 0));
+        let opts = dams::teachers::LoadOptions {
+            device: Some("cpu".into()),
+            models_dir: Some(ws.data_dir().join("models")),
+            ..Default::default()
+        };
+        let mut t = dams::teachers::load("student:h1", &opts).unwrap();
+        let x = speech(&mut rng);
+        assert_eq!(t.score_batch(&[&x]).unwrap().len(), 1);
+        drop(t);
+
+        // The AST it was trained on changes: loading is a clear error, not another model's scores.
+        let mut bytes = std::fs::read(ast_dir.join("model.safetensors")).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 0x55;
+        std::fs::write(ast_dir.join("model.safetensors"), &bytes).unwrap();
+        let e = Student::load(&ws.data_dir().join("models/h1"), &Device::flex()).err().unwrap().to_string();
+        assert!(e.contains("not available") && e.contains("dams teachers add ast"), "{e}");
+        std::fs::remove_dir_all(&ast_dir).unwrap();
+        let e = match dams::teachers::load("student:h1", &opts) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("loaded without its AST"),
+        };
+        assert!(e.contains("not available"), "{e}");
+    }
 }

@@ -42,9 +42,15 @@ pub enum BenchWhich {
     /// AST: forward segments/s against PyTorch + transformers on the same checkpoint, and fbank per 10 s segment
     /// against the Hugging Face extractor (the reference runs in the same invocation when python + torch exist).
     Ast(super::ast::BenchAstArgs),
-    /// Training throughput (segments/s) of the CNN student on the CPU, vs the same net in PyTorch.
+    /// Training throughput (segments/s) of the CNN student on the CPU, vs the same net in PyTorch; with
+    /// `--kind ast-head`: AST embedding rate vs its forward pass, and head training on cached embeddings.
     #[cfg(feature = "burn")]
     Student {
+        #[arg(long, value_enum, default_value_t = super::student::KindArg::Cnn)]
+        kind: super::student::KindArg,
+        /// ast-head: an AST checkpoint folder instead of the installed AST.
+        #[arg(long, value_name = "DIR")]
+        ast: Option<std::path::PathBuf>,
         #[arg(long, default_value_t = 96)]
         segments: usize,
         #[arg(long, default_value_t = 16)]
@@ -74,7 +80,10 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
         BenchWhich::Ast(b) => super::ast::bench(ctx, b),
         #[cfg(feature = "burn")]
-        BenchWhich::Student { segments, batch, width, torch_script } => {
+        BenchWhich::Student { kind: super::student::KindArg::AstHead, segments, batch, ast, .. } => {
+            crate::student::bench::run_ast_head(segments, batch, ast.as_deref())
+        }
+        BenchWhich::Student { segments, batch, width, torch_script, .. } => {
             crate::student::bench::run(segments, batch, width, torch_script.as_deref())
         }
     }

@@ -9,11 +9,40 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::Ctx;
 use crate::jobs::{JobRunner, JobState};
 use crate::labels::Split;
+use crate::student::ast_head::AstHeadOptions;
 use crate::student::data::{Augment, parse_sources};
 use crate::student::train::TrainConfig;
-use crate::student::{DeviceChoice, TrainRequest};
+use crate::student::{DeviceChoice, StudentKind, TrainRequest};
+
+/// `--kind`: which student to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    /// Compact CNN on log-mel spectrograms (no extra weights needed).
+    Cnn,
+    /// The Python recipe: AST encoder frozen, a new 3-way head (LayerNorm + Linear) on its pooled
+    /// output; embeddings are computed once per segment and cached in the workspace.
+    AstHead,
+}
+
+/// The kinds, in `dams train --help`.
+const TRAIN_KINDS_HELP: &str = "KINDS:
+  cnn       A compact CNN on log-mel spectrograms, trained from scratch (the default).
+  ast-head  The Python project's recipe: the AST encoder frozen and a new 3-way head
+            (LayerNorm + Linear) on its pooled output. Needs the AST weights
+            (`dams teachers pull ast`, or --ast DIR). Each segment's embedding is
+            computed once and cached in the workspace (resumable), so epochs and later
+            students on the same AST only train the head. Gain/shift/noise augmentation
+            does not apply; hard negatives do. --unfreeze K also trains the last K
+            encoder layers (no cache: slow on a CPU, meant for --device gpu).
+
+EXAMPLES:
+  dams train --name cnn1 --sources gold,builtin_pseudo:0.5
+  dams train --name head1 --kind ast-head --sources gold,builtin_pseudo:0.5
+  dams train --name ft1 --kind ast-head --unfreeze 2 --device gpu
+  dams train --name head1 --resume";
 
 #[derive(Debug, Args)]
+#[command(after_long_help = TRAIN_KINDS_HELP)]
 pub struct TrainArgs {
     /// Name of the student (its checkpoints live in data/models/NAME/; scoring calls it student:NAME).
     #[arg(long)]
@@ -44,11 +73,35 @@ pub struct TrainArgs {
     /// Turn off all augmentation (gain, time shift, noise mixing, hard negatives).
     #[arg(long)]
     pub no_augment: bool,
+    /// Student kind: cnn, or ast-head (a new head on the frozen AST encoder; see below).
+    #[arg(long, value_enum, default_value_t = KindArg::Cnn)]
+    pub kind: KindArg,
+    /// ast-head only: also fine-tune the last K encoder layers (slow on the CPU; meant for --device gpu).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub unfreeze: usize,
+    /// ast-head only: the AST checkpoint folder (config.json + model.safetensors) instead of the installed AST.
+    #[arg(long, value_name = "DIR")]
+    pub ast: Option<std::path::PathBuf>,
 }
 
 pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
     let ws = ctx.workspace()?;
     crate::student::checkpoint::check_name(&a.name)?;
+    let kind = match a.kind {
+        KindArg::Cnn => {
+            if a.unfreeze > 0 || a.ast.is_some() {
+                bail!("--unfreeze and --ast apply to --kind ast-head only");
+            }
+            StudentKind::Cnn
+        }
+        KindArg::AstHead => {
+            let ast_dir = match &a.ast {
+                Some(d) => Some(std::fs::canonicalize(d).map_err(|e| anyhow::anyhow!("--ast {}: {e}", d.display()))?),
+                None => None,
+            };
+            StudentKind::AstHead(AstHeadOptions { unfreeze: a.unfreeze, ast_dir })
+        }
+    };
     let req = TrainRequest {
         name: a.name.clone(),
         sources: parse_sources(&a.sources)?,
@@ -64,6 +117,7 @@ pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
         width: a.width,
         device: a.device,
         resume: a.resume,
+        kind,
     };
     let mut runner = JobRunner::new(ws.db_path());
     let id = crate::student::spawn_training(&mut runner, &ws, req)?;

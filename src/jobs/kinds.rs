@@ -220,6 +220,12 @@ impl JobForm {
             Field::flag("augmentation", "gain, time shift, noise mixing and hard negatives", true),
             Field::number("seed", "same seed, same data order and weights: same student", 0, 0, u32::MAX as i64),
             Field::choice("device", "auto: the GPU when one works, else the CPU", &["auto", "cpu", "gpu"], 0),
+            Field::choice(
+                "kind",
+                "cnn: compact CNN on log-mel; ast-head: new head on the frozen installed AST (cached embeddings)",
+                &["cnn", "ast-head"],
+                0,
+            ),
             Field::flag("resume", "continue the student of this name from its last finished epoch", false),
         ]);
         JobForm { kind: JobKind::Train, fields, cursor: 0, students: students.to_vec() }
@@ -456,6 +462,10 @@ impl JobForm {
             width: self.number_in_range("width")? as usize,
             device: device.unwrap_or(crate::student::DeviceChoice::Auto),
             resume,
+            kind: match self.chosen("kind").first().map(String::as_str) {
+                Some("ast-head") => crate::student::StudentKind::AstHead(Default::default()),
+                _ => crate::student::StudentKind::Cnn,
+            },
         })
     }
 
@@ -612,6 +622,7 @@ mod tests {
                 "augmentation",
                 "seed",
                 "device",
+                "kind",
                 "resume"
             ]
         );
@@ -675,6 +686,11 @@ mod tests {
         assert_eq!((r.train.epochs, r.train.batch_size, r.width, r.train.seed), (3, 17, 15, 7));
         assert_eq!(r.train.augment, Augment::none());
         assert_eq!(r.device, DeviceChoice::Cpu);
+        assert!(matches!(r.kind, crate::student::StudentKind::Cnn));
+        f.down(); // kind: ast-head
+        f.right();
+        assert!(matches!(f.train_request().unwrap().kind, crate::student::StudentKind::AstHead(_)));
+        f.left();
         // No source at all: refused.
         f.cursor = 2;
         f.toggle();

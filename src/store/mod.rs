@@ -6,6 +6,7 @@
 //! transaction.
 
 mod audio;
+mod embeddings;
 mod form;
 pub mod manifest;
 pub mod schema;

@@ -194,6 +194,17 @@ CREATE TABLE settings (
 ALTER TABLE jobs ADD COLUMN log TEXT NOT NULL DEFAULT '';
 ALTER TABLE teacher_runs ADD COLUMN device TEXT;
 "#,
+    // ---- v3: the ast-head student's cache of pooled AST embeddings (see store/embeddings.rs) ----
+    r#"
+CREATE TABLE ast_embeddings (
+    checksum   TEXT NOT NULL,                  -- the AST weights (sha256:...)
+    segment_id INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    dim        INTEGER NOT NULL,
+    vec        BLOB NOT NULL,                  -- dim little-endian f32
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    PRIMARY KEY (checksum, segment_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

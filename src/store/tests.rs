@@ -45,7 +45,7 @@ fn migrates_an_older_schema_and_keeps_data() {
         c.execute("INSERT INTO jobs (kind) VALUES ('score')", []).unwrap();
     }
     let s = Store::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), schema::LATEST_VERSION);
     assert_eq!(s.gold(1, 1).unwrap().0, Some(LabelSet::new(true, false, true)));
     // v2 added jobs.log with a default for old rows.
     let log: String = s.conn().query_row("SELECT log FROM jobs WHERE id = 1", [], |r| r.get(0)).unwrap();

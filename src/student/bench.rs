@@ -58,6 +58,7 @@ pub fn run(segments: usize, batch: usize, width: usize, torch_script: Option<&Pa
             threshold: 0.5,
             augment: Augment::none(),
         },
+        ast_head: None,
         sources: vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
     };
     // Warm-up: one short epoch (allocators, thread pool), then the timed epoch.
@@ -117,4 +118,93 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     let d = std::env::temp_dir().join(format!("dams-bench-student-{}", std::process::id()));
     std::fs::create_dir_all(&d)?;
     Ok(d)
+}
+
+/// `dams bench student --kind ast-head`: embedding throughput of the AST (segments/s, the one-off
+/// cost per segment) against the AST's full forward pass to logits on the same segments (the
+/// reference: a teacher scoring run), and head training on the cached embeddings against that
+/// embedding rate (how much cheaper an epoch is than recomputing the encoder).
+pub fn run_ast_head(segments: usize, batch: usize, ast_dir: Option<&Path>) -> Result<()> {
+    use super::ast_head::{self, HeadDataset, HeadExample, HeadInput};
+    let src = ast_head::locate_ast(ast_dir)?;
+    let (mut ast, am) = ast_head::open_ast(&src, crate::engine::Engine::cpu(), None)?;
+    let segments = segments.max(2);
+    println!(
+        "AST {} ({} layers, hidden {}), {segments} generated 10-s segments, CPU",
+        &src.checksum[..src.checksum.len().min(19)],
+        am.num_hidden_layers,
+        am.hidden_size
+    );
+    let mut rng = Rng::new(3);
+    let waves: Vec<Vec<f32>> =
+        (0..segments).map(|_| (0..160_000).map(|_| (rng.unit() * 2.0 - 1.0) * 0.1).collect()).collect();
+    let refs: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
+    let chunk = 4;
+    // Warm-up.
+    ast.logits(&refs[..1.min(refs.len())])?;
+    let t0 = Instant::now();
+    for c in refs.chunks(chunk) {
+        ast.logits(c)?;
+    }
+    let forward = segments as f64 / t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let mut embs = Vec::with_capacity(segments);
+    for c in refs.chunks(chunk) {
+        embs.extend(ast_head::embed_waves(&mut ast, c)?);
+    }
+    let embed = segments as f64 / t0.elapsed().as_secs_f64();
+    println!("AST forward to logits (reference): {forward:.2} segments/s");
+    println!(
+        "embedding (pooled vector, cached once): {embed:.2} segments/s = {:.2}x the forward rate",
+        embed / forward
+    );
+
+    // Head training on the cached embeddings: enough copies for a measurable epoch.
+    let train: Vec<HeadExample> = (0..segments.max(4096))
+        .map(|i| {
+            let mut target = [0.0; 3];
+            target[i % 3] = 1.0;
+            HeadExample {
+                segment_id: i as i64,
+                input: HeadInput::Embedding(embs[i % embs.len()].clone()),
+                target,
+                weight: 1.0,
+            }
+        })
+        .collect();
+    let n = train.len();
+    let ds = HeadDataset { train, dev: Vec::new() };
+    let meta = ast_head::new_meta(
+        am,
+        TrainConfig {
+            epochs: 2,
+            batch_size: batch,
+            lr: 1e-3,
+            patience: 0,
+            seed: 0,
+            threshold: 0.5,
+            augment: Augment::none(),
+        },
+        vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
+    );
+    let tmp = tempfile_dir()?;
+    let mut runner = JobRunner::in_memory();
+    let d = tmp.join("head");
+    let t0 = Instant::now();
+    let id = runner.spawn("bench", serde_json::Value::Null, None, move |ctx| {
+        ast_head::train(&ds, &meta, None, &d, &Device::flex(), false, ctx).map(|_| serde_json::Value::Null)
+    })?;
+    let v = runner.wait(id);
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&tmp);
+    if let Some(e) = v.and_then(|v| v.error) {
+        anyhow::bail!("training failed: {e}");
+    }
+    let head = 2.0 * n as f64 / secs;
+    println!(
+        "head training on cached embeddings: {head:.0} segments/s (batch {batch}, 2 epochs of {n}, checkpoints included) \
+         = {:.0}x the embedding rate",
+        head / embed
+    );
+    Ok(())
 }

@@ -23,10 +23,16 @@ pub const META: &str = "meta.json";
 /// What a student is (written once when training starts).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Meta {
+    /// `cnn` or `ast-head`.
     pub kind: String,
+    /// The CNN's architecture (unused by an ast-head student).
+    #[serde(default)]
     pub cnn: CnnConfig,
     pub train: TrainConfig,
     pub sources: Vec<super::data::SourceSpec>,
+    /// The AST an ast-head student was trained on (checksum, config, unfrozen layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ast_head: Option<super::ast_head::AstHeadMeta>,
 }
 
 /// Refuse names that would make odd paths.
@@ -65,7 +71,13 @@ fn last_dir(dir: &Path) -> PathBuf {
 }
 
 /// Save the state after a finished epoch (and the best weights when this epoch is the best).
-pub fn save(dir: &Path, model: &CnnStudent, optim: &ModuleOptimizer, state: &TrainState, is_best: bool) -> Result<()> {
+pub fn save<M: Module>(
+    dir: &Path,
+    model: &M,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+    is_best: bool,
+) -> Result<()> {
     let new = dir.join("last.new");
     let old = dir.join("last.old");
     let last = last_dir(dir);
@@ -156,4 +168,27 @@ pub fn list(models_dir: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// Load model + optimizer of a saved `last` directory into `skeleton` (a network of the same
+/// shape on the training device).
+pub fn load_last_into<M: Module>(ckpt: &Path, skeleton: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer)> {
+    let model = skeleton
+        .try_load_file(ckpt.join("model.bpk"))
+        .map_err(io)
+        .with_context(|| format!("loading {}", ckpt.join("model.bpk").display()))?;
+    let optim = optim
+        .load(ckpt.join("optim.bpk"))
+        .map_err(io)
+        .with_context(|| format!("loading {}", ckpt.join("optim.bpk").display()))?;
+    Ok((model, optim))
+}
+
+/// Load the best weights of a trained student into `skeleton`.
+pub fn load_best_into<M: Module>(dir: &Path, skeleton: M) -> Result<M> {
+    let p = dir.join("best").join("model.bpk");
+    if !p.exists() {
+        bail!("student at {} has no finished epoch yet (no best/model.bpk)", dir.display());
+    }
+    skeleton.try_load_file(&p).map_err(io).with_context(|| format!("loading {}", p.display()))
 }

@@ -45,16 +45,7 @@ impl Dataset {
     /// `pos_weight` per class: negatives / positives over the training targets (1.0 without
     /// positives).
     pub fn pos_weight(&self) -> [f32; 3] {
-        let mut pos = [0usize; 3];
-        for e in &self.train {
-            for (c, p) in pos.iter_mut().enumerate() {
-                if e.target[c] >= 0.5 {
-                    *p += 1;
-                }
-            }
-        }
-        let n = self.train.len();
-        pos.map(|p| if p == 0 { 1.0 } else { (n - p) as f32 / p as f32 })
+        pos_weight_of(self.train.iter().map(|e| e.target))
     }
 
     /// Indices of training examples labelled noise only (used as noise for mixing).
@@ -62,6 +53,21 @@ impl Dataset {
         let noise = LabelSet::new(false, false, true);
         self.train.iter().enumerate().filter(|(_, e)| e.labels() == noise).map(|(i, _)| i).collect()
     }
+}
+
+/// `pos_weight` per class of training targets: negatives / positives (1.0 without positives).
+pub fn pos_weight_of(targets: impl Iterator<Item = [f32; 3]>) -> [f32; 3] {
+    let mut pos = [0usize; 3];
+    let mut n = 0usize;
+    for t in targets {
+        n += 1;
+        for (c, p) in pos.iter_mut().enumerate() {
+            if t[c] >= 0.5 {
+                *p += 1;
+            }
+        }
+    }
+    pos.map(|p| if p == 0 { 1.0 } else { (n - p) as f32 / p as f32 })
 }
 
 /// The mel front end of the student (64 bands, 25 ms / 10 ms, 16 kHz).

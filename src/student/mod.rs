@@ -2,9 +2,12 @@
 //! checkpoints under `data/models/<name>/`, and usable for scoring like a teacher
 //! (`student:<name>`).
 //!
-//! Kind (1) is a compact CNN on log-mel spectrograms ([`model::CnnStudent`]). Training runs as a
-//! job ([`spawn_training`]) so the TUI jobs pane and the CLI show the same progress.
+//! Kind (1) is a compact CNN on log-mel spectrograms ([`model::CnnStudent`]); kind (2),
+//! `ast-head`, is a new 3-way head on the frozen AST encoder with cached embeddings, optionally
+//! fine-tuning its last layers ([`ast_head`]). Training runs as a job ([`spawn_training`]) so the
+//! TUI jobs pane and the CLI show the same progress.
 
+pub mod ast_head;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
@@ -54,37 +57,94 @@ pub fn student_dir(ws: &Workspace, name: &str) -> Result<PathBuf> {
 /// A trained student loaded for scoring.
 pub struct Student {
     pub meta: Meta,
-    model: CnnStudent,
+    net: Net,
     device: Device,
 }
 
+/// The network of a student, by kind.
+enum Net {
+    Cnn(CnnStudent),
+    AstHead(Box<ast_head::AstHeadScorer>),
+}
+
 impl Student {
-    /// Load the best checkpoint of the student in `dir`.
+    /// Load the best checkpoint of the student in `dir` (of either kind; an ast-head student also
+    /// loads the AST it was trained on, and fails clearly when those weights are gone).
     pub fn load(dir: &Path, device: &Device) -> Result<Student> {
-        let (meta, model) = checkpoint::load_best(dir, device)?;
-        Ok(Student { meta, model: model.valid(), device: device.clone() })
+        let meta = checkpoint::read_meta(dir)?;
+        match meta.kind.as_str() {
+            "cnn" => {
+                let (meta, model) = checkpoint::load_best(dir, device)?;
+                Ok(Student { meta, net: Net::Cnn(model.valid()), device: device.clone() })
+            }
+            ast_head::KIND => {
+                let scorer = ast_head::AstHeadScorer::load(dir, &meta, device)?;
+                Ok(Student { meta, net: Net::AstHead(Box::new(scorer)), device: device.clone() })
+            }
+            other => bail!("{}: unknown student kind '{other}' (cnn or ast-head)", dir.display()),
+        }
     }
 
     /// A student from an in-memory model (e.g. right after training).
     pub fn from_model(meta: Meta, model: CnnStudent, device: &Device) -> Student {
-        Student { meta, model: model.valid(), device: device.clone() }
+        Student { meta, net: Net::Cnn(model.valid()), device: device.clone() }
+    }
+
+    /// An ast-head student from an in-memory scorer.
+    pub fn from_ast_head(meta: Meta, scorer: ast_head::AstHeadScorer, device: &Device) -> Student {
+        Student { meta, net: Net::AstHead(Box::new(scorer)), device: device.clone() }
+    }
+
+    /// Sigmoid scores (speech, music, noise) of 16-kHz mono waveforms, whatever the kind.
+    pub fn score_waves(&self, waves: &[&[f32]]) -> Result<Vec<[f32; 3]>> {
+        match &self.net {
+            Net::Cnn(_) => {
+                let mut spec = crate::dsp::spectrogram::MelSpectrogrammer::new(data::spec_config());
+                let feats: Vec<Vec<f32>> =
+                    waves.iter().map(|w| data::log_mel(&mut spec, w, self.meta.cnn.frames)).collect();
+                let refs: Vec<&[f32]> = feats.iter().map(Vec::as_slice).collect();
+                self.score_features(&refs)
+            }
+            Net::AstHead(s) => s.score_waves(waves),
+        }
     }
 
     /// Sigmoid scores (speech, music, noise) of feature matrices from [`data::log_mel`] at the
-    /// student's shape.
+    /// student's shape (CNN students).
     pub fn score_features(&self, feats: &[&[f32]]) -> Result<Vec<[f32; 3]>> {
+        let Net::Cnn(model) = &self.net else {
+            bail!("an ast-head student scores waveforms, not log-mel features");
+        };
         let (m, f) = (self.meta.cnn.n_mels, self.meta.cnn.frames);
         if let Some(bad) = feats.iter().find(|x| x.len() != m * f) {
             bail!("feature matrix of {} values; the student expects {m}x{f}", bad.len());
         }
-        train::predict(&self.model, feats, m, f, &self.device)
+        train::predict(model, feats, m, f, &self.device)
     }
 
     /// Scores of 16-kHz mono samples.
     pub fn score_samples(&self, samples: &[f32]) -> Result<[f32; 3]> {
-        let mut spec = crate::dsp::spectrogram::MelSpectrogrammer::new(data::spec_config());
-        let f = data::log_mel(&mut spec, samples, self.meta.cnn.frames);
-        Ok(self.score_features(&[&f])?[0])
+        self.score_waves(&[samples])?.into_iter().next().ok_or_else(|| anyhow::anyhow!("no scores"))
+    }
+}
+
+/// Which kind of student to train.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StudentKind {
+    /// The compact CNN on log-mel spectrograms.
+    #[default]
+    Cnn,
+    /// A new 3-way head on the frozen AST encoder (optionally fine-tuning its last layers).
+    AstHead(ast_head::AstHeadOptions),
+}
+
+impl StudentKind {
+    /// The kind as `meta.json` records it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StudentKind::Cnn => "cnn",
+            StudentKind::AstHead(_) => ast_head::KIND,
+        }
     }
 }
 
@@ -97,11 +157,23 @@ pub struct TrainRequest {
     pub width: usize,
     pub device: DeviceChoice,
     pub resume: bool,
+    /// CNN (the default) or ast-head. On resume the kind saved with the student wins.
+    pub kind: StudentKind,
 }
 
 /// Train a student of the workspace inside a job: features first, then the epochs.
 pub fn run_training(ws: &Workspace, req: &TrainRequest, ctx: &JobCtx) -> Result<serde_json::Value> {
     let dir = student_dir(ws, &req.name)?;
+    let saved_kind = if req.resume { checkpoint::read_meta(&dir).ok().map(|m| m.kind) } else { None };
+    match (saved_kind.as_deref(), &req.kind) {
+        (Some(ast_head::KIND), StudentKind::AstHead(o)) => return ast_head::run_training(ws, req, o, ctx),
+        (Some(ast_head::KIND), StudentKind::Cnn) => {
+            return ast_head::run_training(ws, req, &ast_head::AstHeadOptions::default(), ctx);
+        }
+        (Some("cnn"), _) => {}
+        (_, StudentKind::AstHead(o)) => return ast_head::run_training(ws, req, o, ctx),
+        _ => {}
+    }
     let (device, device_desc) = select_device(req.device)?;
     ctx.log(format!("device: {device_desc}"));
     // On resume the saved description wins (architecture, sources, augmentation); only the
@@ -116,6 +188,7 @@ pub fn run_training(ws: &Workspace, req: &TrainRequest, ctx: &JobCtx) -> Result<
             cnn: CnnConfig { n_mels: data::N_MELS, frames: data::frames_for(160_000), width: req.width },
             train: req.train.clone(),
             sources: req.sources.clone(),
+            ast_head: None,
         },
     };
     ctx.phase("features");
@@ -152,6 +225,8 @@ pub fn spawn_training(runner: &mut JobRunner, ws: &Workspace, req: TrainRequest)
         "width": req.width,
         "device": format!("{:?}", req.device).to_lowercase(),
         "resume": req.resume,
+        "kind": req.kind.as_str(),
+        "unfreeze": match &req.kind { StudentKind::AstHead(o) => o.unfreeze, StudentKind::Cnn => 0 },
     });
     let ws = Workspace::open(ws.root()).context("opening the workspace for the job")?;
     runner.spawn("train", params, None, move |ctx| run_training(&ws, &req, ctx))
@@ -210,7 +285,6 @@ pub fn score_workspace(
     let done = store.scored_segments(run_id)?;
     let segments = store.segments(splits)?;
     let total = segments.len();
-    let mut spec = crate::dsp::spectrogram::MelSpectrogrammer::new(data::spec_config());
     let (mut scored, mut skipped, mut failed) = (0, 0, 0);
     let mut rows = Vec::new();
     for (i, seg) in segments.iter().enumerate() {
@@ -230,8 +304,7 @@ pub fn score_workspace(
                 continue;
             }
         };
-        let f = data::log_mel(&mut spec, &samples, student.meta.cnn.frames);
-        let s = student.score_features(&[&f])?[0];
+        let s = student.score_samples(&samples)?;
         rows.push(crate::store::ScoreRow { segment_id: seg.id, scores: s, logits: None });
         scored += 1;
         if rows.len() >= 64 {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sha2::Digest;
 
-use super::{DeviceChoice, Student, data, select_device};
+use super::{DeviceChoice, Student, select_device};
 use crate::teachers::{Teacher, TeacherError, TeacherOutput};
 
 /// The teacher-id prefix of students.
@@ -17,7 +17,6 @@ pub struct StudentTeacher {
     checksum: String,
     settings: String,
     student: Student,
-    spec: crate::dsp::spectrogram::MelSpectrogrammer,
 }
 
 impl StudentTeacher {
@@ -37,15 +36,12 @@ impl StudentTeacher {
         let student = Student::load(&dir, &dev).map_err(|e| err(format!("{e:#}")))?;
         let weights = std::fs::read(dir.join("best").join("model.bpk")).map_err(|e| err(e.to_string()))?;
         let checksum = format!("{:x}", sha2::Sha256::digest(&weights));
-        let settings =
-            serde_json::json!({ "kind": student.meta.kind, "cnn": student.meta.cnn, "device": desc }).to_string();
-        Ok(StudentTeacher {
-            id,
-            checksum,
-            settings,
-            student,
-            spec: crate::dsp::spectrogram::MelSpectrogrammer::new(data::spec_config()),
-        })
+        let settings = match &student.meta.ast_head {
+            Some(ast) => serde_json::json!({ "kind": student.meta.kind, "ast": ast, "device": desc }),
+            None => serde_json::json!({ "kind": student.meta.kind, "cnn": student.meta.cnn, "device": desc }),
+        }
+        .to_string();
+        Ok(StudentTeacher { id, checksum, settings, student })
     }
 }
 
@@ -66,12 +62,9 @@ impl Teacher for StudentTeacher {
         16
     }
     fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
-        let frames = self.student.meta.cnn.frames;
-        let feats: Vec<Vec<f32>> = segments.iter().map(|s| data::log_mel(&mut self.spec, s, frames)).collect();
-        let refs: Vec<&[f32]> = feats.iter().map(|f| f.as_slice()).collect();
         let scores = self
             .student
-            .score_features(&refs)
+            .score_waves(segments)
             .map_err(|e| TeacherError::Input { id: self.id.clone(), detail: format!("{e:#}") })?;
         Ok(scores.into_iter().map(|s| TeacherOutput { scores: s, logits: None }).collect())
     }

@@ -75,7 +75,8 @@ pub struct TrainState {
 }
 
 impl TrainState {
-    fn new(seed: u64) -> TrainState {
+    /// The state before the first epoch.
+    pub fn new(seed: u64) -> TrainState {
         TrainState {
             epochs_done: 0,
             rng: Rng::new(seed),

@@ -462,7 +462,7 @@ fn a_student_trained_from_the_train_form_is_charted_tabled_scored_and_opened() {
         app.refresh_jobs(false);
     };
     let dir = tempfile::tempdir().unwrap();
-    let ws = crate::demo::ensure_at(&dir.path().join("demo"), false).unwrap();
+    let ws = crate::demo::ensure_at(&dir.path().join("demo"), false).unwrap().workspace;
     // The demo's gold is on dev and test; a third of its dev windows become training data.
     ws.open_store()
         .unwrap()

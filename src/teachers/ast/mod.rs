@@ -158,6 +158,11 @@ mod teacher {
             self
         }
 
+        /// The network (for embeddings and fine-tuning: see `student::ast_head`).
+        pub fn model(&self) -> &AstModel {
+            &self.model
+        }
+
         pub fn with_pooling(mut self, pooling: Pooling) -> Self {
             self.pooling = pooling;
             self

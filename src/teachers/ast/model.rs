@@ -102,6 +102,36 @@ pub struct AstModel {
     cpu_kernels: bool,
 }
 
+/// The final LayerNorm, then the mean of the cls and distillation tokens: `[B, N, D]` → `[B, D]`.
+fn pool(layernorm: &LayerNorm, h: Tensor<3>) -> Tensor<2> {
+    let [b, _, d] = h.dims();
+    let h = layernorm.forward(h);
+    (h.clone().narrow(1, 0, 1) + h.narrow(1, 1, 1)).reshape([b, d]) * 0.5
+}
+
+/// The last encoder layers and the final LayerNorm of an [`AstModel`], as a module of their own (the trainable
+/// part when a student fine-tunes the end of the encoder).
+#[derive(Module, Debug)]
+pub struct AstTail {
+    layers: Vec<AstLayer>,
+    layernorm: LayerNorm,
+}
+
+impl AstTail {
+    /// Token sequence after the frozen prefix `[B, N, D]` → pooled embedding `[B, D]`.
+    pub fn forward(&self, mut h: Tensor<3>) -> Tensor<2> {
+        for layer in &self.layers {
+            h = layer.forward(h, false);
+        }
+        pool(&self.layernorm, h)
+    }
+
+    /// Number of layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+}
+
 /// Reads tensors of the expected shapes from a checkpoint onto a device.
 struct Loader<'a> {
     ckpt: &'a mut Checkpoint,
@@ -195,8 +225,22 @@ impl AstModel {
         self
     }
 
-    /// `[B, max_length, num_mel_bins]` features → `[B, num_labels]` logits.
+    /// `[B, max_length, num_mel_bins]` features → `[B, num_labels]` logits: [`embed`](Self::embed), then the
+    /// classifier (LayerNorm → Linear).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        self.head.forward(self.head_layernorm.forward(self.embed(x)))
+    }
+
+    /// `[B, max_length, num_mel_bins]` features → `[B, hidden]`: the pooled vector the classifier sees (the mean
+    /// of the cls and distillation tokens after the encoder's final LayerNorm).
+    pub fn embed(&self, x: Tensor<3>) -> Tensor<2> {
+        let h = self.encode(x, self.layers.len());
+        pool(&self.layernorm, h)
+    }
+
+    /// The token sequence `[B, 2 + patches, hidden]` after the patch embedding and the first `layers` encoder
+    /// layers (all of them when `layers` is larger): the frozen prefix when the last layers are fine-tuned.
+    pub fn encode(&self, x: Tensor<3>, layers: usize) -> Tensor<3> {
         let [b, _, _] = x.dims();
         let img = x.swap_dims(1, 2).unsqueeze_dim::<4>(1);
         let patches = conv2d(
@@ -210,12 +254,27 @@ impl AstModel {
         let cls = self.cls_token.val().expand([b, 1, d]);
         let dist = self.distillation_token.val().expand([b, 1, d]);
         let mut h = Tensor::cat(vec![cls, dist, emb], 1) + self.position_embeddings.val();
-        for layer in &self.layers {
+        for layer in self.layers.iter().take(layers) {
             h = layer.forward(h, self.cpu_kernels);
         }
-        let h = self.layernorm.forward(h);
-        let pooled = (h.clone().narrow(1, 0, 1) + h.narrow(1, 1, 1)).reshape([b, d]) * 0.5;
-        self.head.forward(self.head_layernorm.forward(pooled))
+        h
+    }
+
+    /// A copy of the last `k` encoder layers and the final LayerNorm (`k` ≤ the number of layers), to be trained
+    /// on top of [`encode`](Self::encode)`(x, L − k)`.
+    pub fn tail(&self, k: usize) -> AstTail {
+        let k = k.min(self.layers.len());
+        AstTail { layers: self.layers[self.layers.len() - k..].to_vec(), layernorm: self.layernorm.clone() }
+    }
+
+    /// Number of encoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Width of the pooled embedding.
+    pub fn hidden_size(&self) -> usize {
+        self.cls_token.val().dims()[2]
     }
 
     /// Features per segment expected by [`forward`](Self::forward): `[max_length, num_mel_bins]`.

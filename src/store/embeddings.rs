@@ -1,0 +1,62 @@
+//! The embedding cache of the ast-head student: one pooled AST vector per (AST checksum, segment).
+//!
+//! Kept in the workspace database rather than in files: each batch of vectors is one committed
+//! transaction, so a killed or cancelled computation resumes per segment with nothing half
+//! written; vectors of deleted segments go with them (`ON DELETE CASCADE`); and the cache travels
+//! with the labels it was computed for. A vector is small (768 × 4 bytes for AST-base: 3 KB per
+//! segment, 30 MB for 10 000 segments), well within what SQLite stores comfortably as a blob.
+//! Different AST weights (another checksum) never mix: the checksum is part of the key.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::params;
+
+use super::{Result, Store, bytes_to_f32s, f32s_to_bytes};
+
+impl Store {
+    /// Segments that have a cached embedding for AST weights `checksum`.
+    pub fn embedded_segments(&self, checksum: &str) -> Result<HashSet<i64>> {
+        let mut stmt = self.conn().prepare("SELECT segment_id FROM ast_embeddings WHERE checksum = ?1")?;
+        let ids = stmt.query_map([checksum], |r| r.get::<_, i64>(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(ids)
+    }
+
+    /// Store embeddings of AST weights `checksum` (replacing any of the same segments), in one
+    /// transaction.
+    pub fn put_embeddings(&mut self, checksum: &str, rows: &[(i64, Vec<f32>)]) -> Result<()> {
+        let tx = self.conn_mut().transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT OR REPLACE INTO ast_embeddings (checksum, segment_id, dim, vec) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (id, v) in rows {
+                stmt.execute(params![checksum, id, v.len() as i64, f32s_to_bytes(v)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The cached embeddings of AST weights `checksum` of width `dim`, by segment (vectors of
+    /// another width, which a corrupt row could hold, are left out: they get recomputed).
+    pub fn embeddings(&self, checksum: &str, dim: usize) -> Result<HashMap<i64, Vec<f32>>> {
+        let mut stmt =
+            self.conn().prepare("SELECT segment_id, vec FROM ast_embeddings WHERE checksum = ?1 AND dim = ?2")?;
+        let rows =
+            stmt.query_map(params![checksum, dim as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, blob) = row?;
+            let v = bytes_to_f32s(&blob);
+            if v.len() == dim && v.iter().all(|x| x.is_finite()) {
+                out.insert(id, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drop the cache of AST weights `checksum`; returns the number of vectors removed.
+    pub fn clear_embeddings(&mut self, checksum: &str) -> Result<usize> {
+        Ok(self.conn().execute("DELETE FROM ast_embeddings WHERE checksum = ?1", [checksum])?)
+    }
+}
