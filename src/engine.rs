@@ -95,6 +95,26 @@ impl Engine {
     }
 }
 
+/// Whether `device` is a plain CPU device (burn-flex or burn-ndarray, without autodiff), whose tensors live in host
+/// memory: code may then work on their data in place.
+pub fn is_host_inference_device(device: &Device) -> bool {
+    // Device equality ignores autodiff.
+    if device.is_autodiff() {
+        return false;
+    }
+    if *device == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "ndarray")]
+    {
+        #[allow(deprecated)]
+        if *device == Device::ndarray() {
+            return true;
+        }
+    }
+    false
+}
+
 /// The wgpu probe, once per process.
 fn probe_gpu() -> &'static Result<Engine, String> {
     static PROBE: OnceLock<Result<Engine, String>> = OnceLock::new();
@@ -211,5 +231,10 @@ mod tests {
             Err(m) => assert!(m.contains("--device cpu"), "{m}"),
         }
         assert!(!Engine::select(DeviceChoice::Cpu).unwrap().gpu);
+        assert!(is_host_inference_device(&Engine::cpu().device));
+        assert!(!is_host_inference_device(&Engine::cpu().device.autodiff()));
+        if let Ok(g) = Engine::select(DeviceChoice::Gpu) {
+            assert!(!is_host_inference_device(&g.device));
+        }
     }
 }

@@ -868,7 +868,12 @@ impl AstHeadScorer {
     pub fn load(dir: &Path, meta: &Meta, device: &Device) -> Result<AstHeadScorer> {
         let Some(am) = &meta.ast_head else { bail!("{} is not an ast-head student", dir.display()) };
         let src = ast_for(am)?;
-        let engine = Engine { device: device.clone(), description: String::new(), gpu: false, notice: None };
+        let engine = Engine {
+            device: device.clone(),
+            description: String::new(),
+            gpu: !crate::engine::is_host_inference_device(device),
+            notice: None,
+        };
         let (ast, _) = open_ast(&src, engine, Some(am))?;
         let net = checkpoint::load_best_into(dir, skeleton(am, Some(&ast), meta.train.seed, device)?)?.valid();
         Ok(AstHeadScorer { ast: Mutex::new(ast), net, device: device.clone() })

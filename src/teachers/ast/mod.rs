@@ -107,6 +107,11 @@ mod teacher {
         std::env::var_os("DAMS_AST_BURN_OPS").is_none()
     }
 
+    /// The kernels work on host memory: only for a plain CPU device (not a GPU, not an autodiff device).
+    fn host_device(engine: &Engine) -> bool {
+        crate::engine::is_host_inference_device(&engine.device)
+    }
+
     impl AstTeacher {
         /// Load `config.json` + `model.safetensors` from `dir` onto `engine`'s device. `checksum` identifies the
         /// weights (the install record's sha256; computed when `None`).
@@ -114,7 +119,8 @@ mod teacher {
             let cfg = AstConfig::from_file(&dir.join("config.json"))?;
             let weights = dir.join("model.safetensors");
             let mut ckpt = Checkpoint::open(&weights)?;
-            let model = AstModel::load(&cfg, &mut ckpt, &engine.device)?.with_cpu_kernels(!engine.gpu && cpu_kernels());
+            let model = AstModel::load(&cfg, &mut ckpt, &engine.device)?
+                .with_cpu_kernels(host_device(&engine) && cpu_kernels());
             let unused = ckpt.unused();
             if !unused.is_empty() {
                 return Err(AstError::Weights(format!(
@@ -154,7 +160,7 @@ mod teacher {
 
         /// Softmax and GELU on the CPU kernels ([`super::kernels`]); on by default on the CPU, ignored on a GPU.
         pub fn with_cpu_kernels(mut self, on: bool) -> Self {
-            self.model = self.model.with_cpu_kernels(on && !self.engine.gpu);
+            self.model = self.model.with_cpu_kernels(on && host_device(&self.engine));
             self
         }
 
