@@ -34,7 +34,7 @@ use serde_json::json;
 
 use super::checkpoint::{self, Meta};
 use super::data::{Rng, SourceSpec, training_targets};
-use super::train::{EpochLog, TrainConfig, TrainState};
+use super::train::{EpochEnd, TrainConfig, TrainState};
 use crate::engine::Engine;
 use crate::eval::metrics;
 use crate::jobs::{JobCtx, JobError};
@@ -715,47 +715,10 @@ pub fn train(
         }
         let loss = loss_sum / loss_n.max(1) as f64;
         let dev = validate(&net.valid(), ast.as_deref_mut(), ds, cfg.threshold, device)?;
-        let metric = dev.map_or(-loss, |d| d.1);
-        let is_best = st.best_metric.is_none_or(|b| metric > b);
-        if is_best {
-            st.best_metric = Some(metric);
-            st.best_epoch = epoch;
-            st.bad_epochs = 0;
-        } else {
-            st.bad_epochs += 1;
-        }
-        st.epochs_done = epoch;
-        st.rng = rng;
-        hard.sort_unstable();
-        st.hard = hard;
-        st.history.push(EpochLog {
-            epoch,
-            loss,
-            examples: order.len(),
-            dev_f1: dev.map(|d| d.0),
-            dev_macro_f1: dev.map(|d| d.1),
-        });
-        if cfg.patience > 0 && st.bad_epochs >= cfg.patience {
-            st.stopped_early = true;
-        }
+        let end = EpochEnd { epoch, loss, examples: order.len(), dev };
+        let is_best = st.end_epoch(end, rng, hard, cfg.patience);
         checkpoint::save(dir, &net, &optim, &st, is_best)?;
-        ctx.metric("loss", loss);
-        match dev {
-            Some((f, m)) => {
-                ctx.metric("dev_macro_f1", m);
-                ctx.log(format!(
-                    "epoch {epoch}: loss {loss:.4}, dev F1 speech {:.3} music {:.3} noise {:.3}, macro {m:.3}{}",
-                    f[0],
-                    f[1],
-                    f[2],
-                    if is_best { " (best)" } else { "" }
-                ));
-            }
-            None => ctx.log(format!("epoch {epoch}: loss {loss:.4} (no gold dev segments to validate on)")),
-        }
-        if st.stopped_early {
-            ctx.log(format!("early stop: no better dev macro F1 for {} epochs", cfg.patience));
-        }
+        st.report_epoch(ctx, &end, is_best, cfg.patience);
     }
     if ctx.is_cancelled() && st.epochs_done < cfg.epochs && !st.stopped_early {
         return Err(JobError::Cancelled.into());

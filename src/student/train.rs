@@ -60,6 +60,15 @@ pub struct EpochLog {
     pub dev_macro_f1: Option<f64>,
 }
 
+/// What one epoch gave: mean training loss, examples seen, dev (per-class F1, macro F1) when there is gold dev.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochEnd {
+    pub epoch: usize,
+    pub loss: f64,
+    pub examples: usize,
+    pub dev: Option<([f64; 3], f64)>,
+}
+
 /// Everything needed to continue training exactly where it stopped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
@@ -75,6 +84,53 @@ pub struct TrainState {
 }
 
 impl TrainState {
+    /// Book finished epoch `epoch` (both student kinds): the best metric is the dev macro F1 (−loss without gold dev),
+    /// patience counts epochs without a better one, the epoch joins the history; the confident false positives in
+    /// `hard` and the data-order `rng` carry over to the next epoch. Returns whether this epoch is the best so far.
+    pub fn end_epoch(&mut self, end: EpochEnd, rng: Rng, mut hard: Vec<usize>, patience: usize) -> bool {
+        let EpochEnd { epoch, loss, examples, dev } = end;
+        let metric = dev.map_or(-loss, |d| d.1);
+        let is_best = self.best_metric.is_none_or(|b| metric > b);
+        if is_best {
+            self.best_metric = Some(metric);
+            self.best_epoch = epoch;
+            self.bad_epochs = 0;
+        } else {
+            self.bad_epochs += 1;
+        }
+        self.epochs_done = epoch;
+        self.rng = rng;
+        hard.sort_unstable();
+        self.hard = hard;
+        self.history.push(EpochLog { epoch, loss, examples, dev_f1: dev.map(|d| d.0), dev_macro_f1: dev.map(|d| d.1) });
+        if patience > 0 && self.bad_epochs >= patience {
+            self.stopped_early = true;
+        }
+        is_best
+    }
+
+    /// Report the epoch just booked with [`end_epoch`](Self::end_epoch) to the job (metrics and a log line).
+    pub fn report_epoch(&self, ctx: &JobCtx, end: &EpochEnd, is_best: bool, patience: usize) {
+        let (epoch, loss) = (end.epoch, end.loss);
+        ctx.metric("loss", loss);
+        match end.dev {
+            Some((f, m)) => {
+                ctx.metric("dev_macro_f1", m);
+                ctx.log(format!(
+                    "epoch {epoch}: loss {loss:.4}, dev F1 speech {:.3} music {:.3} noise {:.3}, macro {m:.3}{}",
+                    f[0],
+                    f[1],
+                    f[2],
+                    if is_best { " (best)" } else { "" }
+                ));
+            }
+            None => ctx.log(format!("epoch {epoch}: loss {loss:.4} (no gold dev segments to validate on)")),
+        }
+        if self.stopped_early {
+            ctx.log(format!("early stop: no better dev macro F1 for {patience} epochs"));
+        }
+    }
+
     /// The state before the first epoch.
     pub fn new(seed: u64) -> TrainState {
         TrainState {
@@ -324,49 +380,10 @@ pub fn train(ds: &Dataset, meta: &Meta, dir: &Path, device: &Device, resume: boo
         let loss = loss_sum / loss_n.max(1) as f64;
         let inner = device.clone();
         let dev = validate(&model.valid(), ds, cfg.threshold, &inner)?;
-        let metric = match dev {
-            Some((_, m)) => m,
-            None => -loss,
-        };
-        let is_best = st.best_metric.is_none_or(|b| metric > b);
-        if is_best {
-            st.best_metric = Some(metric);
-            st.best_epoch = epoch;
-            st.bad_epochs = 0;
-        } else {
-            st.bad_epochs += 1;
-        }
-        st.epochs_done = epoch;
-        st.rng = rng;
-        hard.sort_unstable();
-        st.hard = hard;
-        st.history.push(EpochLog {
-            epoch,
-            loss,
-            examples: order.len(),
-            dev_f1: dev.map(|d| d.0),
-            dev_macro_f1: dev.map(|d| d.1),
-        });
-        if cfg.patience > 0 && st.bad_epochs >= cfg.patience {
-            st.stopped_early = true;
-        }
+        let end = EpochEnd { epoch, loss, examples: order.len(), dev };
+        let is_best = st.end_epoch(end, rng, hard, cfg.patience);
         checkpoint::save(dir, &model, &optim, &st, is_best)?;
-        ctx.metric("loss", loss);
-        if let Some((f, m)) = dev {
-            ctx.metric("dev_macro_f1", m);
-            ctx.log(format!(
-                "epoch {epoch}: loss {loss:.4}, dev F1 speech {:.3} music {:.3} noise {:.3}, macro {m:.3}{}",
-                f[0],
-                f[1],
-                f[2],
-                if is_best { " (best)" } else { "" }
-            ));
-        } else {
-            ctx.log(format!("epoch {epoch}: loss {loss:.4} (no gold dev segments to validate on)"));
-        }
-        if st.stopped_early {
-            ctx.log(format!("early stop: no better dev macro F1 for {} epochs", cfg.patience));
-        }
+        st.report_epoch(ctx, &end, is_best, cfg.patience);
     }
     // A finished job is not a cancelled one, even if cancel came after the last epoch.
     if ctx.is_cancelled() && st.epochs_done < cfg.epochs && !st.stopped_early {
