@@ -852,6 +852,23 @@ mod ast_head {
         let mut t = dams::teachers::load("student:h1", &opts).unwrap();
         let x = speech(&mut rng);
         assert_eq!(t.score_batch(&[&x]).unwrap().len(), 1);
+
+        // `dams score --teacher student:h1` reads the cached embeddings instead of running the AST again: a dev
+        // segment whose audio is gone is still scored, with the scores the audio gave above.
+        let from_audio: std::collections::HashMap<i64, [f32; 3]> =
+            store.run_scores(o.run_id).unwrap().into_iter().collect();
+        let dev = store.segments(Some(&[Split::Dev][..])).unwrap();
+        std::fs::remove_file(ws.abs_data_path(&dev[0].segment_path)).unwrap();
+        let score_opts =
+            dams::teachers::score::ScoreOptions { splits: Some(vec![Split::Dev]), batch_size: None, fresh: true };
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let r =
+            dams::teachers::score::score_segments(&ws, &mut store, t.as_mut(), &score_opts, &cancel, |_| {}).unwrap();
+        assert_eq!((r.scored, r.failed.len()), (6, 0), "{:?}", r.failed);
+        for (id, s) in store.run_scores(r.run_id).unwrap() {
+            let want = from_audio[&id];
+            assert!((0..3).all(|c| (s[c] - want[c]).abs() < 1e-5), "segment {id}: {s:?} vs {want:?}");
+        }
         drop(t);
 
         // The AST it was trained on changes: loading is a clear error, not another model's scores.

@@ -55,6 +55,26 @@ impl Store {
         Ok(out)
     }
 
+    /// The cached embeddings of `ids` (those that have one) for AST weights `checksum` of width `dim`.
+    pub fn embeddings_of(&self, checksum: &str, dim: usize, ids: &[i64]) -> Result<HashMap<i64, Vec<f32>>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT vec FROM ast_embeddings WHERE checksum = ?1 AND segment_id = ?2 AND dim = ?3")?;
+        let mut out = HashMap::new();
+        for &id in ids {
+            let blob: Option<Vec<u8>> = stmt
+                .query_row(params![checksum, id, dim as i64], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+            if let Some(v) =
+                blob.map(|b| bytes_to_f32s(&b)).filter(|v| v.len() == dim && v.iter().all(|x| x.is_finite()))
+            {
+                out.insert(id, v);
+            }
+        }
+        Ok(out)
+    }
+
     /// Drop the cache of AST weights `checksum`; returns the number of vectors removed.
     pub fn clear_embeddings(&mut self, checksum: &str) -> Result<usize> {
         Ok(self.conn().execute("DELETE FROM ast_embeddings WHERE checksum = ?1", [checksum])?)

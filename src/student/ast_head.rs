@@ -874,6 +874,28 @@ impl AstHeadScorer {
         predict(&self.net, Some(&mut *ast), &refs, &self.device)
     }
 
+    /// Scores from the workspace's embedding cache, without audio: one entry per id, `None` where no vector of this
+    /// AST is cached (or when the student fine-tuned encoder layers, whose input the cache does not hold).
+    pub fn score_cached(&self, store: &Store, ids: &[i64]) -> Result<Vec<Option<[f32; 3]>>> {
+        let mut out = vec![None; ids.len()];
+        if self.net.unfrozen() > 0 {
+            return Ok(out);
+        }
+        let (checksum, dim) = {
+            let ast = self.ast.lock().map_err(|_| anyhow!("the AST is poisoned by an earlier panic"))?;
+            (ast.checksum().to_string(), ast.config().hidden_size)
+        };
+        let found = store.embeddings_of(&checksum, dim, ids)?;
+        let hits: Vec<usize> = (0..ids.len()).filter(|i| found.contains_key(&ids[*i])).collect();
+        for chunk in hits.chunks(256) {
+            let embs: Vec<Vec<f32>> = chunk.iter().map(|&i| found[&ids[i]].clone()).collect();
+            for (&i, s) in chunk.iter().zip(self.score_embeddings(&embs)?) {
+                out[i] = Some(s);
+            }
+        }
+        Ok(out)
+    }
+
     /// Scores of cached embeddings (frozen encoder only).
     pub fn score_embeddings(&self, embs: &[Vec<f32>]) -> Result<Vec<[f32; 3]>> {
         let examples: Vec<HeadExample> = embs

@@ -122,6 +122,15 @@ impl Student {
         train::predict(model, feats, m, f, &self.device)
     }
 
+    /// Scores from what the workspace already holds, without audio (an ast-head student with a frozen encoder reads
+    /// its cached embeddings): one entry per id, `None` where the audio is needed.
+    pub fn score_stored(&self, store: &crate::store::Store, ids: &[i64]) -> Result<Vec<Option<[f32; 3]>>> {
+        match &self.net {
+            Net::AstHead(s) => s.score_cached(store, ids),
+            Net::Cnn(_) => Ok(vec![None; ids.len()]),
+        }
+    }
+
     /// Scores of 16-kHz mono samples.
     pub fn score_samples(&self, samples: &[f32]) -> Result<[f32; 3]> {
         self.score_waves(&[samples])?.into_iter().next().ok_or_else(|| anyhow::anyhow!("no scores"))

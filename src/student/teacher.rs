@@ -68,6 +68,17 @@ impl Teacher for StudentTeacher {
             .map_err(|e| TeacherError::Input { id: self.id.clone(), detail: format!("{e:#}") })?;
         Ok(scores.into_iter().map(|s| TeacherOutput { scores: s, logits: None }).collect())
     }
+    fn score_stored(
+        &mut self,
+        store: &crate::store::Store,
+        segment_ids: &[i64],
+    ) -> Result<Vec<Option<TeacherOutput>>, TeacherError> {
+        let scores = self
+            .student
+            .score_stored(store, segment_ids)
+            .map_err(|e| TeacherError::Input { id: self.id.clone(), detail: format!("{e:#}") })?;
+        Ok(scores.into_iter().map(|s| s.map(|scores| TeacherOutput { scores, logits: None })).collect())
+    }
     /// Trained with BCE on sigmoid outputs: 0.5 is the natural starting threshold.
     fn default_thresholds(&self) -> Option<[f64; 3]> {
         Some([0.5; 3])

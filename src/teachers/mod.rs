@@ -77,6 +77,16 @@ pub trait Teacher: Send {
     }
     /// Score a batch of segments (mono samples at [`sample_rate`](Self::sample_rate)).
     fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError>;
+
+    /// Scores the teacher can give from the workspace store alone, without decoding audio (an ast-head student reads
+    /// its cached embeddings): one entry per id, `None` where it needs the audio. Default: audio for every segment.
+    fn score_stored(
+        &mut self,
+        _store: &crate::store::Store,
+        segment_ids: &[i64],
+    ) -> Result<Vec<Option<TeacherOutput>>, TeacherError> {
+        Ok(vec![None; segment_ids.len()])
+    }
     /// Per-class thresholds to store when the workspace has none for this teacher yet (method `default`), e.g.
     /// 0.5 for a calibrated teacher. `None`: leave thresholds to calibration.
     fn default_thresholds(&self) -> Option<[f64; 3]> {

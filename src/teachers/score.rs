@@ -116,13 +116,33 @@ pub fn score_segments_with(
     let todo: Vec<_> = segments.iter().filter(|s| !done_before.contains(&s.id)).collect();
     let total = segments.len();
     let already = total - todo.len();
+    // What the teacher scores from the store alone (e.g. an ast-head student on cached embeddings) needs no audio.
+    let ids: Vec<i64> = todo.iter().map(|s| s.id).collect();
+    let stored = if ids.is_empty() { Vec::new() } else { teacher.score_stored(store, &ids)? };
+    let mut from_store: Vec<ScoreRow> = Vec::new();
+    let mut rest = Vec::with_capacity(todo.len());
+    for (seg, out) in todo.into_iter().zip(stored.into_iter().chain(std::iter::repeat(None))) {
+        match out {
+            Some(o) if o.scores.iter().all(|v| v.is_finite()) => from_store.push(ScoreRow {
+                segment_id: seg.id,
+                scores: o.scores.map(|v| v.clamp(0.0, 1.0)),
+                logits: o.logits,
+            }),
+            _ => rest.push(seg),
+        }
+    }
+    let todo = rest;
+    for rows in from_store.chunks(512) {
+        store.put_scores(run_id, rows)?;
+    }
+    let start_done = already + from_store.len();
     let batch = opts.batch_size.unwrap_or_else(|| teacher.batch_size()).max(1);
     let rate_of_teacher = teacher.sample_rate();
 
     let mut report = ScoreReport {
         run_id,
         resumed,
-        scored: 0,
+        scored: from_store.len(),
         already,
         failed: Vec::new(),
         cancelled: false,
@@ -135,7 +155,7 @@ pub fn score_segments_with(
         let rate = if secs > 0.0 { handled as f64 / secs } else { 0.0 };
         let left = todo.len() - handled;
         let eta = (rate > 0.0).then(|| Duration::from_secs_f64(left as f64 / rate));
-        progress(&Progress { done: already + handled, total, rate, eta, failed });
+        progress(&Progress { done: start_done + handled, total, rate, eta, failed });
     };
     report_progress(0, 0, &mut progress);
 
