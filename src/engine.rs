@@ -108,7 +108,8 @@ pub fn is_host_inference_device(device: &Device) -> bool {
     #[cfg(feature = "ndarray")]
     {
         #[allow(deprecated)]
-        if *device == Device::ndarray() {
+        let ndarray = Device::ndarray();
+        if *device == ndarray {
             return true;
         }
     }

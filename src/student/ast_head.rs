@@ -27,14 +27,14 @@ use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::activation::{log_sigmoid, sigmoid};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::checkpoint::{self, Meta};
 use super::data::{Rng, SourceSpec, training_targets};
-use super::train::{EpochEnd, TrainConfig, TrainState};
+use super::train::{EpochEnd, TrainConfig, TrainState, epoch_order, note_hard_negatives, weighted_bce};
 use crate::engine::Engine;
 use crate::eval::metrics;
 use crate::jobs::{JobCtx, JobError};
@@ -673,11 +673,7 @@ pub fn train(
         let epoch = st.epochs_done + 1;
         ctx.phase(format!("epoch {epoch}/{}", cfg.epochs));
         let mut rng = st.rng;
-        let mut order: Vec<usize> = (0..ds.train.len()).collect();
-        for _ in 0..cfg.augment.hard_negatives {
-            order.extend(st.hard.iter().copied().filter(|&i| i < ds.train.len()));
-        }
-        rng.shuffle(&mut order);
+        let order = epoch_order(ds.train.len(), &st.hard, cfg.augment.hard_negatives, &mut rng);
         let mut hard = Vec::new();
         let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
         for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
@@ -690,10 +686,7 @@ pub fn train(
             let y = Tensor::<2>::from_data(TensorData::new(targets.clone(), [n, 3]), &ad);
             let w = Tensor::<2>::from_data(TensorData::new(weights, [n, 1]), &ad);
             let logits = batch_logits(&net, ast.as_deref_mut(), &examples, device, Some(&ad))?;
-            // Weighted BCE with logits: -(pw·y·logσ(x) + (1-y)·logσ(-x)), per-example weights.
-            let pos = y.clone() * pw.clone() * log_sigmoid(logits.clone());
-            let neg = (y.neg().add_scalar(1.0)) * log_sigmoid(logits.clone().neg());
-            let loss = ((pos + neg).neg() * w).sum().div_scalar((wsum.max(1e-6) * 3.0) as f64);
+            let loss = weighted_bce(logits.clone(), y, w, pw.clone(), wsum);
             let value: f32 = loss.clone().into_scalar();
             if !value.is_finite() {
                 bail!("the loss became {value} in epoch {epoch}; lower the learning rate");
@@ -701,13 +694,7 @@ pub fn train(
             loss_sum += value as f64 * n as f64;
             loss_n += n;
             if cfg.augment.hard_negatives > 0 {
-                let probs: Vec<f32> = sigmoid(logits.detach()).into_data().try_to_vec::<f32>().unwrap_or_default();
-                for (k, &i) in chunk.iter().enumerate() {
-                    let fp = (0..3).any(|c| targets[k * 3 + c] < 0.5 && probs.get(k * 3 + c).is_some_and(|&p| p > 0.8));
-                    if fp && !hard.contains(&i) {
-                        hard.push(i);
-                    }
-                }
+                note_hard_negatives(logits, &targets, chunk, &mut hard);
             }
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(cfg.lr, net, grads);

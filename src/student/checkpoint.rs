@@ -125,35 +125,20 @@ pub fn last_state(dir: &Path) -> Result<Option<(PathBuf, TrainState)>> {
     Ok(None)
 }
 
-/// Load model + optimizer of a saved `last` directory onto `device`.
+/// Load model + optimizer of a saved `last` directory onto `device` (a CNN student).
 pub fn load_last(
     ckpt: &Path,
     cnn: &CnnConfig,
     optim: ModuleOptimizer,
     device: &Device,
 ) -> Result<(CnnStudent, ModuleOptimizer)> {
-    let model = CnnStudent::new(cnn, device)
-        .try_load_file(ckpt.join("model.bpk"))
-        .map_err(io)
-        .with_context(|| format!("loading {}", ckpt.join("model.bpk").display()))?;
-    let optim = optim
-        .load(ckpt.join("optim.bpk"))
-        .map_err(io)
-        .with_context(|| format!("loading {}", ckpt.join("optim.bpk").display()))?;
-    Ok((model, optim))
+    load_last_into(ckpt, CnnStudent::new(cnn, device), optim)
 }
 
-/// Load the best weights of a trained student.
+/// Load the best weights of a trained CNN student.
 pub fn load_best(dir: &Path, device: &Device) -> Result<(Meta, CnnStudent)> {
     let meta = read_meta(dir)?;
-    let p = dir.join("best").join("model.bpk");
-    if !p.exists() {
-        bail!("student at {} has no finished epoch yet (no best/model.bpk)", dir.display());
-    }
-    let model = CnnStudent::new(&meta.cnn, device)
-        .try_load_file(&p)
-        .map_err(io)
-        .with_context(|| format!("loading {}", p.display()))?;
+    let model = load_best_into(dir, CnnStudent::new(&meta.cnn, device))?;
     Ok((meta, model))
 }
 

@@ -83,6 +83,36 @@ pub struct TrainState {
     pub stopped_early: bool,
 }
 
+/// The order of one epoch (both student kinds): every training example once, plus last epoch's confident false
+/// positives `reps` more times each (the hard-negative oversampling), shuffled with `rng`.
+pub fn epoch_order(n_train: usize, hard: &[usize], reps: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n_train).collect();
+    for _ in 0..reps {
+        order.extend(hard.iter().copied().filter(|&i| i < n_train));
+    }
+    rng.shuffle(&mut order);
+    order
+}
+
+/// Weighted BCE with logits, `−(pw·y·logσ(x) + (1−y)·logσ(−x))` averaged over classes and example weights `w`
+/// (`[n, 1]`, summing to `wsum`); `pw` is the per-class `pos_weight` (`[1, 3]`).
+pub fn weighted_bce(logits: Tensor<2>, y: Tensor<2>, w: Tensor<2>, pw: Tensor<2>, wsum: f32) -> Tensor<1> {
+    let pos = y.clone() * pw * log_sigmoid(logits.clone());
+    let neg = (y.neg().add_scalar(1.0)) * log_sigmoid(logits.neg());
+    ((pos + neg).neg() * w).sum().div_scalar((wsum.max(1e-6) * 3.0) as f64)
+}
+
+/// Add to `hard` the examples of a batch (`chunk`: their training indices) that are confident false positives:
+/// probability > 0.8 for a class their target says is off (duplicates are removed at the end of the epoch).
+pub fn note_hard_negatives(logits: Tensor<2>, targets: &[f32], chunk: &[usize], hard: &mut Vec<usize>) {
+    let probs: Vec<f32> = sigmoid(logits.detach()).into_data().try_to_vec::<f32>().unwrap_or_default();
+    for (k, &i) in chunk.iter().enumerate() {
+        if (0..3).any(|c| targets[k * 3 + c] < 0.5 && probs.get(k * 3 + c).is_some_and(|&p| p > 0.8)) {
+            hard.push(i);
+        }
+    }
+}
+
 impl TrainState {
     /// Book finished epoch `epoch` (both student kinds): the best metric is the dev macro F1 (−loss without gold dev),
     /// patience counts epochs without a better one, the epoch joins the history; the confident false positives in
@@ -101,6 +131,7 @@ impl TrainState {
         self.epochs_done = epoch;
         self.rng = rng;
         hard.sort_unstable();
+        hard.dedup();
         self.hard = hard;
         self.history.push(EpochLog { epoch, loss, examples, dev_f1: dev.map(|d| d.0), dev_macro_f1: dev.map(|d| d.1) });
         if patience > 0 && self.bad_epochs >= patience {
@@ -322,11 +353,7 @@ pub fn train(ds: &Dataset, meta: &Meta, dir: &Path, device: &Device, resume: boo
         let epoch = st.epochs_done + 1;
         ctx.phase(format!("epoch {epoch}/{}", cfg.epochs));
         let mut rng = st.rng;
-        let mut order: Vec<usize> = (0..ds.train.len()).collect();
-        for _ in 0..cfg.augment.hard_negatives {
-            order.extend(st.hard.iter().copied().filter(|&i| i < ds.train.len()));
-        }
-        rng.shuffle(&mut order);
+        let order = epoch_order(ds.train.len(), &st.hard, cfg.augment.hard_negatives, &mut rng);
         let mut hard = Vec::new();
         let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
         for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
@@ -354,10 +381,7 @@ pub fn train(ds: &Dataset, meta: &Meta, dir: &Path, device: &Device, resume: boo
             let y = Tensor::<2>::from_data(TensorData::new(targets.clone(), [n, 3]), &ad);
             let w = Tensor::<2>::from_data(TensorData::new(weights, [n, 1]), &ad);
             let logits = model.forward(x);
-            // Weighted BCE with logits: -(pw·y·logσ(x) + (1-y)·logσ(-x)), per-example weights.
-            let pos = y.clone() * pw.clone() * log_sigmoid(logits.clone());
-            let neg = (y.neg().add_scalar(1.0)) * log_sigmoid(logits.clone().neg());
-            let loss = ((pos + neg).neg() * w).sum().div_scalar((wsum.max(1e-6) * 3.0) as f64);
+            let loss = weighted_bce(logits.clone(), y, w, pw.clone(), wsum);
             let value: f32 = loss.clone().into_scalar();
             if !value.is_finite() {
                 bail!("the loss became {value} in epoch {epoch}; lower the learning rate");
@@ -365,13 +389,7 @@ pub fn train(ds: &Dataset, meta: &Meta, dir: &Path, device: &Device, resume: boo
             loss_sum += value as f64 * n as f64;
             loss_n += n;
             if cfg.augment.hard_negatives > 0 {
-                let probs: Vec<f32> = sigmoid(logits.detach()).into_data().try_to_vec::<f32>().unwrap_or_default();
-                for (k, &i) in chunk.iter().enumerate() {
-                    let fp = (0..3).any(|c| targets[k * 3 + c] < 0.5 && probs.get(k * 3 + c).is_some_and(|&p| p > 0.8));
-                    if fp && !hard.contains(&i) {
-                        hard.push(i);
-                    }
-                }
+                note_hard_negatives(logits, &targets, chunk, &mut hard);
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(cfg.lr, model, grads);
