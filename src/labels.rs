@@ -188,6 +188,10 @@ impl LabelSource {
     pub fn gold() -> Self {
         LabelSource("gold".into())
     }
+    /// A label source by its stored name (`whisper_pseudo`, `clap_zero_shot`...).
+    pub fn from_raw(name: &str) -> Self {
+        LabelSource(name.to_string())
+    }
     /// `<teacher>_pseudo` or `<teacher>_zero_shot` for a teacher id.
     pub fn for_teacher(teacher: &str, zero_shot: bool) -> Self {
         let t = teacher.replace(':', "_");

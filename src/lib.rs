@@ -5,7 +5,7 @@
 //! same job functions.
 
 pub mod audio;
-pub mod browse;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -14,10 +14,8 @@ pub mod dsp;
 pub mod engine;
 pub mod eval;
 pub mod jobs;
-pub mod keymap;
 pub mod labels;
 pub mod manifest;
-pub mod playback;
 pub mod pseudo;
 pub mod rng;
 pub mod store;

@@ -194,7 +194,12 @@ pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crat
         inputs.push((eval::run_scores(store, run.id)?, vals));
     }
     let source = if n == 1 {
-        LabelSource::for_teacher(&p.teachers[0], snaps[0].zero_shot)
+        // A registered teacher names its own label source (whisper_pseudo, clap_zero_shot...); imported runs of
+        // teachers dams does not know are <name>_pseudo or <name>_zero_shot as imported.
+        match crate::catalog::find(&p.teachers[0]) {
+            Ok(d) => d.label_source_of(&p.teachers[0]),
+            Err(_) => LabelSource::for_teacher(&p.teachers[0], snaps[0].zero_shot),
+        }
     } else {
         "consensus_pseudo".parse::<LabelSource>().unwrap_or_else(|_| LabelSource::none())
     };

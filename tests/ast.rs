@@ -1,6 +1,7 @@
 //! AST parity with Hugging Face `transformers` (goldens made by `tests/reference/make_ast_fixtures.py`), hostile
 //! checkpoints, and scoring a workspace with an installed checkpoint.
 
+mod common;
 use std::path::{Path, PathBuf};
 
 use dams::teachers::ast::checkpoint::{Checkpoint, write_f32};
@@ -159,6 +160,42 @@ mod model {
         (tmp, err)
     }
 
+    /// `dams teachers add` checks every value and every tensor before it installs, and a refused checkpoint leaves
+    /// the working install as it was.
+    #[test]
+    fn add_refuses_broken_checkpoints_and_keeps_the_working_install() {
+        let home = tempfile::tempdir().unwrap();
+        let tiny = fixtures().join("tiny");
+        super::run_ok(super::dams(home.path()).args(["teachers", "add", "ast", "--from", tiny.to_str().unwrap()]));
+        let installed = home.path().join("cache/models/ast/model.safetensors");
+        let good = std::fs::read(&installed).unwrap();
+        // NaN weights: refused at install, not at scoring.
+        let (bad, _) = tampered(|ts| ts[3].2[0] = f32::NAN);
+        let e = super::run_err(super::dams(home.path()).args(["teachers", "add", "ast", "--from", bad.path().to_str().unwrap()]));
+        assert!(e.contains("non-finite"), "{e}");
+        // A config describing fewer layers than the weights hold: the unused tensors are named.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::copy(tiny.join("model.safetensors"), tmp.path().join("model.safetensors")).unwrap();
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(tiny.join("config.json")).unwrap()).unwrap();
+        let layers = cfg["num_hidden_layers"].as_u64().unwrap();
+        cfg["num_hidden_layers"] = serde_json::json!(layers - 1);
+        std::fs::write(tmp.path().join("config.json"), cfg.to_string()).unwrap();
+        let e = super::run_err(super::dams(home.path()).args(["teachers", "add", "ast", "--from", tmp.path().to_str().unwrap()]));
+        assert!(e.contains("that config.json does not use") && e.contains(&format!("layer.{}", layers - 1)), "{e}");
+        assert_eq!(std::fs::read(&installed).unwrap(), good, "the working install is untouched");
+        // Weights changed on disk after install are refused when the teacher opens.
+        let mut changed = good.clone();
+        let n = changed.len();
+        changed[n - 1] ^= 1;
+        std::fs::write(&installed, &changed).unwrap();
+        let e = match dams::catalog::open("ast", &dams::teachers::OpenContext::new(home.path().join("cache/models"))) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("opened changed weights"),
+        };
+        assert!(e.contains("changed on disk after it was installed"), "{e}");
+    }
+
     #[test]
     fn hostile_checkpoints_give_clear_errors() {
         // Untouched rewrite loads (the tampering helper itself is sound).
@@ -215,13 +252,9 @@ mod model {
 
 /// `dams` with its user dirs inside `home`.
 fn dams(home: &Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dams"));
-    c.env("DAMS_CONFIG_DIR", home.join("config"))
-        .env("DAMS_DATA_DIR", home.join("data"))
-        .env("DAMS_CACHE_DIR", home.join("cache"))
-        .env("DAMS_NO_GPU", "1")
-        .env_remove("DAMS_WORKSPACE")
-        .env_remove("DAMS_HF_BASE_URL");
+    // The hub tests here serve a local endpoint: online, unlike the shared default.
+    let mut c = common::dams(home);
+    c.env_remove("HF_HUB_OFFLINE");
     c
 }
 
@@ -330,7 +363,7 @@ fn score_a_workspace_with_an_installed_checkpoint() {
         "--pooling",
         "noisy_or",
     ]));
-    assert!(out.contains("(ast, noisy_or pooling): 3 segments pooled again"), "{out}");
+    assert!(out.contains("(ast, pooling=noisy_or): 3 segments derived again"), "{out}");
     let remapped = store.runs().unwrap().last().unwrap().clone();
     assert!(remapped.settings.contains(&format!("\"remapped_from\":{}", max_run.id)), "{remapped:?}");
     let first: Vec<(i64, [f32; 3])> = store.run_scores(run.id).unwrap();
@@ -344,11 +377,15 @@ fn score_a_workspace_with_an_installed_checkpoint() {
     }
 }
 
-/// A one-shot HTTP/1.1 server on 127.0.0.1 serving `files` (name → (body, etag, declared length)).
+/// The commit the test hub says it serves.
+const COMMIT: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+/// A one-shot HTTP/1.1 server on 127.0.0.1 serving `files` (name → (body, etag, declared length)) as a Hugging
+/// Face endpoint does (`/<repo>/resolve/<revision>/<file>`, with `X-Repo-Commit`); returns the endpoint.
 fn serve(files: Vec<(String, Vec<u8>, Option<String>, Option<usize>)>) -> (String, std::thread::JoinHandle<()>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}/repo/resolve/main", listener.local_addr().unwrap());
+    let base = format!("http://{}", listener.local_addr().unwrap());
     let h = std::thread::spawn(move || {
         for _ in 0..files.len() {
             let Ok((mut s, _)) = listener.accept() else { return };
@@ -362,10 +399,11 @@ fn serve(files: Vec<(String, Vec<u8>, Option<String>, Option<usize>)>) -> (Strin
                 }
             }
             let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            match files.iter().find(|(n, ..)| path.ends_with(&format!("/{n}"))) {
+            let want = |n: &str| format!("/MIT/ast-finetuned-audioset-10-10-0.4593/resolve/main/{n}");
+            match files.iter().find(|(n, ..)| path == want(n)) {
                 Some((_, body, etag, len)) => {
                     let mut head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\nX-Repo-Commit: {COMMIT}\r\n",
                         len.unwrap_or(body.len())
                     );
                     if let Some(e) = etag {
@@ -402,7 +440,7 @@ fn pull_downloads_checks_and_installs() {
         ("config.json".into(), cfg.clone(), None, None),
         ("model.safetensors".into(), model.clone(), Some("0".repeat(64)), None),
     ]);
-    let e = run_err(dams(home.path()).args(["teachers", "pull", "ast", "--base-url", &base]));
+    let e = run_err(dams(home.path()).env("HF_ENDPOINT", &base).args(["teachers", "pull", "ast"]));
     h.join().unwrap();
     assert!(e.contains("checksum mismatch"), "{e}");
     assert!(!installed(home.path()));
@@ -411,32 +449,56 @@ fn pull_downloads_checks_and_installs() {
         ("config.json".into(), cfg.clone(), None, None),
         ("model.safetensors".into(), model[..model.len() / 3].to_vec(), None, Some(model.len())),
     ]);
-    let e = run_err(dams(home.path()).args(["teachers", "pull", "ast", "--base-url", &base]));
+    let e = run_err(dams(home.path()).env("HF_ENDPOINT", &base).args(["teachers", "pull", "ast"]));
     h.join().unwrap();
     assert!(e.contains("model.safetensors"), "{e}");
     assert!(!installed(home.path()));
     // A 404 is an error naming the URL.
     let (base, h) = serve(vec![("nothing".into(), vec![], None, None)]);
-    let e = run_err(dams(home.path()).args(["teachers", "pull", "ast", "--base-url", &base]));
+    let e = run_err(dams(home.path()).env("HF_ENDPOINT", &base).args(["teachers", "pull", "ast"]));
     h.join().unwrap();
     assert!(e.contains("config.json"), "{e}");
 
-    // The good download, verified against the ETag, installs (base URL from the environment).
+    // The good download, verified against the ETag, fills the Hugging Face cache and installs.
     let sha = sha256_hex(&model);
     let (base, h) = serve(vec![
         ("config.json".into(), cfg, None, None),
         ("model.safetensors".into(), model, Some(sha.clone()), None),
     ]);
-    let out = run_ok(dams(home.path()).env("DAMS_HF_BASE_URL", &base).args(["teachers", "pull", "ast"]));
+    let out = run_ok(dams(home.path()).env("HF_ENDPOINT", &base).args(["teachers", "pull", "ast"]));
     h.join().unwrap();
     assert!(out.contains(&sha), "{out}");
     let rec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(home.path().join("cache/models/ast/dams-install.json")).unwrap())
             .unwrap();
     assert_eq!(rec["sha256"], sha);
-    assert_eq!(rec["source"], base);
+    assert_eq!(rec["source"], format!("hf://MIT/ast-finetuned-audioset-10-10-0.4593@{COMMIT}"));
+    // The cache is laid out as huggingface_hub lays it out: refs, blobs named by ETag, relative symlinks.
+    let repo = home.path().join("hf/models--MIT--ast-finetuned-audioset-10-10-0.4593");
+    assert_eq!(std::fs::read_to_string(repo.join("refs/main")).unwrap(), COMMIT);
+    assert!(repo.join("blobs").join(&sha).is_file());
+    let link = repo.join("snapshots").join(COMMIT).join("model.safetensors");
+    #[cfg(unix)]
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("../../blobs").join(&sha));
+    assert_eq!(sha256_hex(&std::fs::read(&link).unwrap()), sha);
     // No staging folders left behind.
     let left: Vec<_> =
         std::fs::read_dir(home.path().join("cache/models")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("ast")]);
+    // What is in the cache (downloaded by dams, or by Python) is used without the network: a second home with the
+    // same hub cache, offline.
+    let home2 = tempfile::tempdir().unwrap();
+    let out = dams(home2.path())
+        .env("HF_HUB_CACHE", home.path().join("hf"))
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["teachers", "pull", "ast"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("found in the Hugging Face cache"));
+    assert!(home2.path().join("cache/models/ast/dams-install.json").is_file());
+    // Offline with nothing cached: a clear error.
+    let home3 = tempfile::tempdir().unwrap();
+    let e = run_err(dams(home3.path()).env("HF_HUB_OFFLINE", "1").args(["teachers", "pull", "ast"]));
+    assert!(e.contains("HF_HUB_OFFLINE"), "{e}");
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
 use dams::audio::segment::{SegmentOptions, plan_windows, segment_file, segment_name};
 use dams::audio::stats::compute_workspace_stats;
 use dams::audio::{AudioError, DecodeStream, TARGET_RATE, decode, load_mono_16k, resample, write_wav_16k};
@@ -465,12 +466,8 @@ fn fuzzed_files_never_panic() {
 }
 
 fn dams_cmd(ws: &Workspace, home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dams"));
-    c.arg("--workspace")
-        .arg(ws.root())
-        .env("DAMS_CONFIG_DIR", home.join("cfg"))
-        .env("DAMS_DATA_DIR", home.join("data"))
-        .env("DAMS_CACHE_DIR", home.join("cache"));
+    let mut c = common::dams(home);
+    c.arg("--workspace").arg(ws.root());
     c
 }
 

@@ -2,22 +2,19 @@
 //! through the `dams` binary on a small workspace built in a temp dir. Expected values are
 //! computed by hand in the comments.
 
+mod common;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use dams::labels::{LabelSet, LabelSource, Split};
 use dams::store::NewSegment;
 use dams::workspace::Workspace;
 
 fn dams(ws: &Path, args: &[&str]) -> Output {
-    let home = ws.join(".home");
-    Command::new(env!("CARGO_BIN_EXE_dams"))
+    common::dams(&ws.join(".home"))
         .arg("--workspace")
         .arg(ws)
         .args(args)
-        .env("DAMS_CONFIG_DIR", home.join("config"))
-        .env("DAMS_DATA_DIR", home.join("data"))
-        .env("DAMS_CACHE_DIR", home.join("cache"))
         .env("DAMS_ANNOTATOR", "tester")
         .output()
         .expect("run dams")

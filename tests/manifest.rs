@@ -1,5 +1,6 @@
 //! Manifest interop: `dams import` / `dams export` (CSV both spellings, Parquet, snapshots).
 
+mod common;
 use std::path::Path;
 
 use dams::labels::{LabelSet, Split};
@@ -313,13 +314,9 @@ fn snapshot_file_naming_and_filtering() {
 #[test]
 fn cli_import_export_and_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = env!("CARGO_BIN_EXE_dams");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(exe)
+        let out = common::dams(&dir.path().join(".home"))
             .args(args)
-            .env("DAMS_CONFIG_DIR", dir.path().join("cfg"))
-            .env("DAMS_DATA_DIR", dir.path().join("data"))
-            .env("DAMS_CACHE_DIR", dir.path().join("cache"))
             .current_dir(dir.path())
             .output()
             .unwrap();

@@ -2,6 +2,8 @@
 //! job cancel and resume, and a killed training resuming from its checkpoint.
 #![cfg(feature = "burn")]
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -340,43 +342,54 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
     assert_eq!(v.metric("dev_macro_f1").unwrap().len(), 2);
 
     let mut store = ws.open_store().unwrap();
-    let o = dams::student::score_workspace(&ws, &mut store, "s1", None, DeviceChoice::Cpu, |_, _| {}).unwrap();
-    assert_eq!((o.teacher.as_str(), o.scored, o.failed), ("student:s1", 18, 1));
+    let o = score_student(&ws, &mut store, "s1", None);
+    assert_eq!((o.scored, o.failed.len()), (18, 1));
     assert_eq!(store.run_scores(o.run_id).unwrap().len(), 18);
-    // Scoring again resumes the same run and redoes nothing.
-    let again = dams::student::score_workspace(&ws, &mut store, "s1", None, DeviceChoice::Cpu, |_, _| {}).unwrap();
-    assert_eq!((again.run_id, again.scored, again.skipped), (o.run_id, 0, 18));
+    assert_eq!(store.runs().unwrap().iter().find(|r| r.id == o.run_id).unwrap().teacher, "student:s1");
+    // Scoring again is the one scoring loop of every teacher: a finished run is kept, a new one is made.
+    let again = score_student(&ws, &mut store, "s1", None);
+    assert_ne!(again.run_id, o.run_id);
+    assert_eq!(store.run_scores(again.run_id).unwrap(), store.run_scores(o.run_id).unwrap(), "same weights, same scores");
     // `student:s1` is a teacher like any other (what `dams score --teacher student:s1` opens).
-    let opts = dams::teachers::LoadOptions {
-        device: Some("cpu".into()),
-        models_dir: Some(ws.data_dir().join("models")),
-        ..Default::default()
-    };
-    let mut t = dams::teachers::load("student:s1", &opts).unwrap();
+    let ctx = student_ctx(&ws);
+    let mut t = dams::catalog::open("student:s1", &ctx).unwrap();
     assert_eq!(t.id(), "student:s1");
     let x = speech(&mut rng);
     let out = t.score_batch(&[&x[..16_000], &x[16_000..]]).unwrap();
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|o| o.scores.iter().all(|s| (0.0..=1.0).contains(s))));
-    assert!(matches!(
-        dams::teachers::load("student:missing", &opts),
-        Err(dams::teachers::TeacherError::NotInstalled { .. })
-    ));
+    assert!(matches!(dams::catalog::open("student:missing", &ctx), Err(dams::teachers::TeacherError::NotInstalled { .. })));
     // Names that would escape the models directory are refused.
     assert!(dams::student::student_dir(&ws, "../x").is_err());
+}
+
+/// The teacher context of a test workspace: its students, a model cache inside it, the CPU.
+fn student_ctx(ws: &dams::workspace::Workspace) -> dams::teachers::OpenContext {
+    let mut ctx = dams::teachers::OpenContext::new(ws.root().join("model-cache")).with_device("cpu");
+    ctx.models_dir = Some(ws.data_dir().join("models"));
+    ctx
+}
+
+/// Score a workspace with student `name` through the one scoring loop (`dams score --teacher student:NAME`).
+fn score_student(
+    ws: &dams::workspace::Workspace,
+    store: &mut dams::store::Store,
+    name: &str,
+    splits: Option<Vec<dams::labels::Split>>,
+) -> dams::teachers::score::ScoreReport {
+    let mut t = dams::catalog::open(&format!("student:{name}"), &student_ctx(ws)).unwrap();
+    let opts = dams::teachers::score::ScoreOptions { splits, batch_size: None, fresh: false };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    dams::teachers::score::score_segments(ws, store, t.as_mut(), &opts, &cancel, |_| {}).unwrap()
 }
 
 /// Run the `dams` binary on a workspace, with its user dirs inside the temp dir; panics with the
 /// output when it fails.
 fn dams_ok(ws: &Path, args: &[&str]) -> String {
-    let home = ws.join(".home");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dams"))
+    let o = common::dams(&ws.join(".home"))
         .arg("--workspace")
         .arg(ws)
         .args(args)
-        .env("DAMS_CONFIG_DIR", home.join("config"))
-        .env("DAMS_DATA_DIR", home.join("data"))
-        .env("DAMS_CACHE_DIR", home.join("cache"))
         .env("DAMS_ANNOTATOR", "tester")
         .output()
         .expect("run dams");
@@ -806,7 +819,7 @@ mod ast_head {
         {
             let mut store = ws.open_store().unwrap();
             let (mut ast, am) = open_tiny();
-            assert_eq!(store.clear_embeddings(&am.checksum).unwrap(), 16);
+            assert_eq!(store.clear_embeddings(&am.checksum, dams::student::ast_head::EMBEDDING_KIND).unwrap(), 16);
             let items: Vec<(i64, std::path::PathBuf, String)> = store
                 .segments(None)
                 .unwrap()
@@ -834,22 +847,10 @@ mod ast_head {
 
         // Scored as a teacher like any student.
         let mut store = ws.open_store().unwrap();
-        let o = dams::student::score_workspace(
-            &ws,
-            &mut store,
-            "h1",
-            Some(&[Split::Dev][..]),
-            DeviceChoice::Cpu,
-            |_, _| {},
-        )
-        .unwrap();
-        assert_eq!((o.teacher.as_str(), o.scored, o.failed), ("student:h1", 6, 0));
-        let opts = dams::teachers::LoadOptions {
-            device: Some("cpu".into()),
-            models_dir: Some(ws.data_dir().join("models")),
-            ..Default::default()
-        };
-        let mut t = dams::teachers::load("student:h1", &opts).unwrap();
+        let o = super::score_student(&ws, &mut store, "h1", Some(vec![Split::Dev]));
+        assert_eq!((o.scored, o.failed.len()), (6, 0));
+        let ctx = super::student_ctx(&ws);
+        let mut t = dams::catalog::open("student:h1", &ctx).unwrap();
         let x = speech(&mut rng);
         assert_eq!(t.score_batch(&[&x]).unwrap().len(), 1);
 
@@ -879,7 +880,7 @@ mod ast_head {
         let e = Student::load(&ws.data_dir().join("models/h1"), &Device::flex()).err().unwrap().to_string();
         assert!(e.contains("not available") && e.contains("dams teachers add ast"), "{e}");
         std::fs::remove_dir_all(&ast_dir).unwrap();
-        let e = match dams::teachers::load("student:h1", &opts) {
+        let e = match dams::catalog::open("student:h1", &ctx) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("loaded without its AST"),
         };

@@ -1,8 +1,8 @@
 //! Teachers end to end: the built-in teacher's quality floor on real labelled clips, the bit-for-bit determinism of
 //! its training, and the `dams teachers` / `dams score` commands.
 
+mod common;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use dams::teachers::builtin::BuiltinTeacher;
 use dams::teachers::builtin::evaluate::{load_manifest, load_windows, metrics};
@@ -139,14 +139,7 @@ fn bad_stems_csv_is_reported_with_its_line() {
 }
 
 fn dams(args: &[&str], cwd: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dams"))
-        .args(args)
-        .current_dir(cwd)
-        .env("DAMS_CONFIG_DIR", cwd.join("cfg"))
-        .env("DAMS_DATA_DIR", cwd.join("data-home"))
-        .env("DAMS_CACHE_DIR", cwd.join("cache"))
-        .output()
-        .unwrap();
+    let out = common::dams(&cwd.join(".home")).args(args).current_dir(cwd).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -256,7 +249,7 @@ fn cli_pooling_is_refused_without_audioset_logits_and_remap_pools_stored_logits_
             .map(|i| ScoreRow {
                 segment_id: i as i64 + 1,
                 scores: collapse_logits(&logits(i), Pooling::NoisyOr).unwrap(),
-                logits: keep.then(|| logits(i)),
+                raw: keep.then(|| logits(i)),
             })
             .collect();
         store.put_scores(id, &rows).unwrap();
@@ -269,13 +262,13 @@ fn cli_pooling_is_refused_without_audioset_logits_and_remap_pools_stored_logits_
     drop(store);
 
     let (ok, _, err) = dams(&["-w", ws_arg, "score", "--teacher", "builtin", "--pooling", "max"], tmp.path());
-    assert!(!ok && err.contains("max pooling applies to teachers with AudioSet logits (ast)"), "{err}");
+    assert!(!ok && err.contains("unknown option 'pooling' (options: weights)"), "{err}");
     let (ok, _, err) = dams(&["-w", ws_arg, "score", "--pooling", "median"], tmp.path());
     assert!(!ok && err.contains("unknown pooling 'median'"), "{err}");
 
     let (ok, out, err) = dams(&["-w", ws_arg, "remap", "--run", &ast.to_string(), "--pooling", "max"], tmp.path());
     assert!(ok, "{err}");
-    assert!(out.contains("(ast, max pooling): 3 segments pooled again from the logits of run #1"), "{out}");
+    assert!(out.contains("(ast, pooling=max): 3 segments derived again from the raw outputs of run #1"), "{out}");
     let store = ws.open_store().unwrap();
     let new = store.latest_runs().unwrap().into_iter().find(|r| r.teacher == "ast").unwrap();
     assert!(new.id > builtin && new.settings.contains("\"pooling\":\"max\""), "{new:?}");
@@ -288,8 +281,8 @@ fn cli_pooling_is_refused_without_audioset_logits_and_remap_pools_stored_logits_
 
     for (run, why) in [
         (imported, "imported from a score file"),
-        (builtin, "kept no logits: builtin scores speech, music and noise directly"),
-        (ast, "already uses noisy_or pooling"),
+        (builtin, "kept no raw outputs: builtin scores speech, music and noise directly"),
+        (ast, "already uses pooling=noisy_or"),
         (999, "there is no teacher run #999"),
     ] {
         let pooling = if run == ast { "noisy_or" } else { "mean" };

@@ -70,7 +70,7 @@ fn fixture(n: usize) -> Env {
         .create_run(&NewRun { teacher: "ast", checksum: "x", settings: "{}", imported: true, zero_shot: false })
         .unwrap();
     let scores: Vec<ScoreRow> = (1..=rows.len() as i64)
-        .map(|id| ScoreRow { segment_id: id, scores: [0.9, 0.2, 0.05 * id as f32], logits: None })
+        .map(|id| ScoreRow { segment_id: id, scores: [0.9, 0.2, 0.05 * id as f32], raw: None })
         .collect();
     store.put_scores(run, &scores).unwrap();
     store.finish_run(run, "done").unwrap();
@@ -377,7 +377,7 @@ fn threshold_view_slider_changes_f1_on_screen() {
             .unwrap();
         let sp = [0.9f32, 0.8, 0.6, 0.4, 0.1];
         let rows: Vec<ScoreRow> =
-            (0..5).map(|i| ScoreRow { segment_id: i as i64 + 1, scores: [sp[i], 0.2, 0.1], logits: None }).collect();
+            (0..5).map(|i| ScoreRow { segment_id: i as i64 + 1, scores: [sp[i], 0.2, 0.1], raw: None }).collect();
         store.put_scores(run, &rows).unwrap();
         store.finish_run(run, "done").unwrap();
     }
@@ -432,8 +432,13 @@ fn threshold_view_slider_changes_f1_on_screen() {
 fn kill_9_while_labeling_never_loses_a_committed_label() {
     let env = fixture(6);
     let paths: Vec<String> = (0..6).map(|i| format!("segments/seg_{i:02}.wav")).collect();
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    eprintln!("kill -9 test seed {seed}");
+    // DAMS_TEST_SEED=N replays a run; otherwise a new seed each run, printed so a failure can be replayed.
+    let mut seed = match std::env::var("DAMS_TEST_SEED").ok().and_then(|s| s.parse::<u64>().ok()) {
+        Some(s) => s,
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    }
+    .max(1);
+    eprintln!("kill -9 test seed {seed} (replay with DAMS_TEST_SEED={seed})");
     let mut rand = move |n: u64| {
         seed ^= seed << 13;
         seed ^= seed >> 7;

@@ -1,116 +1,12 @@
-//! `dams teachers add ast --from DIR`, `dams teachers pull ast` and `dams bench ast`.
+//! `dams bench ast` (installing AST is the generic `dams teachers add|pull`, see `cli/teachers.rs`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
-use crate::teachers::ast::{self, install};
-
-/// Default download location; `DAMS_HF_BASE_URL` overrides it (tests use a local server).
-pub const HF_BASE: &str = "https://huggingface.co/MIT/ast-finetuned-audioset-10-10-0.4593/resolve/main";
-
-#[derive(Debug, Args)]
-pub struct AddArgs {
-    /// Teacher id (only `ast` has installable weights).
-    pub teacher: String,
-    /// A checkpoint folder with `config.json` and `model.safetensors` (as `save_pretrained` writes them).
-    #[arg(long)]
-    pub from: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct PullArgs {
-    /// Teacher id (only `ast` has installable weights).
-    pub teacher: String,
-    /// Base URL of the files (`<base>/config.json`, `<base>/model.safetensors`).
-    #[arg(long, env = "DAMS_HF_BASE_URL", default_value = HF_BASE)]
-    pub base_url: String,
-}
-
-fn only_ast(id: &str) -> Result<()> {
-    if id != ast::ID {
-        bail!("'{id}' has no installable weights (only `ast`; the built-in teacher is embedded)");
-    }
-    Ok(())
-}
-
-pub fn run_add(ctx: &Ctx, a: AddArgs) -> Result<()> {
-    only_ast(&a.teacher)?;
-    let rec = install::add_from(&a.from, &ctx.dirs.model_cache())?;
-    println!(
-        "installed ast from {} into {} (model.safetensors sha256 {})",
-        rec.source,
-        install::install_dir(&ctx.dirs.model_cache()).display(),
-        rec.sha256
-    );
-    Ok(())
-}
-
-/// Download both files into a staging folder, check them like `add`, then install.
-pub fn run_pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
-    only_ast(&a.teacher)?;
-    let cache = ctx.dirs.model_cache();
-    let stage = StageDir(cache.join(format!(".ast-download-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&stage.0);
-    std::fs::create_dir_all(&stage.0).with_context(|| format!("cannot create {}", stage.0.display()))?;
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().timeout_connect(Some(std::time::Duration::from_secs(30))).build().into();
-    let base = a.base_url.trim_end_matches('/');
-    for f in install::FILES {
-        let url = format!("{base}/{f}");
-        let resp = agent.get(&url).call().with_context(|| format!("cannot download {url}"))?;
-        // The hub sends the sha256 of LFS files as the (linked) ETag.
-        let etag = ["x-linked-etag", "etag"]
-            .iter()
-            .find_map(|h| resp.headers().get(*h).and_then(|v| v.to_str().ok()))
-            .map(|s| s.trim_matches('"').trim_start_matches("W/").trim_matches('"').to_ascii_lowercase())
-            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
-        let len = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        let bar = match len {
-            Some(n) => ProgressBar::new(n),
-            None => ProgressBar::new_spinner(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_message(f.to_string());
-        let path = stage.0.join(f);
-        let (sha, got) = install::download_to(resp.into_body().into_reader(), &path, |n| bar.set_position(n))
-            .with_context(|| format!("download of {url} failed"))?;
-        bar.finish_and_clear();
-        if let Some(n) = len
-            && n != got
-        {
-            bail!("{url}: received {got} of {n} bytes (connection cut?); nothing was installed");
-        }
-        if let Some(e) = &etag
-            && *e != sha
-        {
-            bail!("{url}: checksum mismatch (server says sha256 {e}, received {sha}); nothing was installed");
-        }
-        eprintln!("{f}: {got} bytes, sha256 {sha}{}", if etag.is_some() { " (verified)" } else { "" });
-    }
-    let mut rec = install::add_from(&stage.0, &cache)?;
-    rec.source = base.to_string();
-    let rec_path = install::install_dir(&ctx.dirs.model_cache()).join("dams-install.json");
-    std::fs::write(&rec_path, serde_json::to_string_pretty(&rec)?)
-        .with_context(|| format!("cannot write {}", rec_path.display()))?;
-    println!("installed ast from {base} (model.safetensors sha256 {})", rec.sha256);
-    Ok(())
-}
-
-/// A download folder removed however `pull` ends.
-struct StageDir(PathBuf);
-
-impl Drop for StageDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::teachers::ast::install;
 
 #[derive(Debug, Args)]
 pub struct BenchAstArgs {

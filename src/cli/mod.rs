@@ -5,6 +5,7 @@ pub mod ast;
 pub mod audio;
 pub mod bench;
 pub mod eval;
+pub mod follow;
 pub mod manifest;
 #[cfg(feature = "burn")]
 pub mod student;
@@ -63,8 +64,11 @@ pub enum Command {
     Teachers(teachers::TeachersArgs),
     /// Score segments with a teacher into a (resumable) teacher run.
     Score(teachers::ScoreArgs),
-    /// Pool a run's stored AudioSet logits another way (noisy_or, max, mean) into a new run, without the model.
+    /// Derive a run's scores again from its stored raw outputs with other settings (e.g. `--option pooling=max`)
+    /// into a new run, without the model.
     Remap(teachers::RemapArgs),
+    /// Write a run's speech/music/noise scores per segment (and with --raw its raw outputs) as CSV or Parquet.
+    ExportScores(teachers::ExportScoresArgs),
     /// Import a teacher's scores from CSV as a new run (refused whole on any bad row).
     ImportScores(eval::ImportScoresArgs),
     /// Evaluate teachers against gold: P/R/F1 with bootstrap intervals, confusions, kappa.
@@ -80,7 +84,7 @@ pub enum Command {
     /// Train (or resume) a student classifier on gold and pseudo-labels, as a job.
     #[cfg(feature = "burn")]
     Train(student::TrainArgs),
-    /// Score segments with a trained student (teacher `student:NAME`).
+    /// Score segments with a trained student: the same as `dams score --teacher student:NAME`.
     #[cfg(feature = "burn")]
     ScoreStudent(student::ScoreStudentArgs),
 }
@@ -133,9 +137,12 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            match e.downcast_ref::<audio::PartialFailure>() {
-                Some(p) => ExitCode::from(p.exit_code()),
-                None => ExitCode::FAILURE,
+            if let Some(p) = e.downcast_ref::<audio::PartialFailure>() {
+                ExitCode::from(p.exit_code())
+            } else if e.downcast_ref::<teachers::SomeFailed>().is_some() {
+                ExitCode::from(teachers::SomeFailed::EXIT)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }
@@ -173,6 +180,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
         Some(Command::Score(a)) => teachers::run_score(&ctx, a),
         Some(Command::Remap(a)) => teachers::run_remap(&ctx, a),
+        Some(Command::ExportScores(a)) => teachers::run_export_scores(&ctx, a),
         Some(Command::ImportScores(a)) => eval::run_import_scores(&ctx, a),
         Some(Command::Eval(a)) => eval::run_eval(&ctx, a),
         Some(Command::Calibrate(a)) => eval::run_calibrate(&ctx, a),
@@ -213,17 +221,12 @@ pub fn info(ws: &Workspace) -> Result<()> {
     println!("workspace {}", ws.root().display());
     let total = store.segment_count()?;
     println!("  segments: {total}");
-    let mut stmt = store.conn().prepare("SELECT split, count(*) FROM segments GROUP BY split ORDER BY split")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    for r in rows {
-        let (split, n) = r?;
+    for (split, n) in store.split_counts()? {
         println!("    {split:<10} {n}");
     }
-    let gold: i64 = store.conn().query_row("SELECT count(DISTINCT segment_id) FROM gold_labels", [], |r| r.get(0))?;
+    let (gold, per_annotator) = store.gold_counts()?;
     println!("  segments with gold labels: {gold}");
-    for (id, name) in store.annotators()? {
-        let n: i64 =
-            store.conn().query_row("SELECT count(*) FROM gold_labels WHERE annotator_id = ?1", [id], |r| r.get(0))?;
+    for (name, n) in per_annotator {
         println!("    annotator {name}: {n}");
     }
     let runs = store.runs()?;

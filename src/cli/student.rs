@@ -1,10 +1,7 @@
 //! `dams train` (train or resume a student as a job, with a progress bar) and
 //! `dams score-student` (score segments with a trained student as teacher `student:<name>`).
-use std::time::Duration;
-
 use anyhow::{Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
 use crate::jobs::{JobRunner, JobState};
@@ -121,49 +118,7 @@ pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
     };
     let mut runner = JobRunner::new(ws.db_path());
     let id = crate::student::spawn_training(&mut runner, &ws, req)?;
-    let bar = ProgressBar::new(1);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    let mut shown_log = 0usize;
-    let view = loop {
-        let Some(v) = runner.view(id) else { bail!("the training job vanished") };
-        bar.set_prefix(v.phase.clone());
-        if let Some(t) = v.total {
-            bar.set_length(t);
-        }
-        bar.set_position(v.done);
-        let loss = v.metric("loss").and_then(|l| l.last().copied());
-        let f1 = v.metric("dev_macro_f1").and_then(|l| l.last().copied());
-        bar.set_message(match (loss, f1) {
-            (Some(l), Some(f)) => format!("loss {l:.4}  dev macro F1 {f:.3}"),
-            (Some(l), None) => format!("loss {l:.4}"),
-            _ => String::new(),
-        });
-        // Log lines the user has not seen yet (the job keeps the last 200).
-        let total_logged = v.log.len();
-        if total_logged > shown_log {
-            for line in v.log.iter().skip(shown_log) {
-                // A hidden bar (output is not a terminal) swallows println.
-                if bar.is_hidden() {
-                    println!("{line}");
-                } else {
-                    bar.println(line);
-                }
-            }
-            shown_log = total_logged;
-        }
-        if v.state.is_finished() {
-            break runner.wait(id).unwrap_or(v);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    bar.finish_and_clear();
-    for line in view.log.iter().skip(shown_log) {
-        println!("{line}");
-    }
+    let view = super::follow::follow(&mut runner, id, &mut std::io::stdout())?;
     match view.state {
         JobState::Done => {
             let r = view.result.unwrap_or_default();
@@ -197,20 +152,20 @@ pub struct ScoreStudentArgs {
     pub device: DeviceChoice,
 }
 
+/// `dams score-student --name N` is `dams score --teacher student:N`: the same job, the same runs.
 pub fn run_score_student(ctx: &Ctx, a: ScoreStudentArgs) -> Result<()> {
-    let ws = ctx.workspace()?;
-    let mut store = ws.open_store()?;
-    let splits = if a.splits.is_empty() { None } else { Some(a.splits.as_slice()) };
-    let bar = ProgressBar::new(0);
-    let o = crate::student::score_workspace(&ws, &mut store, &a.name, splits, a.device, |d, t| {
-        bar.set_length(t as u64);
-        bar.set_position(d as u64);
-    })?;
-    bar.finish_and_clear();
-    println!(
-        "teacher run #{} ({}): {} segments scored, {} already scored, {} unreadable",
-        o.run_id, o.teacher, o.scored, o.skipped, o.failed
-    );
-    println!("next: dams calibrate / dams thresholds / dams eval --teacher {}", o.teacher);
-    Ok(())
+    let split = (!a.splits.is_empty()).then(|| a.splits.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+    super::teachers::run_score(
+        ctx,
+        super::teachers::ScoreArgs {
+            teacher: format!("{}{}", crate::student::teacher::PREFIX, a.name),
+            options: Vec::new(),
+            split,
+            device: Some(a.device.to_string()),
+            fresh: false,
+            batch_size: None,
+            weights: None,
+            pooling: None,
+        },
+    )
 }

@@ -1,20 +1,22 @@
-//! `dams teachers` (list, train-builtin, eval-builtin) and `dams score`.
+//! `dams teachers` (list, pull, add, train-builtin, eval-builtin), `dams score`, `dams remap` and
+//! `dams export-scores`. Every teacher comes from the catalog ([`crate::catalog`]); scoring and remapping run as
+//! jobs of the job catalog, followed by the shared follower.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
+use crate::jobs::JobRunner;
+use crate::jobs::catalog::{JobSpec, RemapJob, ScoreJob, outcome};
 use crate::labels::{CLASSES, parse_splits};
 use crate::teachers::audioset::Pooling;
 use crate::teachers::builtin::BuiltinTeacher;
 use crate::teachers::builtin::evaluate::{self, Item};
 use crate::teachers::builtin::train::{self, TrainConfig, TrainEvent};
-use crate::teachers::score::{ScoreOptions, score_segments};
-use crate::teachers::{LoadOptions, load, registry};
+use crate::teachers::{InstallState, OpenContext, TeacherOptions};
 
 #[derive(Debug, Args)]
 pub struct TeachersArgs {
@@ -31,9 +33,28 @@ pub enum TeachersCmd {
     /// Score labelled clips and/or windows of long recordings with the built-in teacher; print P/R/F1.
     EvalBuiltin(EvalArgs),
     /// Install a teacher's weights from a local checkpoint folder (`dams teachers add ast --from DIR`).
-    Add(super::ast::AddArgs),
-    /// Download a teacher's weights from the Hugging Face hub into the model cache (`dams teachers pull ast`).
-    Pull(super::ast::PullArgs),
+    Add(AddArgs),
+    /// Download a teacher's weights into the Hugging Face cache (reusing what is there) and install them
+    /// (`dams teachers pull ast`). Honours HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN.
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Teacher id (`dams teachers` lists those with installable weights).
+    pub teacher: String,
+    /// A checkpoint folder (for ast: `config.json` and `model.safetensors`, as `save_pretrained` writes them).
+    #[arg(long)]
+    pub from: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Teacher id (`dams teachers` lists those with installable weights).
+    pub teacher: String,
+    /// The revision to pull (branch, tag or commit; default: the teacher's).
+    #[arg(long)]
+    pub revision: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -84,10 +105,15 @@ pub struct EvalArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_long_help = "EXAMPLES:\n  dams score --teacher builtin\n  dams score --teacher ast --option pooling=max --device cpu\n  dams score --teacher student:cnn1 --split dev,test\n\n`dams teachers` lists every teacher with its options and their defaults.")]
 pub struct ScoreArgs {
     /// Teacher id (see `dams teachers`).
     #[arg(long, default_value = "builtin")]
     pub teacher: String,
+    /// A teacher option, NAME=VALUE (repeatable; `dams teachers` lists each teacher's options). Options are part
+    /// of the run's settings: runs with other options are other runs.
+    #[arg(long = "option", short = 'o', value_name = "NAME=VALUE")]
+    pub options: Vec<String>,
     /// Comma-separated splits to score (default: all segments).
     #[arg(long)]
     pub split: Option<String>,
@@ -100,43 +126,88 @@ pub struct ScoreArgs {
     /// Segments per batch.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// For the built-in teacher: a head file instead of the embedded weights.
+    /// Shorthand for `--option weights=FILE` (the built-in teacher: a head file instead of the embedded weights).
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// How an AudioSet tagger (ast) pools the 527 logits of each class's bucket: noisy_or (the
-    /// default), max or mean. Recorded in the run's settings: runs with different pooling are
-    /// different runs. Re-pool a finished run without the model: `dams remap --run ID --pooling P`.
+    /// Shorthand for `--option pooling=P` (AudioSet taggers: noisy_or, max or mean).
     #[arg(long)]
     pub pooling: Option<Pooling>,
 }
 
 #[derive(Debug, Args)]
 pub struct RemapArgs {
-    /// The teacher run whose stored AudioSet logits are pooled again (`dams eval` and the TUI show run ids).
+    /// The teacher run whose stored raw outputs are used (`dams eval` and the TUI show run ids).
     #[arg(long)]
     pub run: i64,
-    /// noisy_or, max or mean.
+    /// A setting to change, NAME=VALUE (repeatable): those the raw outputs decide, e.g. pooling for AudioSet taggers.
+    #[arg(long = "option", short = 'o', value_name = "NAME=VALUE")]
+    pub options: Vec<String>,
+    /// Shorthand for `--option pooling=P` (noisy_or, max or mean).
     #[arg(long)]
-    pub pooling: Pooling,
+    pub pooling: Option<Pooling>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportScoresArgs {
+    /// The teacher whose run is exported (its latest run with scores, unless --run).
+    #[arg(long)]
+    pub teacher: Option<String>,
+    /// The run to export (`dams info` lists them).
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// Also write the raw outputs, one column per output named by its vocabulary (AudioSet display names...).
+    #[arg(long)]
+    pub raw: bool,
+    /// Output file: `.csv` or `.parquet`.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
 }
 
 pub fn run_teachers(ctx: &Ctx, a: TeachersArgs) -> Result<()> {
     match a.cmd.unwrap_or(TeachersCmd::List) {
-        TeachersCmd::List => list(),
+        TeachersCmd::List => list(ctx),
         TeachersCmd::TrainBuiltin(t) => train_builtin(t),
         TeachersCmd::EvalBuiltin(e) => eval_builtin(e),
-        TeachersCmd::Add(a) => super::ast::run_add(ctx, a),
-        TeachersCmd::Pull(a) => super::ast::run_pull(ctx, a),
+        TeachersCmd::Add(a) => run_add(ctx, a),
+        TeachersCmd::Pull(a) => run_pull(ctx, a),
     }
 }
 
-fn list() -> Result<()> {
-    println!("{:<10} {:<14} description", "teacher", "status");
-    for t in registry() {
-        let status = if t.installed { "installed" } else { "not installed" };
-        println!("{:<10} {:<14} {}", t.id, status, t.description);
-        if let Some(cmd) = t.install.filter(|_| !t.installed) {
-            println!("{:<10} {:<14} install: {cmd}", "", "");
+/// The teacher context of the CLI: the user's model cache and, inside a workspace, its students.
+pub fn teacher_context(ctx: &Ctx) -> OpenContext {
+    let ws = ctx.workspace().ok();
+    OpenContext::for_workspace(&ctx.dirs, ws.as_ref())
+}
+
+fn list(ctx: &Ctx) -> Result<()> {
+    let tctx = teacher_context(ctx);
+    println!("{:<16} {:<14} description", "teacher", "status");
+    for t in crate::catalog::list(&tctx) {
+        let d = t.descriptor;
+        let status = match &t.state {
+            InstallState::Embedded => "embedded",
+            InstallState::Installed(_) => "installed",
+            InstallState::Missing(_) if d.family => "none yet",
+            InstallState::Missing(_) => "not installed",
+        };
+        let id = if d.family && !d.matches(&t.id) { format!("{}<name>", d.id) } else { t.id.clone() };
+        println!("{id:<16} {status:<14} {}", d.description);
+        let pad = format!("{:<16} {:<14}", "", "");
+        match &t.state {
+            InstallState::Missing(how) => println!("{pad} install: {how}"),
+            InstallState::Installed(what) => println!("{pad} weights: {what}"),
+            InstallState::Embedded => {}
+        }
+        println!(
+            "{pad} label source {}, devices {}{}",
+            d.label_source_of(&t.id),
+            if d.devices.is_empty() { "auto".to_string() } else { d.devices.join("/") },
+            d.raw_vocab.map(|v| format!(", raw outputs {v}")).unwrap_or_default()
+        );
+        for o in d.options {
+            let dflt = if o.default.is_empty() { "(none)".to_string() } else { o.default.to_string() };
+            let choices = if o.choices.is_empty() { String::new() } else { format!(" [{}]", o.choices.join("|")) };
+            println!("{pad} --option {}={dflt}{choices}  {}", o.name, o.help);
         }
         if t.id == crate::teachers::builtin::ID {
             match BuiltinTeacher::embedded() {
@@ -144,17 +215,78 @@ fn list() -> Result<()> {
                     use crate::teachers::Teacher;
                     let h = b.head();
                     println!(
-                        "{:<10} {:<14} weights {} (validation macro F1 {:.3} on held-out generated mixtures)",
-                        "",
-                        "",
+                        "{pad} weights {} (validation macro F1 {:.3} on held-out generated mixtures)",
                         b.checksum(),
                         h.training.val_macro_f1
                     );
                 }
-                Err(e) => println!("{:<10} {:<14} weights: {e}", "", ""),
+                Err(e) => println!("{pad} weights: {e}"),
             }
         }
     }
+    Ok(())
+}
+
+fn installable(id: &str) -> Result<(&'static crate::teachers::TeacherDescriptor, crate::teachers::descriptor::InstallSpec)> {
+    let d = crate::catalog::find(id)?;
+    match d.install {
+        Some(spec) => Ok((d, spec)),
+        None => {
+            let with: Vec<&str> = crate::catalog::teachers().iter().filter(|t| t.install.is_some()).map(|t| t.id).collect();
+            bail!(
+                "'{id}' has no weights to install ({}); teachers with installable weights: {}",
+                if d.family { "it is trained in the workspace" } else { "it is embedded in dams" },
+                with.join(", ")
+            )
+        }
+    }
+}
+
+pub fn run_add(ctx: &Ctx, a: AddArgs) -> Result<()> {
+    let (d, spec) = installable(&a.teacher)?;
+    let cache = ctx.dirs.model_cache();
+    let rec = crate::teachers::weights::install::add_from(d.id, &spec, &a.from, &cache, None)?;
+    println!(
+        "installed {} from {} into {} ({} sha256 {})",
+        d.id,
+        rec.source,
+        crate::teachers::weights::install::install_dir(d.id, &cache).display(),
+        spec.files.last().unwrap_or(&""),
+        rec.sha256
+    );
+    Ok(())
+}
+
+/// Fill the Hugging Face cache (what is there already is used as it is), check the files like `add`, install.
+pub fn run_pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
+    let (d, spec) = installable(&a.teacher)?;
+    let hub = crate::teachers::hub::HubCache::from_env();
+    let revision = a.revision.as_deref().unwrap_or(spec.revision);
+    let cached = hub.find(spec.hf_repo, revision, spec.files).is_some();
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let snap = hub.fetch(spec.hf_repo, revision, spec.files, |f, n, total| {
+        bar.set_message(f.to_string());
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(n);
+    });
+    bar.finish_and_clear();
+    let snap = snap?;
+    if cached {
+        eprintln!("{}@{revision}: found in the Hugging Face cache {} (nothing downloaded)", spec.hf_repo, hub.root.display());
+    } else {
+        eprintln!("{}@{revision}: downloaded into the Hugging Face cache {}", spec.hf_repo, hub.root.display());
+    }
+    let commit = snap.file_name().map(|c| c.to_string_lossy().to_string()).unwrap_or_default();
+    let source = format!("hf://{}@{commit}", spec.hf_repo);
+    let cache = ctx.dirs.model_cache();
+    let rec = crate::teachers::weights::install::add_from(d.id, &spec, &snap, &cache, Some(source))?;
+    println!("installed {} from {} ({} sha256 {})", d.id, rec.source, spec.files.last().unwrap_or(&""), rec.sha256);
     Ok(())
 }
 
@@ -282,106 +414,106 @@ fn eval_builtin(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// Start `spec` as a job on the workspace's store, follow it to the end (every log line on stdout), and return
+/// its result.
+pub fn run_job(ctx: &Ctx, ws: &crate::workspace::Workspace, spec: JobSpec) -> Result<serde_json::Value> {
+    let tctx = OpenContext::for_workspace(&ctx.dirs, Some(ws));
+    let mut runner = JobRunner::new(ws.db_path());
+    let id = spec.start(&mut runner, ws, &tctx)?;
+    let view = super::follow::follow(&mut runner, id, &mut std::io::stdout())?;
+    outcome(&view)
+}
+
+fn option_pairs(options: &[String]) -> Result<Vec<(String, String)>> {
+    TeacherOptions::parse_pairs(options).map_err(anyhow::Error::msg)
+}
+
 pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
     let ws = ctx.workspace()?;
-    let mut store = ws.open_store()?;
     let splits = match &a.split {
         Some(s) => Some(parse_splits(s).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let mut teacher = load(
-        &a.teacher,
-        &LoadOptions {
-            device: a.device.clone(),
-            builtin_weights: a.weights.clone(),
-            models_dir: Some(ws.data_dir().join("models")),
-            pooling: a.pooling,
-        },
-    )?;
-    if let Some(n) = teacher.notice() {
-        eprintln!("note: {n}");
+    let mut options = option_pairs(&a.options)?;
+    if let Some(w) = &a.weights {
+        options.push(("weights".into(), w.display().to_string()));
     }
-    let opts = ScoreOptions { splits, batch_size: a.batch_size, fresh: a.fresh };
-    // Headless: nothing cancels but Ctrl-C, which ends the process; every finished batch is committed and the
-    // unfinished run is resumed by the next `dams score` (the TUI's job runner sets this flag instead).
-    let cancel = AtomicBool::new(false);
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} segments, {per_sec}, eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(format!("scoring with {}", a.teacher));
-    // Recorded as a `score` job (its own connection, progress every half second) like the TUI's background jobs.
-    let mut jobs = ws.open_store()?;
-    let params = serde_json::json!({
-        "teacher": a.teacher, "splits": a.split, "fresh": a.fresh, "via": "cli",
-        "pooling": a.pooling.map(|p| p.as_str()),
-    });
-    let job = jobs.create_job("score", &params.to_string(), None)?;
-    let mut last = std::time::Instant::now();
-    let outcome = score_segments(&ws, &mut store, teacher.as_mut(), &opts, &cancel, |p| {
-        bar.set_length(p.total as u64);
-        bar.set_position(p.done as u64);
-        if last.elapsed() >= std::time::Duration::from_millis(500) || p.done == p.total {
-            last = std::time::Instant::now();
-            let _ = jobs.update_job(job, p.done as i64, Some(p.total as i64), Some("scoring"), None);
-        }
-    });
-    bar.finish_and_clear();
-    let report = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = jobs.finish_job(job, "failed", None, Some(&format!("{e:#}")));
-            return Err(e);
-        }
-    };
-    let result = serde_json::json!({
-        "run_id": report.run_id, "resumed": report.resumed, "scored": report.scored,
-        "already": report.already, "failed": report.failed.len(),
-    });
-    jobs.finish_job(job, if report.cancelled { "cancelled" } else { "done" }, Some(&result.to_string()), None)?;
-    for (path, e) in &report.failed {
-        eprintln!("skipped {path}: {e}");
+    if let Some(p) = a.pooling {
+        options.push(("pooling".into(), p.as_str().into()));
     }
+    let job = ScoreJob::new(&a.teacher, &options, a.device.as_deref(), splits.as_deref(), a.fresh, a.batch_size)?;
+    let r = run_job(ctx, &ws, JobSpec::Score(job))?;
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
     println!(
-        "run #{} ({}{}): {} scored, {} already scored, {} failed in {:.1} s{}",
-        report.run_id,
-        teacher.id(),
-        if report.resumed { ", resumed" } else { "" },
-        report.scored,
-        report.already,
-        report.failed.len(),
-        report.elapsed.as_secs_f64(),
-        if report.cancelled { " — cancelled, run `dams score` again to resume" } else { "" }
+        "run #{} ({}{}): {} scored, {} already scored, {} failed in {:.1} s",
+        n("run_id"),
+        r["teacher"].as_str().unwrap_or(&a.teacher),
+        if r["resumed"].as_bool() == Some(true) { ", resumed" } else { "" },
+        n("scored"),
+        n("already"),
+        n("failed"),
+        r["elapsed_s"].as_f64().unwrap_or(0.0),
     );
-    println!("label source for pseudo-labels: {}", teacher.label_source());
-    if report.default_thresholds_set {
+    println!("label source for pseudo-labels: {}", r["label_source"].as_str().unwrap_or(""));
+    if r["default_thresholds_set"].as_bool() == Some(true) {
         println!("stored the teacher's default thresholds (method 'default'); calibrate with `dams calibrate`");
+    }
+    if n("failed") > 0 {
+        return Err(SomeFailed { failed: n("failed") as usize, total: (n("scored") + n("failed") + n("already")) as usize }
+            .into());
     }
     Ok(())
 }
 
-/// `dams remap`: a new teacher run from an existing run's stored logits, pooled another way.
+/// Scoring finished, but some segments could not be scored: `dams score` exits with [`SomeFailed::EXIT`].
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} segments could not be scored (listed above); the run holds the others")]
+pub struct SomeFailed {
+    pub failed: usize,
+    pub total: usize,
+}
+
+impl SomeFailed {
+    /// The exit status of a scoring run that scored some segments and failed on others (1 is a failure of the
+    /// whole command).
+    pub const EXIT: u8 = 3;
+}
+
+/// `dams remap`: a new teacher run from an existing run's stored raw outputs, derived with other settings.
 pub fn run_remap(ctx: &Ctx, a: RemapArgs) -> Result<()> {
     let ws = ctx.workspace()?;
-    let mut store = ws.open_store()?;
-    let r = crate::teachers::remap::remap_run(&mut store, a.run, a.pooling)?;
+    let mut options: std::collections::BTreeMap<String, String> = option_pairs(&a.options)?.into_iter().collect();
+    if let Some(p) = a.pooling {
+        options.insert("pooling".into(), p.as_str().into());
+    }
+    let r = run_job(ctx, &ws, JobSpec::Remap(RemapJob { run: a.run, options }))?;
+    let teacher = r["teacher"].as_str().unwrap_or("");
+    let changed: Vec<&str> = r["changed"].as_array().map(|v| v.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
     println!(
-        "run #{} ({}, {} pooling): {} segments pooled again from the logits of run #{} in {:.2} s, without the model",
-        r.run_id,
-        r.teacher,
-        r.pooling.as_str(),
-        r.scored,
-        r.logits_run,
-        r.elapsed.as_secs_f64()
+        "run #{} ({}, {}): {} segments derived again from the raw outputs of run #{} in {:.2} s, without the model",
+        r["run_id"],
+        teacher,
+        changed.join(", "),
+        r["scored"],
+        r["from_run"],
+        r["elapsed_s"].as_f64().unwrap_or(0.0)
     );
-    println!("it is now the latest {} run: the TUI, `dams eval` and pseudo-labels use it", r.teacher);
-    if r.thresholds_kept {
+    println!("it is now the latest {teacher} run: the TUI, `dams eval` and pseudo-labels use it");
+    if r["thresholds_left"].as_bool() == Some(true) {
         println!(
-            "the active {} thresholds were calibrated on other scores: recalibrate with `dams calibrate --teacher {}`",
-            r.teacher, r.teacher
+            "the {teacher} thresholds were set for the old settings and do not apply to it: calibrate with \
+             `dams calibrate --teacher {teacher}`"
         );
     }
+    Ok(())
+}
+
+/// `dams export-scores`: a run's scores (and raw outputs) per segment, as CSV or Parquet.
+pub fn run_export_scores(ctx: &Ctx, a: ExportScoresArgs) -> Result<()> {
+    let ws = ctx.workspace()?;
+    let store = ws.open_store()?;
+    let n = crate::eval::export_scores::export(&store, a.teacher.as_deref(), a.run, a.raw, &a.out)?;
+    println!("wrote {} ({} segments of run #{}, {} columns)", a.out.display(), n.rows, n.run_id, n.columns);
     Ok(())
 }
 

@@ -202,7 +202,7 @@ pub fn import_scores(
                 );
             }
             if ok {
-                rows.push(ScoreRow { segment_id: id, scores, logits: None });
+                rows.push(ScoreRow { segment_id: id, scores, raw: None });
             }
         }
     }

@@ -5,6 +5,7 @@
 pub mod calibrate;
 pub mod disagreement;
 pub mod explorer;
+pub mod export_scores;
 pub mod import;
 pub mod metrics;
 pub mod workbench;

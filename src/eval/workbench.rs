@@ -340,7 +340,7 @@ mod tests {
             let rows: Vec<ScoreRow> = (0..7)
                 .map(|i| {
                     let v = if inv { 1.0 - sp[i] } else { sp[i] } as f32;
-                    ScoreRow { segment_id: i as i64 + 1, scores: [v, 0.0, 0.0], logits: None }
+                    ScoreRow { segment_id: i as i64 + 1, scores: [v, 0.0, 0.0], raw: None }
                 })
                 .collect();
             s.put_scores(run, &rows).unwrap();

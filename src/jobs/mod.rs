@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::store::Store;
 
-pub mod kinds;
+pub mod catalog;
 
 /// How many log lines a job keeps in memory (the store keeps them all).
 const LOG_LINES: usize = 200;
@@ -65,7 +65,10 @@ pub struct JobView {
     pub total: Option<u64>,
     /// Named metric series (e.g. `loss`, `dev_macro_f1`), newest last.
     pub metrics: Vec<(String, Vec<f64>)>,
+    /// The newest log lines (at most 200; the store keeps them all).
     pub log: VecDeque<String>,
+    /// How many lines were logged in all (`log` holds the last ones): followers find what they missed.
+    pub log_total: u64,
     pub result: Option<Value>,
     pub error: Option<String>,
     pub elapsed: Duration,
@@ -189,6 +192,7 @@ impl JobCtx {
                 s.view.log.pop_front();
             }
             s.view.log.push_back(line.clone());
+            s.view.log_total += 1;
         });
         // Best effort: a log line that cannot be stored is still shown in memory.
         self.with_db(|store| {
@@ -254,6 +258,11 @@ impl JobRunner {
         JobRunner { db_path: None, entries: Vec::new(), next_local_id: -1 }
     }
 
+    /// The store the runner records its jobs in (`None`: in memory only).
+    pub fn db_path(&self) -> Option<&std::path::Path> {
+        self.db_path.as_deref()
+    }
+
     /// Start `f` on a worker thread. Returns the job id (the store's id when recorded).
     pub fn spawn<F>(&mut self, kind: &str, params: Value, total: Option<u64>, f: F) -> Result<i64>
     where
@@ -280,6 +289,7 @@ impl JobRunner {
                 total,
                 metrics: Vec::new(),
                 log: VecDeque::new(),
+                log_total: 0,
                 result: None,
                 error: None,
                 elapsed: Duration::ZERO,

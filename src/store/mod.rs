@@ -8,6 +8,7 @@
 mod audio;
 mod embeddings;
 mod form;
+pub mod runs;
 pub mod manifest;
 pub mod schema;
 mod tui;
@@ -154,7 +155,8 @@ pub struct NewRun<'a> {
 pub struct ScoreRow {
     pub segment_id: i64,
     pub scores: [f32; 3],
-    pub logits: Option<Vec<f32>>,
+    /// The raw model output (in the run's raw vocabulary, see [`crate::teachers::raw`]).
+    pub raw: Option<Vec<f32>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -566,13 +568,17 @@ impl Store {
         Ok(Some(LabelChange { segment_id, labels, needs_review: review }))
     }
 
-    /// Gold labels resolved to one per segment: the most recently updated annotator wins.
+    /// Gold labels resolved to one per segment: the most recently updated annotator wins; labels written in the
+    /// same millisecond are ordered by their label-history id (the later change wins), then by annotator id, so the
+    /// answer never depends on the order SQLite happens to scan rows in.
     /// Returns `(segment_id, labels)` for every segment with at least one gold label.
     pub fn resolved_gold(&self) -> Result<Vec<(i64, LabelSet)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT segment_id, speech, music, noise FROM gold_labels g WHERE updated_at = \
-             (SELECT max(updated_at) FROM gold_labels g2 WHERE g2.segment_id = g.segment_id) \
-             GROUP BY segment_id ORDER BY segment_id",
+            "WITH h AS (SELECT segment_id, annotator_id, max(id) AS hid FROM label_history GROUP BY segment_id, annotator_id), \
+             ranked AS (SELECT g.segment_id, g.speech, g.music, g.noise, row_number() OVER ( \
+                 PARTITION BY g.segment_id ORDER BY g.updated_at DESC, coalesce(h.hid, 0) DESC, g.annotator_id DESC) AS rn \
+               FROM gold_labels g LEFT JOIN h ON h.segment_id = g.segment_id AND h.annotator_id = g.annotator_id) \
+             SELECT segment_id, speech, music, noise FROM ranked WHERE rn = 1 ORDER BY segment_id",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, LabelSet::new(r.get(1)?, r.get(2)?, r.get(3)?))))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -649,7 +655,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT id FROM teacher_runs WHERE teacher = ?1 AND checksum = ?2 AND settings = ?3 \
-                 AND state IN ('running','interrupted','cancelled') ORDER BY id DESC LIMIT 1",
+                 AND state IN ('running','interrupted','cancelled','failed') ORDER BY id DESC LIMIT 1",
                 params![teacher, checksum, settings],
                 |r| r.get(0),
             )
@@ -699,7 +705,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for r in rows {
-                let blob = r.logits.as_ref().map(|l| f32s_to_bytes(l));
+                let blob = r.raw.as_ref().map(|l| f32s_to_bytes(l));
                 stmt.execute(params![
                     run_id,
                     r.segment_id,
@@ -773,24 +779,36 @@ impl Store {
 
     pub fn save_threshold(&mut self, t: &NewThreshold) -> Result<i64> {
         let class = t.class.ok_or_else(|| StoreError::Invalid("a threshold needs a class".into()))?.name();
+        let scope = self.threshold_scope(&t.teacher, t.run_id)?;
         self.conn.execute(
-            "INSERT INTO thresholds (teacher, class, value, method, target, run_id, gold_n, source, created_by, created_at, note) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![t.teacher, class, t.value, t.method, t.target, t.run_id, t.gold_n, t.source, t.created_by, now(), t.note],
+            "INSERT INTO thresholds (teacher, class, value, method, target, run_id, gold_n, source, created_by, created_at, note, scope) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![t.teacher, class, t.value, t.method, t.target, t.run_id, t.gold_n, t.source, t.created_by, now(), t.note, scope],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The active (newest) threshold of each class for a teacher.
+    /// The active (newest) threshold of each class for a teacher's current scores: thresholds set for the scoring
+    /// settings of the teacher's latest run (see [`Store::threshold_scope`]); thresholds tuned for other settings
+    /// (another pooling, prompt set...) do not apply.
     pub fn thresholds(&self, teacher: &str) -> Result<[Option<Threshold>; 3]> {
+        let scope = self.threshold_scope(teacher, None)?;
         let mut out: [Option<Threshold>; 3] = [None, None, None];
         let mut stmt = self.conn.prepare(
-            "SELECT id, teacher, class, value, method, target, run_id, gold_n, source, created_by, created_at, note \
-             FROM thresholds WHERE teacher = ?1 ORDER BY id",
+            "SELECT t.id, t.teacher, t.class, t.value, t.method, t.target, t.run_id, t.gold_n, t.source, t.created_by, \
+             t.created_at, t.note, t.scope, r.settings FROM thresholds t LEFT JOIN teacher_runs r ON r.id = t.run_id \
+             WHERE t.teacher = ?1 ORDER BY t.id",
         )?;
         let rows = stmt.query_map([teacher], |r| {
+            // Rows from before scopes were recorded take the scope of the run they were set on, if any.
+            let own: Option<String> = r.get(12)?;
+            let run_settings: Option<String> = r.get(13)?;
+            let row_scope = own.or_else(|| run_settings.map(|s| crate::teachers::raw::scoring_key(&s)));
+            if row_scope.is_some() && scope.is_some() && row_scope != scope {
+                return Ok(None);
+            }
             let class: String = r.get(2)?;
-            Ok(Threshold {
+            Ok(Some(Threshold {
                 id: r.get(0)?,
                 teacher: r.get(1)?,
                 class: class.parse().unwrap_or(Class::Speech),
@@ -803,10 +821,10 @@ impl Store {
                 created_by: r.get(9)?,
                 created_at: r.get(10)?,
                 note: r.get(11)?,
-            })
+            }))
         })?;
         for r in rows {
-            let t = r?;
+            let Some(t) = r? else { continue };
             let i = t.class.index();
             out[i] = Some(t);
         }

@@ -205,6 +205,27 @@ CREATE TABLE ast_embeddings (
     PRIMARY KEY (checksum, segment_id)
 ) WITHOUT ROWID;
 "#,
+    // ---- v4: raw outputs tagged by vocabulary, one embedding cache for every model, thresholds scoped to the
+    //      scoring settings they were set for (see teachers/raw.rs, store/runs.rs, store/embeddings.rs) ----
+    r#"
+ALTER TABLE teacher_runs ADD COLUMN raw_vocab TEXT;            -- vocabulary of teacher_scores.logits (raw outputs)
+UPDATE teacher_runs SET raw_vocab = 'audioset-527'
+ WHERE id IN (SELECT DISTINCT run_id FROM teacher_scores WHERE logits IS NOT NULL)
+    OR json_extract(settings, '$.remapped_from') IS NOT NULL;
+ALTER TABLE thresholds ADD COLUMN scope TEXT;                  -- scoring key of the runs they apply to (NULL: legacy)
+CREATE TABLE embeddings (
+    model_checksum TEXT NOT NULL,                              -- the model's weights (sha256:...)
+    kind           TEXT NOT NULL,                              -- what vector: 'ast-pooled', 'clap-audio'...
+    segment_id     INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    dim            INTEGER NOT NULL,
+    vec            BLOB NOT NULL,                              -- dim little-endian f32
+    created_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    PRIMARY KEY (model_checksum, kind, segment_id)
+) WITHOUT ROWID;
+INSERT INTO embeddings (model_checksum, kind, segment_id, dim, vec, created_at)
+    SELECT checksum, 'ast-pooled', segment_id, dim, vec, created_at FROM ast_embeddings;
+DROP TABLE ast_embeddings;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -18,6 +18,9 @@
 //! embeddings and are not used by this kind; hard-negative oversampling (last epoch's confident
 //! false positives seen again) does apply.
 
+/// The kind of the pooled AST vectors in the shared embedding cache.
+pub const EMBEDDING_KIND: &str = "ast-pooled";
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -301,7 +304,7 @@ pub fn cache_embeddings(
     mut on_skip: impl FnMut(String),
 ) -> Result<CacheStats> {
     let checksum = ast.checksum().to_string();
-    let have = store.embedded_segments(&checksum)?;
+    let have = store.embedded_segments(&checksum, EMBEDDING_KIND)?;
     let todo: Vec<&(i64, PathBuf, String)> = items.iter().filter(|(id, _, _)| !have.contains(id)).collect();
     let mut st = CacheStats { cached: items.len() - todo.len(), ..Default::default() };
     let batch = if ast.engine().gpu { 16 } else { 4 };
@@ -331,7 +334,7 @@ pub fn cache_embeddings(
         let embs = embed_waves(ast, &refs)?;
         let rows: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(embs).collect();
         st.computed += rows.len();
-        store.put_embeddings(&checksum, &rows)?;
+        store.put_embeddings(&checksum, EMBEDDING_KIND, &rows)?;
         ctx.progress(((b + 1) * batch).min(todo.len()) as u64, Some(total));
     }
     Ok(st)
@@ -432,7 +435,7 @@ pub fn workspace_dataset(
         stats.computed = st.computed;
         stats.cached = st.cached;
         stats.failed += st.failed;
-        let mut cached = store.embeddings(ast.checksum(), ast.config().hidden_size)?;
+        let mut cached = store.embeddings(ast.checksum(), EMBEDDING_KIND, ast.config().hidden_size)?;
         for (id, _, _) in &items {
             if let Some(v) = cached.remove(id) {
                 inputs.insert(*id, HeadInput::Embedding(v));
@@ -872,7 +875,7 @@ impl AstHeadScorer {
             let ast = self.ast.lock().map_err(|_| anyhow!("the AST is poisoned by an earlier panic"))?;
             (ast.checksum().to_string(), ast.config().hidden_size)
         };
-        let found = store.embeddings_of(&checksum, dim, ids)?;
+        let found = store.embeddings_of(&checksum, EMBEDDING_KIND, dim, ids)?;
         let hits: Vec<usize> = (0..ids.len()).filter(|i| found.contains_key(&ids[*i])).collect();
         for chunk in hits.chunks(256) {
             let embs: Vec<Vec<f32>> = chunk.iter().map(|&i| found[&ids[i]].clone()).collect();

@@ -12,6 +12,37 @@ use crate::teachers::{Teacher, TeacherError, TeacherOutput};
 /// The teacher-id prefix of students.
 pub const PREFIX: &str = "student:";
 
+/// Students' registration (see [`crate::catalog`]): a family of teachers `student:<name>`, one per trained student
+/// in the workspace's `data/models/`.
+pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::TeacherDescriptor {
+    id: PREFIX,
+    family: true,
+    description: "a student trained in this workspace (dams train), as a teacher: student:<name>",
+    label_source: None,
+    zero_shot: false,
+    raw_vocab: None,
+    devices: &["cpu", "gpu", "ndarray"],
+    options: &[],
+    install: None,
+    state: |ctx| match &ctx.models_dir {
+        Some(d) if !super::checkpoint::list(d).is_empty() => crate::teachers::InstallState::Embedded,
+        _ => crate::teachers::InstallState::Missing("dams train --name NAME (inside a workspace)".into()),
+    },
+    open: |id, ctx| {
+        let name = &id[PREFIX.len()..];
+        let device: DeviceChoice =
+            ctx.device.parse().map_err(|detail| TeacherError::Input { id: id.into(), detail })?;
+        let Some(dir) = &ctx.models_dir else {
+            return Err(TeacherError::NotInstalled { id: id.into(), hint: "students are scored inside a workspace".into() });
+        };
+        Ok(Box::new(StudentTeacher::open(dir, name, device)?))
+    },
+    instances: Some(|ctx| match &ctx.models_dir {
+        Some(d) => super::checkpoint::list(d).into_iter().map(|n| format!("{PREFIX}{n}")).collect(),
+        None => Vec::new(),
+    }),
+};
+
 pub struct StudentTeacher {
     id: String,
     checksum: String,
@@ -66,7 +97,7 @@ impl Teacher for StudentTeacher {
             .student
             .score_waves(segments)
             .map_err(|e| TeacherError::Input { id: self.id.clone(), detail: format!("{e:#}") })?;
-        Ok(scores.into_iter().map(|s| TeacherOutput { scores: s, logits: None }).collect())
+        Ok(scores.into_iter().map(|s| TeacherOutput { scores: s, raw: None }).collect())
     }
     fn score_stored(
         &mut self,
@@ -77,7 +108,7 @@ impl Teacher for StudentTeacher {
             .student
             .score_stored(store, segment_ids)
             .map_err(|e| TeacherError::Input { id: self.id.clone(), detail: format!("{e:#}") })?;
-        Ok(scores.into_iter().map(|s| s.map(|scores| TeacherOutput { scores, logits: None })).collect())
+        Ok(scores.into_iter().map(|s| s.map(|scores| TeacherOutput { scores, raw: None })).collect())
     }
     /// Trained with BCE on sigmoid outputs: 0.5 is the natural starting threshold.
     fn default_thresholds(&self) -> Option<[f64; 3]> {

@@ -1,22 +1,20 @@
-//! Pool a run's stored AudioSet logits again (`dams remap`): a NEW teacher run of the same
-//! teacher and weights whose scores come from the 527-logit vectors kept with every score of the
-//! original run, pooled another way. The model does not run; the original run is left as it is.
+//! Derive a run's scores again from its stored raw outputs with other settings (`dams remap`): a NEW teacher run of
+//! the same teacher and weights whose speech / music / noise scores come from the raw output kept with every score
+//! of the original run (the 527 AudioSet logits of any tagger, ...), re-derived by [`super::raw::rescore`] with the
+//! changed settings (AudioSet pooling, ...). The model does not run; the original run is left as it is.
 //!
-//! The new run's settings are the original's with `pooling` replaced and `remapped_from` naming
-//! the run that holds the logits (a remapped run keeps no logits of its own: remapping it again
-//! reads them from that run). Imported runs and teachers that keep no logits are refused.
+//! The new run's settings are the original's with the changed options replaced and `remapped_from` naming the run
+//! that holds the raw outputs (a remapped run keeps none of its own: remapping it again reads them from that run).
+//! Imported runs, teachers that keep no raw outputs and settings the raw outputs do not decide are refused.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use rusqlite::{OptionalExtension, params};
+use anyhow::{Result, bail};
 use serde_json::{Map, Value};
 
-use super::audioset::{Pooling, collapse_logits};
-use crate::store::{Store, bytes_to_f32s};
+use super::raw;
+use crate::store::Store;
 
-/// Segments read and written per step (bounded memory: 2 KB of logits each).
-const PAGE: i64 = 512;
 
 /// What [`remap_run`] made.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,29 +22,20 @@ pub struct RemapReport {
     /// The new run.
     pub run_id: i64,
     pub teacher: String,
-    pub pooling: Pooling,
+    /// The settings that changed, as `name=value`.
+    pub changed: Vec<(String, String)>,
     /// The run the logits came from (the asked-for run, or the run it was remapped from).
     pub logits_run: i64,
     pub scored: usize,
-    /// The teacher has active thresholds (calibrated on other scores).
-    pub thresholds_kept: bool,
+    /// The teacher had thresholds for the old settings: they do not apply to the new run.
+    pub thresholds_left: bool,
     pub elapsed: Duration,
 }
 
-struct RunRow {
-    teacher: String,
-    settings: String,
-    kind: String,
-    state: String,
-}
+use crate::store::runs::RunHead as RunRow;
 
 fn run_row(store: &Store, id: i64) -> Result<Option<RunRow>> {
-    Ok(store
-        .conn()
-        .query_row("SELECT teacher, settings, kind, state FROM teacher_runs WHERE id = ?1", [id], |r| {
-            Ok(RunRow { teacher: r.get(0)?, settings: r.get(1)?, kind: r.get(2)?, state: r.get(3)? })
-        })
-        .optional()?)
+    Ok(store.run_head(id)?)
 }
 
 fn settings_map(json: &str) -> Map<String, Value> {
@@ -56,29 +45,25 @@ fn settings_map(json: &str) -> Map<String, Value> {
     }
 }
 
-/// The pooling recorded in a run's settings (noisy-OR, the default, when none is).
-fn pooling_of(settings: &Map<String, Value>) -> Pooling {
-    settings.get("pooling").and_then(Value::as_str).and_then(|p| p.parse().ok()).unwrap_or_default()
-}
-
-/// Make a new run of `run_id`'s teacher with its logits pooled by `pooling` (one transaction:
-/// on any error nothing is written).
-pub fn remap_run(store: &mut Store, run_id: i64, pooling: Pooling) -> Result<RemapReport> {
+/// Make a new run of `run_id`'s teacher with its scores derived again from the stored raw outputs with the
+/// settings in `changes` (`name`, `value`) replaced (one transaction: on any error nothing is written).
+pub fn remap_run(store: &mut Store, run_id: i64, changes: &[(String, String)]) -> Result<RemapReport> {
     let started = Instant::now();
     let Some(run) = run_row(store, run_id)? else {
         bail!("there is no teacher run #{run_id} (`dams eval` lists the runs of each teacher)");
     };
-    let mut settings = settings_map(&run.settings);
-    if pooling_of(&settings) == pooling {
-        bail!("run #{run_id} ({}) already uses {} pooling", run.teacher, pooling.as_str());
+    if changes.is_empty() {
+        bail!("nothing to change: give the new settings with --option NAME=VALUE (e.g. --option pooling=max)");
     }
     if run.kind == "imported" {
         bail!(
-            "run #{run_id} ({}) was imported from a score file: it has no AudioSet logits to pool again; \
-             score the segments with the model to keep them",
+            "run #{run_id} ({}) was imported from a score file: it has no raw outputs (AudioSet logits...) to derive \
+             scores from again; score the segments with the model to keep them",
             run.teacher
         );
     }
+    let mut settings = settings_map(&run.settings);
+    let old_settings = settings.clone();
     // A remapped run reads the logits of the run it came from.
     let logits_run = match settings.get("remapped_from").and_then(Value::as_i64) {
         Some(from) => from,
@@ -104,75 +89,78 @@ pub fn remap_run(store: &mut Store, run_id: i64, pooling: Pooling) -> Result<Rem
             run.teacher
         );
     }
-    let (n, with_logits): (i64, i64) = store.conn().query_row(
-        "SELECT count(*), count(logits) FROM teacher_scores WHERE run_id = ?1",
-        [logits_run],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (n, with_logits, raw_len) = store.raw_coverage(logits_run)?;
     if n == 0 {
         bail!("run #{logits_run} ({}) has no scores", run.teacher);
     }
     if with_logits == 0 {
         bail!(
-            "run #{logits_run} ({}) kept no logits: {} scores speech, music and noise directly; \
-             pooling applies to AudioSet taggers such as ast",
+            "run #{logits_run} ({}) kept no raw outputs: {} scores speech, music and noise directly; \
+             remap applies to teachers with raw outputs (AudioSet taggers such as ast...)",
             run.teacher,
             run.teacher
         );
     }
     if with_logits < n {
-        bail!("{} of the {n} scores of run #{logits_run} have no logits: score again with the model", n - with_logits);
+        bail!("{} of the {n} scores of run #{logits_run} have no raw output: score again with the model", n - with_logits);
     }
-    settings.insert("pooling".into(), Value::from(pooling.as_str()));
+    let vocab = match run_row(store, logits_run)?.and_then(|r| r.raw_vocab) {
+        Some(v) => v,
+        None => {
+            // Runs written before raw outputs were tagged: 527 values are AudioSet logits (what dams stored then).
+            let len = raw_len;
+            if len == Some(4 * crate::teachers::audioset::N_AUDIOSET as i64) {
+                raw::AUDIOSET_527.to_string()
+            } else {
+                bail!("run #{logits_run} ({}) does not say what its raw outputs are; score again with the model", run.teacher)
+            }
+        }
+    };
+    let allowed = raw::remappable(&vocab);
+    for (k, v) in changes {
+        if !allowed.contains(&k.as_str()) {
+            bail!(
+                "{k} is not decided by the stored raw outputs ({vocab}){}: score again with the model",
+                if allowed.is_empty() { String::new() } else { format!("; remap can change {}", allowed.join(", ")) }
+            );
+        }
+        settings.insert(k.clone(), Value::from(v.as_str()));
+    }
+    // The new settings must be understood (an unknown pooling is refused before anything is written).
+    if let Some(first) = changes.first() {
+        let probe = vec![0f32; if vocab == raw::AUDIOSET_527 { crate::teachers::audioset::N_AUDIOSET } else { 0 }];
+        if let Err(e) = raw::rescore(&vocab, &probe, &settings) {
+            bail!("{}={}: {e}", first.0, first.1);
+        }
+    }
+    let same = |m: &Map<String, Value>| {
+        changes.iter().all(|(k, _)| m.get(k) == settings.get(k))
+            && changes.iter().any(|(k, _)| m.contains_key(k))
+    };
+    if same(&old_settings) || (raw::scoring_key(&Value::Object(old_settings.clone()).to_string())
+        == raw::scoring_key(&Value::Object(settings.clone()).to_string()))
+    {
+        let shown: Vec<String> = changes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        bail!("run #{run_id} ({}) already uses {}", run.teacher, shown.join(", "));
+    }
     settings.insert("remapped_from".into(), Value::from(logits_run));
     let settings = Value::Object(settings).to_string();
 
-    let tx = store.conn_mut().transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute(
-        "INSERT INTO teacher_runs (teacher, checksum, settings, kind, zero_shot, state, created_at, device) \
-         SELECT teacher, checksum, ?2, kind, zero_shot, 'running', strftime('%Y-%m-%dT%H:%M:%fZ','now'), device \
-         FROM teacher_runs WHERE id = ?1",
-        params![logits_run, settings],
-    )?;
-    let new_id = tx.last_insert_rowid();
-    let mut scored = 0usize;
-    {
-        let mut read = tx.prepare(
-            "SELECT segment_id, logits FROM teacher_scores WHERE run_id = ?1 AND segment_id > ?2 \
-             ORDER BY segment_id LIMIT ?3",
-        )?;
-        let mut write = tx.prepare(
-            "INSERT INTO teacher_scores (run_id, segment_id, speech, music, noise, logits) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-        )?;
-        let mut after = i64::MIN;
-        loop {
-            let page: Vec<(i64, Vec<u8>)> = read
-                .query_map(params![logits_run, after, PAGE], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let Some(last) = page.last() else { break };
-            after = last.0;
-            for (segment_id, blob) in &page {
-                let s = collapse_logits(&bytes_to_f32s(blob), pooling)
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("segment #{segment_id} of run #{logits_run}"))?;
-                write.execute(params![new_id, segment_id, s[0] as f64, s[1] as f64, s[2] as f64])?;
-                scored += 1;
-            }
-        }
-    }
-    tx.execute(
-        "UPDATE teacher_runs SET state = 'done', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
-        [new_id],
-    )?;
-    tx.commit()?;
-    let thresholds_kept = store.thresholds(&run.teacher)?.iter().any(|t| t.is_some());
+    let settings_obj = settings_map(&settings);
+    let (new_id, scored) = store
+        .derive_run(logits_run, &settings, |_, raw| raw::rescore(&vocab, raw, &settings_obj))?
+        .map_err(anyhow::Error::msg)?;
+    let old_scope = store.threshold_scope(&run.teacher, Some(run_id))?;
+    let new_scope = store.threshold_scope(&run.teacher, Some(new_id))?;
+    let thresholds_left =
+        old_scope != new_scope && store.has_thresholds_in(&run.teacher, old_scope.as_deref(), run_id)?;
     Ok(RemapReport {
         run_id: new_id,
         teacher: run.teacher,
-        pooling,
+        changed: changes.to_vec(),
         logits_run,
         scored,
-        thresholds_kept,
+        thresholds_left,
         elapsed: started.elapsed(),
     })
 }
@@ -182,7 +170,11 @@ mod tests {
     use super::*;
     use crate::labels::{LabelSource, Split};
     use crate::store::{NewRun, NewSegment, ScoreRow};
-    use crate::teachers::audioset::N_AUDIOSET;
+    use crate::teachers::audioset::{N_AUDIOSET, Pooling, collapse_logits};
+
+    fn p(pooling: &str) -> Vec<(String, String)> {
+        vec![("pooling".to_string(), pooling.to_string())]
+    }
 
     fn store_with_segments(n: usize) -> Store {
         let mut store = Store::open_in_memory().unwrap();
@@ -228,11 +220,14 @@ mod tests {
                 ScoreRow {
                     segment_id: i as i64 + 1,
                     scores: collapse_logits(&l, Pooling::NoisyOr).unwrap(),
-                    logits: keep.then_some(l),
+                    raw: keep.then_some(l),
                 }
             })
             .collect();
         store.put_scores(id, &rows).unwrap();
+        if keep {
+            store.set_run_raw_vocab(id, Some(crate::teachers::raw::AUDIOSET_527)).unwrap();
+        }
         store.finish_run(id, "done").unwrap();
         id
     }
@@ -241,7 +236,7 @@ mod tests {
     fn remapped_runs_hold_the_logits_pooled_the_new_way() {
         let mut store = store_with_segments(600);
         let src = run_with_logits(&mut store, 600, false, true);
-        let r = remap_run(&mut store, src, Pooling::Max).unwrap();
+        let r = remap_run(&mut store, src, &p("max")).unwrap();
         assert_eq!((r.scored, r.logits_run, r.teacher.as_str()), (600, src, "ast"));
         assert!(r.run_id > src);
         let runs = store.runs().unwrap();
@@ -261,9 +256,9 @@ mod tests {
         }
         assert_ne!(scores[0].1, store.run_scores(src).unwrap()[0].1, "noisy-OR and max differ");
         // Remapping the remapped run reads the original logits; the same pooling is refused.
-        let e = remap_run(&mut store, r.run_id, Pooling::Max).unwrap_err().to_string();
-        assert!(e.contains("already uses max pooling"), "{e}");
-        let r2 = remap_run(&mut store, r.run_id, Pooling::Mean).unwrap();
+        let e = remap_run(&mut store, r.run_id, &p("max")).unwrap_err().to_string();
+        assert!(e.contains("already uses pooling=max"), "{e}");
+        let r2 = remap_run(&mut store, r.run_id, &p("mean")).unwrap();
         assert_eq!(r2.logits_run, src);
         let want = collapse_logits(&logits(0), Pooling::Mean).unwrap();
         assert_eq!(store.run_scores(r2.run_id).unwrap()[0].1, want);
@@ -273,19 +268,19 @@ mod tests {
     fn runs_without_logits_are_refused_and_nothing_is_written() {
         let mut store = store_with_segments(3);
         let imported = run_with_logits(&mut store, 3, true, false);
-        let e = remap_run(&mut store, imported, Pooling::Max).unwrap_err().to_string();
-        assert!(e.contains("imported from a score file") && e.contains("no AudioSet logits"), "{e}");
+        let e = remap_run(&mut store, imported, &p("max")).unwrap_err().to_string();
+        assert!(e.contains("imported from a score file") && e.contains("no raw outputs"), "{e}");
         let plain = run_with_logits(&mut store, 3, false, false);
-        let e = remap_run(&mut store, plain, Pooling::Max).unwrap_err().to_string();
-        assert!(e.contains("kept no logits"), "{e}");
-        let e = remap_run(&mut store, 99, Pooling::Max).unwrap_err().to_string();
+        let e = remap_run(&mut store, plain, &p("max")).unwrap_err().to_string();
+        assert!(e.contains("kept no raw outputs"), "{e}");
+        let e = remap_run(&mut store, 99, &p("max")).unwrap_err().to_string();
         assert!(e.contains("no teacher run #99"), "{e}");
-        let e = remap_run(&mut store, plain, Pooling::NoisyOr).unwrap_err().to_string();
-        assert!(e.contains("already uses noisy_or pooling"), "{e}");
+        let e = remap_run(&mut store, plain, &p("noisy_or")).unwrap_err().to_string();
+        assert!(e.contains("kept no raw outputs") || e.contains("already uses pooling=noisy_or"), "{e}");
         // A run still being scored.
         let running = run_with_logits(&mut store, 3, false, true);
         store.conn().execute("UPDATE teacher_runs SET state = 'cancelled' WHERE id = ?1", [running]).unwrap();
-        let e = remap_run(&mut store, running, Pooling::Max).unwrap_err().to_string();
+        let e = remap_run(&mut store, running, &p("max")).unwrap_err().to_string();
         assert!(e.contains("is cancelled: finish it first"), "{e}");
         // A corrupt logit vector fails the whole remap: no half run is left behind.
         let ok = run_with_logits(&mut store, 3, false, true);
@@ -294,7 +289,7 @@ mod tests {
             .execute("UPDATE teacher_scores SET logits = x'00000000' WHERE run_id = ?1 AND segment_id = 3", [ok])
             .unwrap();
         let before = store.runs().unwrap().len();
-        let e = format!("{:#}", remap_run(&mut store, ok, Pooling::Max).unwrap_err());
+        let e = format!("{:#}", remap_run(&mut store, ok, &p("max")).unwrap_err());
         assert!(e.contains("segment #3") && e.contains("expected 527"), "{e}");
         assert_eq!(store.runs().unwrap().len(), before);
     }

@@ -3,15 +3,14 @@
 //! Resumable (an unfinished run of the same teacher, weights and settings continues where it stopped),
 //! cancellable (an `AtomicBool`, or any flag such as a job's, checked between batches), writes each batch in one
 //! transaction, reports progress through a callback, and reports-and-skips segments whose audio cannot be read.
-//! Knows nothing of the terminal. [`spawn_scoring`] runs it as a background job of [`crate::jobs::JobRunner`].
+//! Knows nothing of the terminal. [`crate::jobs::catalog`] runs it as a job (the CLI and the TUI alike).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{LoadOptions, Teacher};
-use crate::jobs::{JobCtx, JobRunner};
+use super::Teacher;
 use crate::labels::{CLASSES, Split};
 use crate::store::{NewRun, NewThreshold, ScoreRow, Store};
 use crate::workspace::Workspace;
@@ -97,7 +96,7 @@ pub fn score_segments_with(
     let existing = if opts.fresh { None } else { store.resumable_run(teacher.id(), teacher.checksum(), &settings)? };
     let (run_id, resumed) = match existing {
         Some(id) => {
-            store.conn().execute("UPDATE teacher_runs SET state = 'running' WHERE id = ?1", [id])?;
+            store.reopen_run(id)?;
             (id, true)
         }
         None => {
@@ -108,6 +107,7 @@ pub fn score_segments_with(
                 imported: false,
                 zero_shot: teacher.zero_shot(),
             })?;
+            store.set_run_raw_vocab(id, teacher.raw_vocab())?;
             (id, false)
         }
     };
@@ -126,7 +126,7 @@ pub fn score_segments_with(
             Some(o) if o.scores.iter().all(|v| v.is_finite()) => from_store.push(ScoreRow {
                 segment_id: seg.id,
                 scores: o.scores.map(|v| v.clamp(0.0, 1.0)),
-                logits: o.logits,
+                raw: o.raw,
             }),
             _ => rest.push(seg),
         }
@@ -222,7 +222,7 @@ pub fn score_segments_with(
                             {
                                 if o.scores.iter().all(|v| v.is_finite()) {
                                     let scores = o.scores.map(|v| v.clamp(0.0, 1.0));
-                                    rows.push(ScoreRow { segment_id, scores, logits: o.logits });
+                                    rows.push(ScoreRow { segment_id, scores, raw: o.raw });
                                 } else {
                                     report.failed.push((
                                         seg.segment_path.clone(),
@@ -250,7 +250,21 @@ pub fn score_segments_with(
     });
     outcome?;
 
-    store.finish_run(run_id, if report.cancelled { "cancelled" } else { "done" })?;
+    // A session that scored nothing and failed on every segment it tried leaves the run unfinished (resumable once
+    // the audio is fixed), never `done` with no scores, and stores no thresholds.
+    let all_failed = report.scored == 0 && !report.failed.is_empty() && report.already == 0;
+    let state = if report.cancelled {
+        "cancelled"
+    } else if all_failed {
+        "failed"
+    } else {
+        "done"
+    };
+    store.finish_run(run_id, state)?;
+    if all_failed {
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
     if let Some(defaults) = teacher.default_thresholds() {
         let current = store.thresholds(teacher.id())?;
         for c in CLASSES {
@@ -271,60 +285,6 @@ pub fn score_segments_with(
     }
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-/// Start a scoring job on `runner` (kind `score`): loads the teacher, opens its own store connection, reports
-/// progress, rate and ETA, logs every skipped file, and stops between batches when the job is cancelled (the run is
-/// then `cancelled` and the next scoring job of the same teacher resumes it). Returns the job id.
-pub fn spawn_scoring(
-    runner: &mut JobRunner,
-    ws: &Workspace,
-    teacher_id: &str,
-    load_opts: LoadOptions,
-    opts: ScoreOptions,
-) -> Result<i64> {
-    let params = serde_json::json!({
-        "teacher": teacher_id,
-        "splits": opts.splits.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
-        "fresh": opts.fresh,
-        "pooling": load_opts.pooling.map(|p| p.as_str()),
-    });
-    let ws = ws.clone();
-    let teacher_id = teacher_id.to_string();
-    runner.spawn("score", params, None, move |ctx: &JobCtx| {
-        ctx.phase(format!("loading teacher {teacher_id}"));
-        let mut teacher = super::load(&teacher_id, &load_opts)?;
-        let mut store = ws.open_store()?;
-        ctx.phase(format!("scoring with {teacher_id}"));
-        let mut resumed = false;
-        let report = score_segments_with(
-            &ws,
-            &mut store,
-            teacher.as_mut(),
-            &opts,
-            || ctx.is_cancelled(),
-            |p| {
-                if !resumed {
-                    ctx.resume_from(p.done as u64);
-                    resumed = true;
-                }
-                ctx.progress(p.done as u64, Some(p.total as u64));
-            },
-        )?;
-        for (path, e) in &report.failed {
-            ctx.log(format!("skipped {path}: {e}"));
-        }
-        if report.cancelled {
-            ctx.check_cancel()?;
-        }
-        Ok(serde_json::json!({
-            "run_id": report.run_id,
-            "resumed": report.resumed,
-            "scored": report.scored,
-            "already": report.already,
-            "failed": report.failed.len(),
-        }))
-    })
 }
 
 #[cfg(test)]
@@ -357,7 +317,7 @@ mod tests {
                 .iter()
                 .map(|s| {
                     let r = (s.iter().map(|v| v * v).sum::<f32>() / s.len().max(1) as f32).sqrt();
-                    TeacherOutput { scores: [r, 0.0, 1.0], logits: None }
+                    TeacherOutput { scores: [r, 0.0, 1.0], raw: None }
                 })
                 .collect())
         }
@@ -412,7 +372,7 @@ mod tests {
                 .iter()
                 .map(|s| {
                     let loud = s.iter().any(|v| v.abs() > 0.15);
-                    TeacherOutput { scores: if loud { [1.5, -0.2, 0.5] } else { [f32::NAN; 3] }, logits: None }
+                    TeacherOutput { scores: if loud { [1.5, -0.2, 0.5] } else { [f32::NAN; 3] }, raw: None }
                 })
                 .collect())
         }
@@ -436,26 +396,40 @@ mod tests {
     }
 
     #[test]
-    fn scoring_runs_as_a_job() {
-        let (_d, ws) = workspace_with_segments(3, &[1]);
-        let mut runner = JobRunner::new(ws.db_path());
-        let id = spawn_scoring(&mut runner, &ws, "builtin", LoadOptions::default(), ScoreOptions::default()).unwrap();
-        let view = runner.wait(id).unwrap();
-        assert_eq!(view.state, crate::jobs::JobState::Done, "{:?}", view.error);
-        assert_eq!((view.done, view.total), (3, Some(3)));
-        assert!(view.log.iter().any(|l| l.contains("s1.wav")), "{:?}", view.log);
-        let result = view.result.unwrap();
-        assert_eq!(result["scored"], 2);
-        assert_eq!(result["failed"], 1);
-        let store = ws.open_store().unwrap();
+    fn a_run_that_failed_on_every_segment_is_not_done_and_sets_no_thresholds() {
+        struct Calibrated;
+        impl Teacher for Calibrated {
+            fn id(&self) -> &str {
+                "cal"
+            }
+            fn version(&self) -> String {
+                "1".into()
+            }
+            fn checksum(&self) -> &str {
+                "sha256:cal"
+            }
+            fn default_thresholds(&self) -> Option<[f64; 3]> {
+                Some([0.5; 3])
+            }
+            fn score_batch(&mut self, segs: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
+                Ok(segs.iter().map(|_| TeacherOutput { scores: [0.5; 3], raw: None }).collect())
+            }
+        }
+        let (_d, ws) = workspace_with_segments(3, &[0, 1, 2]);
+        let mut store = ws.open_store().unwrap();
+        let cancel = AtomicBool::new(false);
+        let r = score_segments(&ws, &mut store, &mut Calibrated, &ScoreOptions::default(), &cancel, |_| {}).unwrap();
+        assert_eq!((r.scored, r.failed.len(), r.default_thresholds_set), (0, 3, false));
         let run = &store.runs().unwrap()[0];
-        assert_eq!((run.teacher.as_str(), run.n_scores), ("builtin", 2));
-        assert_eq!(store.jobs(10).unwrap()[0].kind, "score");
-        // A teacher that is not installed fails the job with its message, nothing panics.
-        let id = spawn_scoring(&mut runner, &ws, "ast", LoadOptions::default(), ScoreOptions::default()).unwrap();
-        let view = runner.wait(id).unwrap();
-        assert_eq!(view.state, crate::jobs::JobState::Failed);
-        assert!(view.error.unwrap_or_default().contains("not installed"));
+        assert_eq!(run.state, "failed");
+        assert!(store.thresholds("cal").unwrap().iter().all(|t| t.is_none()));
+        // Fixed audio: the same run resumes and completes.
+        for i in 0..3 {
+            crate::audio::write_wav_16k(&ws.abs_data_path(&format!("segments/s{i}.wav")), &[0.1; 1600]).unwrap();
+        }
+        let r2 = score_segments(&ws, &mut store, &mut Calibrated, &ScoreOptions::default(), &cancel, |_| {}).unwrap();
+        assert_eq!((r2.run_id, r2.resumed, r2.scored, r2.default_thresholds_set), (r.run_id, true, 3, true));
+        assert_eq!(store.runs().unwrap()[0].state, "done");
     }
 
     #[test]

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::browse::{Column, Filter, Labeled, SegmentIndex, Sort};
+use crate::tui::browse::{Column, Filter, Labeled, SegmentIndex, Sort};
 use crate::config::Config;
-use crate::keymap::{Action, Diagnostic, Key, KeyCode, Keymap};
+use crate::tui::keymap::{Action, Diagnostic, Key, KeyCode, Keymap};
 use crate::labels::{Class, LabelSet};
-use crate::playback::{Output, Playback};
+use crate::tui::playback::{Output, Playback};
 use crate::store::{AcousticStats, Segment, Store, StoreError, Threshold};
 use crate::workspace::Workspace;
 
@@ -76,6 +76,8 @@ pub struct App {
     pub store: Store,
     pub annotator: String,
     pub annotator_id: i64,
+    /// Where teachers are opened from (model cache, the workspace's students): what the score form lists and jobs use.
+    pub teachers: crate::teachers::OpenContext,
     pub allow_any_split: bool,
     pub index: SegmentIndex,
     /// Position of the selection in the index's view.
@@ -123,11 +125,13 @@ impl App {
         let annotator_id = store.annotator_id(annotator)?;
         let index = SegmentIndex::load(&store, annotator_id)?;
         let mode = if diagnostics.is_empty() { Mode::Normal } else { Mode::Diagnostics };
+        let teachers = crate::teachers::OpenContext::for_workspace(&crate::config::Dirs::get(), Some(&ws));
         let mut app = App {
             ws,
             store,
             annotator: annotator.to_string(),
             annotator_id,
+            teachers,
             allow_any_split: config.allow_gold_on_all_splits,
             index,
             cursor: 0,

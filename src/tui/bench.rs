@@ -10,11 +10,11 @@ use ratatui::backend::TestBackend;
 use ratatui::layout::Constraint;
 use ratatui::widgets::{Row, Table, TableState};
 
-use crate::browse::SegmentIndex;
+use crate::tui::browse::SegmentIndex;
 use crate::dsp::spectrogram::MelSpectrogrammer;
-use crate::keymap::{Action, Keymap, PRESETS};
+use crate::tui::keymap::{Action, Keymap, PRESETS};
 use crate::labels::{LabelSet, LabelSource, Split};
-use crate::playback::Playback;
+use crate::tui::playback::Playback;
 use crate::store::{BrowseRow, NewRun, NewSegment, ScoreRow};
 use crate::workspace::Workspace;
 
@@ -94,7 +94,7 @@ pub fn scratch_workspace(n: usize) -> Result<Scratch> {
         zero_shot: false,
     })?;
     let scores: Vec<ScoreRow> =
-        (1..=n as i64).map(|id| ScoreRow { segment_id: id, scores: [0.7, 0.2, 0.1], logits: None }).collect();
+        (1..=n as i64).map(|id| ScoreRow { segment_id: id, scores: [0.7, 0.2, 0.1], raw: None }).collect();
     store.put_scores(run, &scores)?;
     Ok(Scratch { dir, ws })
 }
@@ -211,7 +211,7 @@ pub fn switch(n: usize) -> Result<()> {
 pub fn label(n: usize) -> Result<()> {
     let scratch = scratch_workspace(8)?;
     let mut app = app_on(&scratch.ws, None)?;
-    let key = crate::keymap::Key::ch('1');
+    let key = crate::tui::keymap::Key::ch('1');
     let mut t_key = Vec::with_capacity(n);
     for i in 0..n {
         if i % 10 == 0 {
@@ -325,10 +325,10 @@ pub fn render(n: usize, frames: usize) -> Result<()> {
     }
     // Filter and sort cost (done once per change, not per frame).
     let t = Instant::now();
-    app.index.set_filter(crate::browse::Filter { text: "station07".into(), ..Default::default() });
+    app.index.set_filter(crate::tui::browse::Filter { text: "station07".into(), ..Default::default() });
     let filter_t = t.elapsed();
     let t = Instant::now();
-    app.index.set_sort(crate::browse::Sort { column: crate::browse::Column::Teacher(0), descending: true });
+    app.index.set_sort(crate::tui::browse::Sort { column: crate::tui::browse::Column::Teacher(0), descending: true });
     let sort_t = t.elapsed();
 
     // Reference: a plain Table over all rows, rebuilt every frame (how a naive list renders).
@@ -450,7 +450,7 @@ fn threshold_view(app: &mut App, cache: &mut SpecCells, frames: usize) -> Result
     for i in 0..frames {
         let up = (i / 40) % 2 == 0;
         let t = Instant::now();
-        app.run(if up { crate::keymap::Action::ThresholdUp } else { crate::keymap::Action::ThresholdDown });
+        app.run(if up { crate::tui::keymap::Action::ThresholdUp } else { crate::tui::keymap::Action::ThresholdDown });
         frame(&mut term, app, cache)?;
         tv.push(t.elapsed());
         let t = Instant::now();

@@ -2,12 +2,16 @@
 //!
 //! Architecture (like gitui/bottom): the UI thread only handles events and draws; decoding and
 //! spectrograms run on the analysis worker ([`worker`]), audio on the playback thread
-//! ([`crate::playback`]); label writes are synchronous single transactions, durable before the
+//! ([`crate::tui::playback`]); label writes are synchronous single transactions, durable before the
 //! next key is read.
 
 pub mod app;
+pub mod browse;
 pub mod bench;
 pub mod colormap;
+pub mod form;
+pub mod keymap;
+pub mod playback;
 pub mod research;
 pub mod research_view;
 pub mod view;
@@ -23,8 +27,8 @@ use anyhow::{Context, Result};
 use crossterm::event::{self, Event, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind};
 
 use crate::config::{Config, Dirs};
-use crate::keymap::{Key, KeyCode, Keymap};
-use crate::playback::Playback;
+use crate::tui::keymap::{Key, KeyCode, Keymap};
+use crate::tui::playback::Playback;
 use crate::workspace::Workspace;
 
 pub use app::App;
@@ -66,6 +70,7 @@ pub fn run(ws: Workspace, dirs: &Dirs, config: &Config) -> Result<()> {
     let playback = Playback::start();
     let worker = worker::Worker::start().context("cannot start the analysis thread")?;
     let mut app = App::new(ws, config, keymap, diagnostics, playback, Some(worker))?;
+    app.teachers = crate::teachers::OpenContext::for_workspace(dirs, Some(&app.ws));
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let _ = crossterm::execute!(std::io::stdout(), event::EnableMouseCapture);
     let result = event_loop(&mut terminal, &mut app);
@@ -101,17 +106,17 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> Result<
                     }
                 }
                 Event::Mouse(m) if app.research.screen != research::Screen::Segments => match m.kind {
-                    MouseEventKind::ScrollDown => app.run(crate::keymap::Action::ItemDown),
-                    MouseEventKind::ScrollUp => app.run(crate::keymap::Action::ItemUp),
+                    MouseEventKind::ScrollDown => app.run(crate::tui::keymap::Action::ItemDown),
+                    MouseEventKind::ScrollUp => app.run(crate::tui::keymap::Action::ItemUp),
                     _ => {}
                 },
                 Event::Mouse(m) => {
                     if let MouseEventKind::Down(MouseButton::Left) = m.kind {
                         app.on_click(m.column, m.row);
                     } else if let MouseEventKind::ScrollDown = m.kind {
-                        app.run(crate::keymap::Action::MoveDown);
+                        app.run(crate::tui::keymap::Action::MoveDown);
                     } else if let MouseEventKind::ScrollUp = m.kind {
-                        app.run(crate::keymap::Action::MoveUp);
+                        app.run(crate::tui::keymap::Action::MoveUp);
                     }
                 }
                 _ => {}

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::eval::calibrate::Method;
 use crate::eval::workbench::{DisagreementSession, ThresholdSession};
-use crate::jobs::kinds::JobForm;
+use crate::tui::form::JobForm;
 use crate::jobs::{JobRunner, JobState, JobView};
-use crate::keymap::{Action, Key, KeyCode};
+use crate::tui::keymap::{Action, Key, KeyCode};
 use crate::store::Job;
 
 use super::app::App;
@@ -250,7 +250,7 @@ impl App {
     /// Re-read the segment list after new scores arrived (keeping filter, sort and selection)
     /// so its teacher columns and the segment view's score bars show them.
     pub fn reload_index(&mut self) {
-        match crate::browse::SegmentIndex::load(&self.store, self.annotator_id) {
+        match crate::tui::browse::SegmentIndex::load(&self.store, self.annotator_id) {
             Ok(mut idx) => {
                 idx.set_filter(self.index.filter().clone());
                 let sort = self.index.sort();
@@ -297,7 +297,7 @@ impl App {
             KeyCode::Char(' ') => form.toggle(),
             KeyCode::Enter => {
                 let form = form.clone();
-                match form.start(&mut self.research.jobs.runner, &self.ws, &self.annotator) {
+                match form.start(&mut self.research.jobs.runner, &self.ws, &self.teachers, &self.annotator) {
                     Ok(id) => {
                         self.research.jobs.form = None;
                         self.research.jobs.cursor = 0;
@@ -456,9 +456,7 @@ impl App {
                 Err(e) => self.message = format!("error: {e}"),
             },
             NewScoreJob => {
-                let mut names: Vec<String> =
-                    crate::teachers::registry().into_iter().filter(|t| t.installed).map(|t| t.id.to_string()).collect();
-                names.extend(self.students().into_iter().map(|n| format!("student:{n}")));
+                let names = crate::catalog::usable(&self.teachers);
                 self.research.jobs.form = Some(JobForm::score(&names));
             }
             NewTrainJob => match self.store.pseudo_sources() {
@@ -547,10 +545,9 @@ impl App {
             self.message = format!("job #{id} is still training; o scores {teacher} once it is done");
             return;
         }
-        let load =
-            crate::teachers::LoadOptions { models_dir: Some(self.ws.data_dir().join("models")), ..Default::default() };
-        let opts = crate::teachers::score::ScoreOptions::default();
-        match crate::teachers::score::spawn_scoring(&mut self.research.jobs.runner, &self.ws, &teacher, load, opts) {
+        let spec = crate::jobs::catalog::ScoreJob::new(&teacher, &[], None, None, false, None)
+            .map(crate::jobs::catalog::JobSpec::Score);
+        match spec.and_then(|s| s.start(&mut self.research.jobs.runner, &self.ws, &self.teachers)) {
             Ok(job) => {
                 self.research.jobs.cursor = 0;
                 self.message =

@@ -13,7 +13,7 @@ use ratatui::widgets::{
 
 use crate::eval::disagreement::Order;
 use crate::eval::explorer::FlipKind;
-use crate::jobs::kinds::Value;
+use crate::tui::form::Value;
 use crate::jobs::{JobState, fmt_duration};
 
 use super::app::{App, scroll_to};
@@ -44,7 +44,7 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, app: &mut App) {
 }
 
 /// The keys of an action on the screen on show.
-fn keys(app: &App, a: crate::keymap::Action) -> String {
+fn keys(app: &App, a: crate::tui::keymap::Action) -> String {
     app.keymap.keys_in(app.research.screen.context().unwrap_or("app"), a)
 }
 
@@ -72,7 +72,7 @@ fn slider(t: f64, range: (f64, f64), saved: Option<f64>, width: usize) -> Vec<Sp
 }
 
 fn draw_thresholds(f: &mut Frame<'_>, area: Rect, app: &mut App) {
-    use crate::keymap::Action as A;
+    use crate::tui::keymap::Action as A;
     let Some(s) = app.research.thresholds.as_ref() else { return };
     let Some((run, e)) = s.run().zip(s.explorer()) else {
         let p = Paragraph::new(vec![
@@ -231,7 +231,7 @@ fn order_name(o: Order) -> &'static str {
 }
 
 fn draw_disagreements(f: &mut Frame<'_>, area: Rect, app: &mut App) {
-    use crate::keymap::Action as A;
+    use crate::tui::keymap::Action as A;
     let Some(d) = app.research.disagreements.as_ref() else { return };
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let nt = d.teachers.len();
@@ -358,7 +358,7 @@ fn trunc(s: &str, n: usize) -> String {
 }
 
 fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
-    use crate::keymap::Action as A;
+    use crate::tui::keymap::Action as A;
     let rows = app.research.jobs.rows();
     let pane = &app.research.jobs;
     let bold = Style::new().add_modifier(Modifier::BOLD);
@@ -646,7 +646,7 @@ fn epoch_chart<'a>(
 /// The inspected training's per-epoch table (from the student's checkpoint) and how to use the
 /// student.
 fn student_lines(app: &App, job: i64, name: &str, done: bool) -> Vec<Line<'static>> {
-    use crate::keymap::Action as A;
+    use crate::tui::keymap::Action as A;
     let dim = Style::new().fg(DIM);
     let mut out = Vec::new();
     match &app.research.jobs.epochs {
@@ -690,7 +690,7 @@ fn student_lines(app: &App, job: i64, name: &str, done: bool) -> Vec<Line<'stati
     out
 }
 
-fn draw_form(f: &mut Frame<'_>, area: Rect, form: &crate::jobs::kinds::JobForm) {
+fn draw_form(f: &mut Frame<'_>, area: Rect, form: &crate::tui::form::JobForm) {
     // One line per field; the selected field's help and the form's hint below them.
     let hint = form.hint();
     let extra = 1 + hint.is_some() as usize;

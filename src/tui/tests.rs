@@ -7,7 +7,7 @@ use super::bench::{app_on, scratch_workspace};
 use super::view::{self, SpecCells};
 use super::worker;
 use crate::dsp::spectrogram::MelSpectrogrammer;
-use crate::keymap::{Action, Key, KeyCode};
+use crate::tui::keymap::{Action, Key, KeyCode};
 use crate::labels::{LabelSet, Split};
 
 fn screen(app: &mut App, w: u16, h: u16) -> String {
@@ -212,7 +212,7 @@ fn second_teacher(app: &mut App, n: i64) {
         .create_run(&NewRun { teacher: "beats", checksum: "c", settings: "{}", imported: true, zero_shot: false })
         .unwrap();
     let rows: Vec<ScoreRow> = (1..=n)
-        .map(|id| ScoreRow { segment_id: id, scores: [if id % 2 == 0 { 0.9 } else { 0.2 }, 0.2, 0.1], logits: None })
+        .map(|id| ScoreRow { segment_id: id, scores: [if id % 2 == 0 { 0.9 } else { 0.2 }, 0.2, 0.1], raw: None })
         .collect();
     app.store.put_scores(run, &rows).unwrap();
     for t in ["ast", "beats"] {

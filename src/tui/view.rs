@@ -8,10 +8,10 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, Wrap};
 
-use crate::browse::{Column, Labeled, SegmentIndex, score_cell};
-use crate::keymap::CONTEXTS;
+use crate::tui::browse::{Column, Labeled, SegmentIndex, score_cell};
+use crate::tui::keymap::CONTEXTS;
 use crate::labels::{CLASSES, LabelSet};
-use crate::playback::Output;
+use crate::tui::playback::Output;
 
 use super::app::{App, Mode, scroll_to};
 use super::colormap::ColorMap;
@@ -105,7 +105,7 @@ fn draw_title(buf: &mut Buffer, area: Rect, app: &App) {
             Style::new().fg(Color::Yellow),
         ),
         Span::styled(
-            format!("  ? help · {} quit", app.keymap.keys_for(crate::keymap::Action::Quit)),
+            format!("  ? help · {} quit", app.keymap.keys_for(crate::tui::keymap::Action::Quit)),
             Style::new().fg(DIM),
         ),
     ]);
@@ -563,7 +563,7 @@ fn draw_help(f: &mut Frame<'_>, area: Rect, app: &App, scroll: u16) {
     let mut lines: Vec<Line> = Vec::new();
     // The contexts live on this screen: the annotation contexts, or a research screen's own.
     let live: Vec<&str> = match app.research.screen.context() {
-        None => CONTEXTS.iter().copied().filter(|c| !crate::keymap::SCREEN_SCOPES.contains(c)).collect(),
+        None => CONTEXTS.iter().copied().filter(|c| !crate::tui::keymap::SCREEN_SCOPES.contains(c)).collect(),
         Some(screen) => vec!["app", screen, "help"],
     };
     for ctx in live {
@@ -573,7 +573,7 @@ fn draw_help(f: &mut Frame<'_>, area: Rect, app: &App, scroll: u16) {
         }
         lines.push(Line::styled(format!("[{ctx}]"), Style::new().fg(ACCENT).bold()));
         // One line per action and description: all its keys together.
-        let mut seen: Vec<(crate::keymap::Action, &str)> = Vec::new();
+        let mut seen: Vec<(crate::tui::keymap::Action, &str)> = Vec::new();
         for b in &bs {
             if seen.contains(&(b.action, b.desc.as_str())) {
                 continue;

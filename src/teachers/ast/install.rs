@@ -1,67 +1,39 @@
-//! Installed AST weights: `<model cache>/ast/{config.json, model.safetensors, dams-install.json}`.
+//! Installed AST weights: `<model cache>/ast/{config.json, model.safetensors, dams-install.json}`, through the
+//! shared install code ([`crate::teachers::weights::install`]).
 //!
-//! `dams teachers add ast --from DIR` checks a local checkpoint folder (config, safetensors header, 527 outputs)
-//! and copies it in; `dams teachers pull ast` downloads it from the Hugging Face hub. Either way the record holds
-//! where it came from and the sha256 of the weights, which identifies the teacher's runs.
+//! `dams teachers add ast --from DIR` checks a local checkpoint folder ([`check_folder`]: config, 527 outputs, every
+//! tensor the config implies with its shape, no tensor left unused, every value finite) and copies it in;
+//! `dams teachers pull ast` fills the Hugging Face cache and installs from there.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
 use super::AstError;
-use super::checkpoint::Checkpoint;
 use super::config::AstConfig;
 use crate::teachers::audioset::N_AUDIOSET;
+use crate::teachers::descriptor::InstallSpec;
+use crate::teachers::weights::install as shared;
+pub use crate::teachers::weights::install::{InstallRecord, download_to, sha256_file};
+use crate::teachers::weights::safetensors::Checkpoint;
 
 /// The files of a checkpoint folder.
 pub const FILES: [&str; 2] = ["config.json", "model.safetensors"];
-const RECORD: &str = "dams-install.json";
 
-/// What `dams-install.json` records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InstallRecord {
-    /// Where the files came from (a folder or a URL).
-    pub source: String,
-    /// sha256 of `model.safetensors`.
-    pub sha256: String,
-    /// sha256 of `config.json`.
-    pub config_sha256: String,
-    pub bytes: u64,
-    pub installed_at: String,
-}
+/// How AST is installed (the descriptor's install spec).
+pub const INSTALL: InstallSpec = InstallSpec {
+    hf_repo: super::HF_REPO,
+    revision: "main",
+    files: &FILES,
+    check: |dir| check_folder(dir).map(|c| format!("{} layers, hidden {}", c.num_hidden_layers, c.hidden_size)).map_err(|e| e.to_string()),
+};
 
 /// The folder AST is installed in.
 pub fn install_dir(model_cache: &Path) -> PathBuf {
-    model_cache.join(super::ID)
+    shared::install_dir(super::ID, model_cache)
 }
 
 /// The install record, if AST is installed (record and both files present).
 pub fn installed(model_cache: &Path) -> Option<InstallRecord> {
-    let dir = install_dir(model_cache);
-    let text = std::fs::read_to_string(dir.join(RECORD)).ok()?;
-    let rec: InstallRecord = serde_json::from_str(&text).ok()?;
-    FILES.iter().all(|f| dir.join(f).is_file()).then_some(rec)
-}
-
-/// sha256 of a file, as lowercase hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    shared::installed(super::ID, &INSTALL, model_cache)
 }
 
 /// Check a checkpoint folder without loading the weights: config.json valid, 527 outputs, safetensors header
@@ -97,6 +69,21 @@ pub fn check_folder(dir: &Path) -> Result<AstConfig, AstError> {
             }
             Some(_) => {}
         }
+    }
+    // Every value finite (a NaN checkpoint fails here, not at scoring), every tensor of the file used.
+    let mut ckpt = ckpt;
+    for (name, shape) in expected_tensors(&cfg) {
+        ckpt.take(&name, &shape)?;
+    }
+    let unused = ckpt.unused();
+    if !unused.is_empty() {
+        return Err(AstError::Weights(format!(
+            "{}: {} tensor(s) that config.json does not use, e.g. '{}' (config.json describes a smaller model than the \
+             weights?)",
+            ckpt.path().display(),
+            unused.len(),
+            unused[0]
+        )));
     }
     Ok(cfg)
 }
@@ -141,76 +128,10 @@ pub fn expected_tensors(cfg: &AstConfig) -> Vec<(String, Vec<usize>)> {
     v
 }
 
-/// A staging folder next to the install folder; renamed into place when complete, so a failed or interrupted
-/// install never leaves a half-written checkpoint that looks installed.
-fn staging(model_cache: &Path) -> Result<PathBuf, AstError> {
-    std::fs::create_dir_all(model_cache)
-        .map_err(|e| AstError::Weights(format!("cannot create {}: {e}", model_cache.display())))?;
-    let dir = model_cache.join(format!(".{}-partial-{}", super::ID, std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| AstError::Weights(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir)
-}
-
-fn commit(model_cache: &Path, stage: &Path, rec: &InstallRecord) -> Result<(), AstError> {
-    let io = |e: std::io::Error| AstError::Weights(format!("installing into {}: {e}", model_cache.display()));
-    let json = serde_json::to_string_pretty(rec).map_err(|e| AstError::Weights(e.to_string()))?;
-    std::fs::write(stage.join(RECORD), json).map_err(io)?;
-    let dest = install_dir(model_cache);
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(io)?;
-    }
-    std::fs::rename(stage, &dest).map_err(io)
-}
-
-/// Copy a local checkpoint folder into the model cache (after [`check_folder`]).
+/// Copy a local checkpoint folder into the model cache (after [`check_folder`]); a working install is replaced
+/// only by a checked one.
 pub fn add_from(dir: &Path, model_cache: &Path) -> Result<InstallRecord, AstError> {
-    check_folder(dir)?;
-    let stage = staging(model_cache)?;
-    let result = (|| {
-        for f in FILES {
-            std::fs::copy(dir.join(f), stage.join(f))
-                .map_err(|e| AstError::Weights(format!("cannot copy {}: {e}", dir.join(f).display())))?;
-        }
-        let io = |e: std::io::Error| AstError::Weights(e.to_string());
-        let rec = InstallRecord {
-            source: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string(),
-            sha256: sha256_file(&stage.join("model.safetensors")).map_err(io)?,
-            config_sha256: sha256_file(&stage.join("config.json")).map_err(io)?,
-            bytes: std::fs::metadata(stage.join("model.safetensors")).map_err(io)?.len(),
-            installed_at: chrono::Utc::now().to_rfc3339(),
-        };
-        commit(model_cache, &stage, &rec)?;
-        Ok(rec)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&stage);
-    }
-    result
-}
-
-/// Stream `reader` into `path`, hashing as it goes; `progress(bytes so far)`.
-pub fn download_to(
-    mut reader: impl Read,
-    path: &Path,
-    mut progress: impl FnMut(u64),
-) -> Result<(String, u64), std::io::Error> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        f.write_all(&buf[..n])?;
-        h.update(&buf[..n]);
-        total += n as u64;
-        progress(total);
-    }
-    f.flush()?;
-    Ok((hex(&h.finalize()), total))
+    Ok(shared::add_from(super::ID, &INSTALL, dir, model_cache, None)?)
 }
 
 #[cfg(test)]

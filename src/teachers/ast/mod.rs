@@ -1,8 +1,11 @@
 //! AST, the Audio Spectrogram Transformer (`MIT/ast-finetuned-audioset-10-10-0.4593`), ported faithfully: the
 //! Kaldi fbank front end ([`features`]), `config.json` ([`config`]), a checked safetensors reader
-//! ([`checkpoint`]), the ViT on burn ([`model`]) and the installed weights ([`install`]).
+//! ([`crate::teachers::weights::safetensors`]), the ViT on burn ([`model`]) and the installed weights ([`install`]).
 
-pub mod checkpoint;
+/// The checked safetensors reader, shared by every teacher (kept here under its old path).
+pub use crate::teachers::weights::safetensors as checkpoint;
+
+use crate::teachers::audioset::Pooling;
 pub mod config;
 pub mod features;
 pub mod install;
@@ -30,35 +33,68 @@ pub const ID: &str = "ast";
 /// The published checkpoint.
 pub const HF_REPO: &str = "MIT/ast-finetuned-audioset-10-10-0.4593";
 
-/// Open the installed AST (see [`install`]) on the device `opts` asks for.
+/// AST's registration (see [`crate::catalog`]).
+pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::TeacherDescriptor {
+    id: ID,
+    family: false,
+    description: "Audio Spectrogram Transformer, MIT/ast-finetuned-audioset-10-10-0.4593 (527 AudioSet classes)",
+    label_source: None,
+    zero_shot: false,
+    raw_vocab: Some(crate::teachers::raw::AUDIOSET_527),
+    devices: &["cpu", "gpu", "ndarray"],
+    options: &[crate::teachers::OptionSpec {
+        name: "pooling",
+        default: "noisy_or",
+        help: "how the 527 logits of a class's bucket become its score (noisy_or, max, mean); re-pool a finished \
+               run without the model with `dams remap --run ID --option pooling=P`",
+        choices: &["noisy_or", "max", "mean"],
+    }],
+    install: Some(install::INSTALL),
+    state: |ctx| match install::installed(&ctx.model_cache) {
+        Some(r) => crate::teachers::InstallState::Installed(format!("sha256:{} from {}", r.sha256, r.source)),
+        None => crate::teachers::InstallState::Missing(
+            "dams teachers pull ast   (or: dams teachers add ast --from DIR)".into(),
+        ),
+    },
+    open: |_, ctx| load_installed(ctx),
+    instances: None,
+};
+
+/// Open the installed AST (see [`install`]) with the device and pooling of `ctx`; the weights are verified against
+/// their install record first (changed on disk: refused).
 pub fn load_installed(
-    model_cache: &std::path::Path,
-    opts: &crate::teachers::LoadOptions,
+    ctx: &crate::teachers::OpenContext,
 ) -> Result<Box<dyn crate::teachers::Teacher>, crate::teachers::TeacherError> {
     use crate::teachers::TeacherError;
-    let Some(rec) = install::installed(model_cache) else {
+    let weights = |detail: String| TeacherError::Weights { id: ID.into(), detail };
+    let Some(rec) = crate::teachers::weights::install::verified(ID, &install::INSTALL, &ctx.model_cache)
+        .map_err(|e| weights(e.0))?
+    else {
         return Err(TeacherError::NotInstalled {
             id: ID.into(),
             hint: "install it with `dams teachers pull ast` (or `dams teachers add ast --from DIR`)".into(),
         });
     };
+    let pooling: Pooling = ctx
+        .options
+        .get("pooling")
+        .parse()
+        .or_else(|e: String| if ctx.options.get("pooling").is_empty() { Ok(Pooling::default()) } else { Err(e) })
+        .map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
     #[cfg(feature = "burn")]
     {
-        let choice: crate::engine::DeviceChoice = opts
-            .device
-            .as_deref()
-            .unwrap_or("auto")
-            .parse()
-            .map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
+        let choice: crate::engine::DeviceChoice =
+            ctx.device.parse().map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
         let engine =
             crate::engine::Engine::select(choice).map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
-        let t = AstTeacher::open(&install::install_dir(model_cache), engine, Some(format!("sha256:{}", rec.sha256)))
-            .map_err(|e| TeacherError::Weights { id: ID.into(), detail: e.to_string() })?;
+        let t = AstTeacher::open(&install::install_dir(&ctx.model_cache), engine, Some(format!("sha256:{}", rec.sha256)))
+            .map_err(|e| weights(e.to_string()))?
+            .with_pooling(pooling);
         Ok(Box::new(t))
     }
     #[cfg(not(feature = "burn"))]
     {
-        let _ = (rec, opts);
+        let _ = (rec, pooling);
         Err(TeacherError::Input {
             id: ID.into(),
             detail: "this build of dams has no model engine (rebuild with the `burn` feature)".into(),
@@ -72,13 +108,14 @@ mod teacher {
 
     use burn::tensor::{Tensor, TensorData};
 
-    use super::checkpoint::Checkpoint;
+    use crate::teachers::weights::safetensors::Checkpoint;
     use super::config::AstConfig;
     use super::features::Fbank;
     use super::model::AstModel;
     use super::{AstError, ID};
     use crate::engine::Engine;
-    use crate::teachers::audioset::{N_AUDIOSET, Pooling, collapse_logits};
+    use crate::teachers::audioset::{N_AUDIOSET, collapse_logits};
+    use super::Pooling;
     use crate::teachers::{Teacher, TeacherError, TeacherOutput};
 
     /// A loaded AST checkpoint on a device.
@@ -224,16 +261,12 @@ mod teacher {
         fn checksum(&self) -> &str {
             &self.checksum
         }
-        fn audioset_logits(&self) -> bool {
-            self.cfg.num_labels() == N_AUDIOSET
+        fn raw_vocab(&self) -> Option<&'static str> {
+            (self.cfg.num_labels() == N_AUDIOSET).then_some(crate::teachers::raw::AUDIOSET_527)
         }
         fn settings_json(&self) -> String {
             serde_json::json!({"device": if self.engine.gpu { "gpu" } else { "cpu" }, "pooling": self.pooling.as_str()})
                 .to_string()
-        }
-        fn set_pooling(&mut self, pooling: Pooling) -> Result<(), TeacherError> {
-            self.pooling = pooling;
-            Ok(())
         }
         fn batch_size(&self) -> usize {
             self.batch
@@ -248,7 +281,7 @@ mod teacher {
                 .into_iter()
                 .map(|l| {
                     let scores = collapse_logits(&l, self.pooling).map_err(input)?;
-                    Ok(TeacherOutput { scores, logits: Some(l) })
+                    Ok(TeacherOutput { scores, raw: Some(l) })
                 })
                 .collect()
         }

@@ -6,14 +6,15 @@
 //! with scale d_h^−½, exact GELU MLP) → LayerNorm → (tok₀ + tok₁)/2 → classifier LayerNorm → Linear → logits.
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::{attention, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 use super::AstError;
-use super::checkpoint::Checkpoint;
+use crate::teachers::weights::layers::Loader;
+use crate::teachers::weights::safetensors::Checkpoint;
 use super::config::AstConfig;
 
 const PREFIX: &str = "audio_spectrogram_transformer";
@@ -129,44 +130,6 @@ impl AstTail {
     /// Number of layers.
     pub fn num_layers(&self) -> usize {
         self.layers.len()
-    }
-}
-
-/// Reads tensors of the expected shapes from a checkpoint onto a device.
-struct Loader<'a> {
-    ckpt: &'a mut Checkpoint,
-    device: &'a Device,
-}
-
-impl Loader<'_> {
-    fn raw<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, AstError> {
-        let v = self.ckpt.take(name, &shape)?;
-        Ok(Tensor::from_data(TensorData::new(v, shape), self.device))
-    }
-
-    fn param<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Param<Tensor<D>>, AstError> {
-        Ok(Param::from_tensor(self.raw(name, shape)?))
-    }
-
-    /// A PyTorch `nn.Linear` (`weight [out, in]`) as a burn `Linear` (`weight [in, out]`).
-    fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<Linear, AstError> {
-        let w = self.ckpt.take(&format!("{name}.weight"), &[d_out, d_in])?;
-        let mut t = vec![0f32; w.len()];
-        for o in 0..d_out {
-            for i in 0..d_in {
-                t[i * d_out + o] = w[o * d_in + i];
-            }
-        }
-        let weight = Param::from_tensor(Tensor::from_data(TensorData::new(t, [d_in, d_out]), self.device));
-        let bias = Some(self.param(&format!("{name}.bias"), [d_out])?);
-        Ok(Linear { weight, bias })
-    }
-
-    fn layer_norm(&mut self, name: &str, d: usize, eps: f64) -> Result<LayerNorm, AstError> {
-        let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(self.device);
-        ln.gamma = self.param(&format!("{name}.weight"), [d])?;
-        ln.beta = Some(self.param(&format!("{name}.bias"), [d])?);
-        Ok(ln)
     }
 }
 

@@ -13,9 +13,37 @@ use std::path::Path;
 use features::{FeatureExtractor, N_FEATURES, SILENCE_DBFS};
 use head::{HeadFile, HeadParams};
 
+use super::descriptor::{InstallState, OpenContext, OptionSpec, TeacherDescriptor};
 use super::{Teacher, TeacherError, TeacherOutput};
 
 pub const ID: &str = "builtin";
+
+/// The built-in teacher's registration (see [`crate::catalog`]).
+pub const DESCRIPTOR: TeacherDescriptor = TeacherDescriptor {
+    id: ID,
+    family: false,
+    description: "classical spectral features + small learned head, embedded (no download)",
+    label_source: None,
+    zero_shot: false,
+    raw_vocab: None,
+    devices: &["cpu"],
+    options: &[OptionSpec {
+        name: "weights",
+        default: "",
+        help: "a head file (dams teachers train-builtin) instead of the embedded weights",
+        choices: &[],
+    }],
+    install: None,
+    state: |_| InstallState::Embedded,
+    open: |_, ctx: &OpenContext| {
+        let t = match ctx.options.get("weights") {
+            "" => BuiltinTeacher::embedded()?,
+            p => BuiltinTeacher::from_file(Path::new(p))?,
+        };
+        Ok(Box::new(t))
+    },
+    instances: None,
+};
 
 /// The committed head, embedded at build time.
 pub const EMBEDDED_HEAD: &str = include_str!("../../../assets/builtin/head.json");
@@ -94,7 +122,7 @@ impl Teacher for BuiltinTeacher {
         Some([0.5; 3])
     }
     fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
-        Ok(segments.iter().map(|s| TeacherOutput { scores: self.score_one(s), logits: None }).collect())
+        Ok(segments.iter().map(|s| TeacherOutput { scores: self.score_one(s), raw: None }).collect())
     }
 }
 

@@ -23,7 +23,7 @@ use toml::Spanned;
 
 /// The keymap presets shipped with dams.
 pub const PRESETS: [(&str, &str); 2] =
-    [("default", include_str!("../keymaps/default.toml")), ("vim", include_str!("../keymaps/vim.toml"))];
+    [("default", include_str!("../../keymaps/default.toml")), ("vim", include_str!("../../keymaps/vim.toml"))];
 
 /// A named key without modifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -520,6 +520,7 @@ impl Keymap {
             }
         };
         let preset_file = format!("keymaps/{preset_name}.toml");
+        let default_file = format!("keymaps/{}.toml", PRESETS[0].0);
         let user_text = match std::fs::read_to_string(user_file) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -533,7 +534,11 @@ impl Keymap {
             }
         };
         let user_name = user_file.display().to_string();
-        let mut layers: Vec<(&str, &str)> = vec![(&preset_file, preset_text)];
+        // Every preset but the default is an overlay of the default preset.
+        let mut layers: Vec<(&str, &str)> = vec![(&default_file, PRESETS[0].1)];
+        if preset_name != PRESETS[0].0 {
+            layers.push((&preset_file, preset_text));
+        }
         if let Some(t) = &user_text {
             layers.push((&user_name, t));
         }
@@ -610,7 +615,9 @@ mod tests {
     fn presets_load_cleanly_with_the_issue_defaults() {
         for (name, text) in PRESETS {
             let file = format!("keymaps/{name}.toml");
-            let (km, diags) = Keymap::from_layers(&[(&file, text)]);
+            let layers: Vec<(&str, &str)> =
+                if name == "default" { vec![(&file, text)] } else { vec![("keymaps/default.toml", PRESETS[0].1), (&file, text)] };
+            let (km, diags) = Keymap::from_layers(&layers);
             assert!(diags.is_empty(), "{name}: {diags:?}");
             assert_eq!(km.lookup(Key::ch(' '), false), Some(Action::PlayPause), "{name}");
             assert_eq!(km.lookup(Key::ch('j'), false), Some(Action::MoveDown), "{name}");
@@ -627,6 +634,14 @@ mod tests {
         }
         let (km, _) = Keymap::from_layers(&[("d", PRESETS[0].1)]);
         assert_eq!(km.lookup(Key::ch('s'), false), Some(Action::ToggleSpeech));
+        // vim is an overlay: its own keys, the default's elsewhere, and the keys it removes gone.
+        let (vim, diags) = Keymap::load("vim", Path::new("/nonexistent/keymap.toml"));
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(vim.lookup(Key::ctrl('d'), false), Some(Action::PageDown));
+        assert_eq!(vim.lookup(Key::ch('w'), false), Some(Action::SeekForwardLong));
+        assert_eq!(vim.lookup(Key::ch('l'), false), Some(Action::SeekForward));
+        assert_eq!(vim.lookup(Key::plain(KeyCode::PageDown), false), None);
+        assert_eq!(vim.lookup(Key::ch('1'), false), Some(Action::ToggleSpeech));
         assert_eq!(km.lookup(Key::plain(KeyCode::Down), false), Some(Action::MoveDown));
     }
 

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::AstError;
+use super::WeightsError;
 
 /// The largest JSON header we accept (the AST header is about 25 kB).
 const MAX_HEADER: u64 = 64 << 20;
@@ -49,13 +49,13 @@ pub struct Checkpoint {
     taken: BTreeSet<String>,
 }
 
-fn herr(path: &Path, m: impl std::fmt::Display) -> AstError {
-    AstError::Weights(format!("{}: {m}", path.display()))
+fn herr(path: &Path, m: impl std::fmt::Display) -> WeightsError {
+    WeightsError(format!("{}: {m}", path.display()))
 }
 
 impl Checkpoint {
     /// Open and validate the header (names, dtypes, shapes, offsets inside the file, sizes matching shapes).
-    pub fn open(path: &Path) -> Result<Checkpoint, AstError> {
+    pub fn open(path: &Path) -> Result<Checkpoint, WeightsError> {
         let mut file = File::open(path).map_err(|e| herr(path, format!("cannot open: {e}")))?;
         let file_len = file.metadata().map_err(|e| herr(path, e))?.len();
         if file_len < 8 {
@@ -119,7 +119,7 @@ impl Checkpoint {
     }
 
     /// Read tensor `name`, which must have exactly `shape`, as f32 (F16/BF16 are widened); values must be finite.
-    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, AstError> {
+    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         let path = self.path.clone();
         let e = self
             .entries

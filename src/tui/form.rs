@@ -1,17 +1,15 @@
-//! The jobs a user can start from the TUI's jobs pane, and the small form that collects their
-//! parameters. The form is plain state (fields, cursor, values); the TUI draws it and maps keys
-//! onto [`JobForm::up`], [`JobForm::left`], [`JobForm::type_char`], ... ; [`JobForm::start`]
-//! validates and spawns.
+//! The form that collects a job's parameters in the TUI's jobs pane. The form is plain state (fields, cursor,
+//! values); the TUI draws it and maps keys onto [`JobForm::up`], [`JobForm::left`], [`JobForm::type_char`], ...;
+//! [`JobForm::start`] validates, builds the job's [`JobSpec`] (the same the CLI builds) and starts it. The scoring
+//! form's fields come from the catalog: the usable teachers, and the options the selected teacher declares.
 
 use anyhow::{Result, bail};
-use serde_json::json;
 
-use super::{JobError, JobRunner};
+use crate::jobs::JobRunner;
+use crate::jobs::catalog::{JobSpec, ScoreJob};
 use crate::labels::Split;
-use crate::pseudo::{self, PseudoError};
-use crate::teachers::LoadOptions;
-use crate::teachers::audioset::Pooling;
-use crate::teachers::score::{ScoreOptions, spawn_scoring};
+use crate::pseudo;
+use crate::teachers::OpenContext;
 use crate::workspace::Workspace;
 
 /// What a form starts.
@@ -103,21 +101,25 @@ pub struct JobForm {
     pub cursor: usize,
     /// Training form: the students that exist already (their names cannot start afresh).
     pub students: Vec<String>,
+    /// Scoring form: the names of the fields that are the selected teacher's options.
+    pub option_fields: Vec<String>,
 }
 
+/// Prefix of the scoring form's option fields (`option pooling`).
+const OPTION_FIELD: &str = "option ";
+
 const SPLITS: [Split; 5] = [Split::Train, Split::Unlabeled, Split::Dev, Split::Test, Split::Unsplit];
-const POOLINGS: [Pooling; 3] = [Pooling::NoisyOr, Pooling::Max, Pooling::Mean];
 
 impl JobForm {
-    /// The scoring form: one of the installed teachers, the splits to score (all by default),
-    /// the pooling of AudioSet logits, and whether to start a fresh run instead of resuming an
-    /// unfinished one.
+    /// The scoring form: one of the usable teachers (from the catalog), the splits to score (all by default), the
+    /// device, the selected teacher's options (generated from its descriptor, with their defaults and help), and
+    /// whether to start a fresh run instead of resuming an unfinished one.
     pub fn score(teachers: &[String]) -> JobForm {
         let mut on = vec![false; teachers.len()];
         if let Some(x) = on.first_mut() {
             *x = true;
         }
-        JobForm {
+        let mut f = JobForm {
             kind: JobKind::Score,
             fields: vec![
                 Field {
@@ -135,12 +137,7 @@ impl JobForm {
                         cursor: 0,
                     },
                 },
-                Field::choice(
-                    "pooling",
-                    "AudioSet taggers (ast): how the 527 logits of a class's bucket become its score",
-                    &POOLINGS.map(|p| p.as_str()),
-                    0,
-                ),
+                Field::choice("device", "where the teacher runs (auto: a GPU if there is one)", &["auto", "cpu", "gpu"], 0),
                 Field::flag(
                     "fresh run",
                     "off: resume the teacher's unfinished run, never redoing scored segments",
@@ -149,7 +146,41 @@ impl JobForm {
             ],
             cursor: 0,
             students: Vec::new(),
+            option_fields: Vec::new(),
+        };
+        f.refresh_options();
+        f
+    }
+
+    /// Scoring form: put the selected teacher's option fields (before `fresh run`), keeping values the user set
+    /// for options of the same name.
+    fn refresh_options(&mut self) {
+        if self.kind != JobKind::Score {
+            return;
         }
+        let teacher = self.chosen("teacher").into_iter().next();
+        let specs = teacher.and_then(|t| crate::catalog::find(&t).ok()).map(|d| d.options).unwrap_or(&[]);
+        let old: Vec<Field> = self.fields.iter().filter(|f| self.option_fields.contains(&f.name)).cloned().collect();
+        self.fields.retain(|f| !f.name.starts_with(OPTION_FIELD));
+        let at = self.fields.iter().position(|f| f.name == "fresh run").unwrap_or(self.fields.len());
+        let mut new = Vec::new();
+        for o in specs {
+            let name = format!("{OPTION_FIELD}{}", o.name);
+            let field = match old.iter().find(|f| f.name == name) {
+                Some(f) => f.clone(),
+                None if o.choices.is_empty() => Field::text(&name, o.help, o.default),
+                None => {
+                    let sel = o.choices.iter().position(|c| *c == o.default).unwrap_or(0);
+                    Field::choice(&name, o.help, o.choices, sel)
+                }
+            };
+            new.push(field);
+        }
+        self.option_fields = new.iter().map(|f| f.name.clone()).collect();
+        for (k, f) in new.into_iter().enumerate() {
+            self.fields.insert(at + k, f);
+        }
+        self.cursor = self.cursor.min(self.fields.len().saturating_sub(1));
     }
 
     /// The pseudo-labeling form over the teachers that have scores (all selected; k = 2 when
@@ -184,6 +215,7 @@ impl JobForm {
             ],
             cursor: 0,
             students: Vec::new(),
+            option_fields: Vec::new(),
         }
     }
 
@@ -228,7 +260,7 @@ impl JobForm {
             ),
             Field::flag("resume", "continue the student of this name from its last finished epoch", false),
         ]);
-        JobForm { kind: JobKind::Train, fields, cursor: 0, students: students.to_vec() }
+        JobForm { kind: JobKind::Train, fields, cursor: 0, students: students.to_vec(), option_fields: Vec::new() }
     }
 
     pub fn up(&mut self) {
@@ -261,6 +293,9 @@ impl JobForm {
             Value::Flag(b) => *b = !*b,
             Value::Text(_) => {}
             Value::Weighted { tenths, .. } => *tenths = (*tenths + d).clamp(WEIGHT_TENTHS.0, WEIGHT_TENTHS.1),
+        }
+        if f.name == "teacher" {
+            self.refresh_options();
         }
     }
     /// Space: toggle the option under the cursor (choices), the flag or the weighted option.
@@ -383,30 +418,27 @@ impl JobForm {
         })
     }
 
-    /// The teacher, its pooling (`None`: the teacher's own) and the scoring options this form
-    /// describes (validated). Pooling other than noisy-OR needs a teacher with AudioSet logits.
-    pub fn score_params(&self) -> Result<(String, Option<Pooling>, ScoreOptions)> {
+    /// The scoring job this form describes (validated against the teacher's declared options and devices): the
+    /// same [`ScoreJob`] `dams score` builds for the same choices.
+    pub fn score_job(&self) -> Result<ScoreJob> {
         let Some(teacher) = self.chosen("teacher").into_iter().next() else { bail!("choose a teacher") };
         let splits: Vec<Split> = self.chosen("splits").iter().filter_map(|s| s.parse().ok()).collect();
         if splits.is_empty() {
             bail!("choose at least one split");
         }
-        let pooling = self.chosen("pooling").first().and_then(|p| p.parse::<Pooling>().ok()).unwrap_or_default();
-        let pooling = (pooling != Pooling::default()).then_some(pooling);
-        if let Some(p) = pooling
-            && !crate::teachers::has_audioset_logits(&teacher)
-        {
-            bail!(
-                "{} pooling applies to teachers with AudioSet logits (ast); {teacher} scores speech, music and noise directly",
-                p.as_str()
-            );
+        let mut options = Vec::new();
+        for f in &self.fields {
+            if let Some(name) = f.name.strip_prefix(OPTION_FIELD) {
+                let v = match &f.value {
+                    Value::Choice { .. } => self.chosen(&f.name).into_iter().next().unwrap_or_default(),
+                    Value::Text(t) => t.trim().to_string(),
+                    _ => continue,
+                };
+                options.push((name.to_string(), v));
+            }
         }
-        let all = splits.len() == SPLITS.len();
-        Ok((
-            teacher,
-            pooling,
-            ScoreOptions { splits: (!all).then_some(splits), batch_size: None, fresh: self.flag("fresh run") },
-        ))
+        let device = self.chosen("device").into_iter().next().unwrap_or_else(|| "auto".into());
+        ScoreJob::new(&teacher, &options, Some(&device), Some(&splits), self.flag("fresh run"), None)
     }
 
     /// For the training form: what the student name under the cursor means (shown under the
@@ -469,57 +501,18 @@ impl JobForm {
         })
     }
 
-    /// Validate and start the job on `runner`; returns its id.
-    pub fn start(&self, runner: &mut JobRunner, ws: &Workspace, created_by: &str) -> Result<i64> {
-        match self.kind {
-            JobKind::Score => {
-                let (teacher, pooling, opts) = self.score_params()?;
-                let load =
-                    LoadOptions { pooling, models_dir: Some(ws.data_dir().join("models")), ..Default::default() };
-                spawn_scoring(runner, ws, &teacher, load, opts)
-            }
-            JobKind::PseudoLabel => spawn_pseudo(runner, ws, self.pseudo_params(created_by)?),
+    /// Validate and start the job on `runner` (through the job catalog, as the CLI does); returns its id.
+    pub fn start(&self, runner: &mut JobRunner, ws: &Workspace, ctx: &OpenContext, created_by: &str) -> Result<i64> {
+        let spec = match self.kind {
+            JobKind::Score => JobSpec::Score(self.score_job()?),
+            JobKind::PseudoLabel => JobSpec::PseudoLabel(self.pseudo_params(created_by)?),
             #[cfg(feature = "burn")]
-            JobKind::Train => crate::student::spawn_training(runner, ws, self.train_request()?),
+            JobKind::Train => JobSpec::Train(self.train_request()?),
             #[cfg(not(feature = "burn"))]
             JobKind::Train => bail!("this build of dams has no model engine (rebuild with the `burn` feature)"),
-        }
+        };
+        spec.start(runner, ws, ctx)
     }
-}
-
-/// Run [`pseudo::run_with`] as a job on its own connection (WAL + busy timeout: labeling goes on).
-pub fn spawn_pseudo(runner: &mut JobRunner, ws: &Workspace, p: pseudo::Params) -> Result<i64> {
-    let params = json!({
-        "teachers": p.teachers,
-        "k": p.k,
-        "residual_noise": p.residual_noise,
-        "splits": p.splits.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "created_by": p.created_by,
-    });
-    let ws = ws.clone();
-    runner.spawn("pseudo_label", params, None, move |ctx| {
-        ctx.log(format!("pseudo-labeling with {} (k = {})", p.teachers.join(", "), p.k));
-        let mut store = ws.open_store()?;
-        match pseudo::run_with(&ws, &mut store, &p, Some(ctx)) {
-            Ok(o) => {
-                ctx.log(format!(
-                    "{} segments labelled (speech {}, music {}, noise {}); {} left out empty, {} unscored, {} kept gold",
-                    o.labeled,
-                    o.positives[0],
-                    o.positives[1],
-                    o.positives[2],
-                    o.excluded_empty,
-                    o.excluded_unscored,
-                    o.skipped_gold
-                ));
-                ctx.log(format!("wrote {}", o.labels_csv.display()));
-                ctx.log(format!("wrote {}", o.snapshot_csv.display()));
-                Ok(serde_json::to_value(&o)?)
-            }
-            Err(PseudoError::Cancelled) => Err(JobError::Cancelled.into()),
-            Err(e) => Err(e.into()),
-        }
-    })
 }
 
 #[cfg(test)]
@@ -556,31 +549,38 @@ mod tests {
     }
 
     #[test]
-    fn score_form_picks_one_teacher_splits_and_pooling() {
+    fn score_form_fields_come_from_the_teachers_options() {
         let mut f = JobForm::score(&["builtin".into(), "ast".into()]);
-        let (t, p, o) = f.score_params().unwrap();
-        assert_eq!((t.as_str(), p, o.splits, o.fresh), ("builtin", None, None, false));
-        f.right(); // single choice: moving selects
+        let names: Vec<&str> = f.fields.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["teacher", "splits", "device", "option weights", "fresh run"]);
+        let j = f.score_job().unwrap();
+        assert_eq!((j.teacher.as_str(), j.splits.clone(), j.fresh, j.device.as_str()), ("builtin", None, false, "auto"));
+        assert_eq!(j.options.get("weights").map(String::as_str), Some(""));
+        f.right(); // single choice: moving selects ast, whose option is pooling
+        let names: Vec<&str> = f.fields.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["teacher", "splits", "device", "option pooling", "fresh run"]);
         f.down();
         f.toggle(); // train off
+        f.down();
+        f.right(); // device cpu
         f.down();
         f.right(); // pooling max
         f.down();
         f.toggle();
-        let (t, p, o) = f.score_params().unwrap();
-        assert_eq!(t, "ast");
-        assert_eq!(p, Some(Pooling::Max));
-        assert_eq!(o.splits, Some(vec![Split::Unlabeled, Split::Dev, Split::Test, Split::Unsplit]));
-        assert!(o.fresh);
-        // The built-in teacher has no AudioSet logits to pool: refused before anything starts.
+        let j = f.score_job().unwrap();
+        assert_eq!(j.teacher, "ast");
+        assert_eq!(j.options.get("pooling").map(String::as_str), Some("max"));
+        assert_eq!(j.device, "cpu");
+        assert_eq!(j.splits, Some(vec!["unlabeled".into(), "dev".into(), "test".into(), "unsplit".into()]));
+        assert!(j.fresh);
+        // Back to builtin: its own option returns, and cpu is fine for it; gpu is refused before anything starts.
         f.cursor = 0;
         f.left();
-        let e = f.score_params().unwrap_err().to_string();
-        assert!(e.contains("max pooling applies to teachers with AudioSet logits") && e.contains("builtin"), "{e}");
+        assert!(f.fields.iter().any(|x| x.name == "option weights"));
         f.cursor = 2;
-        f.right(); // mean
-        f.right(); // back to noisy_or: the teacher's own, fine for any teacher
-        assert_eq!(f.score_params().unwrap().1, None);
+        f.right(); // gpu
+        let e = f.score_job().unwrap_err().to_string();
+        assert!(e.contains("device 'gpu'") && e.contains("runs on cpu"), "{e}");
     }
 
     #[test]

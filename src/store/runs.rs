@@ -1,0 +1,219 @@
+//! Teacher runs beyond their scores: the vocabulary of their raw outputs, the scope thresholds are set in, and
+//! paged reads of raw outputs (for `dams remap` and `dams export-scores --raw`).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Result, Store, bytes_to_f32s};
+use crate::teachers::raw::scoring_key;
+
+/// What `dams remap` and `dams export-scores` need of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunHead {
+    pub id: i64,
+    pub teacher: String,
+    pub checksum: String,
+    pub settings: String,
+    pub kind: String,
+    pub state: String,
+    pub raw_vocab: Option<String>,
+}
+
+impl Store {
+    /// Record the vocabulary of a run's raw outputs.
+    pub fn set_run_raw_vocab(&mut self, run_id: i64, vocab: Option<&str>) -> Result<()> {
+        self.conn().execute("UPDATE teacher_runs SET raw_vocab = ?1 WHERE id = ?2", params![vocab, run_id])?;
+        Ok(())
+    }
+
+    /// One run's identity, state and raw vocabulary.
+    pub fn run_head(&self, run_id: i64) -> Result<Option<RunHead>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id, teacher, checksum, settings, kind, state, raw_vocab FROM teacher_runs WHERE id = ?1",
+                [run_id],
+                |r| {
+                    Ok(RunHead {
+                        id: r.get(0)?,
+                        teacher: r.get(1)?,
+                        checksum: r.get(2)?,
+                        settings: r.get(3)?,
+                        kind: r.get(4)?,
+                        state: r.get(5)?,
+                        raw_vocab: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The newest run of `teacher` that has scores (what views, eval and pseudo-labels use by default).
+    pub fn latest_run_of(&self, teacher: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT r.id FROM teacher_runs r WHERE r.teacher = ?1 \
+                 AND EXISTS (SELECT 1 FROM teacher_scores s WHERE s.run_id = r.id) ORDER BY r.id DESC LIMIT 1",
+                [teacher],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The scope thresholds of `teacher` are set in: the scoring key (see [`scoring_key`]) of run `run_id`, or of
+    /// the teacher's latest run with scores; `None` when the teacher has no run.
+    pub fn threshold_scope(&self, teacher: &str, run_id: Option<i64>) -> Result<Option<String>> {
+        let run = match run_id {
+            Some(id) => Some(id),
+            None => self.latest_run_of(teacher)?,
+        };
+        let Some(id) = run else { return Ok(None) };
+        let settings: Option<String> =
+            self.conn().query_row("SELECT settings FROM teacher_runs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        Ok(settings.map(|s| scoring_key(&s)))
+    }
+
+    /// Segments per split, by split name.
+    pub fn split_counts(&self) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self.conn().prepare("SELECT split, count(*) FROM segments GROUP BY split ORDER BY split")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Segments with gold labels, and gold labels per annotator (by name).
+    pub fn gold_counts(&self) -> Result<(i64, Vec<(String, i64)>)> {
+        let gold: i64 = self.conn().query_row("SELECT count(DISTINCT segment_id) FROM gold_labels", [], |r| r.get(0))?;
+        let mut per = Vec::new();
+        for (id, name) in self.annotators()? {
+            let n: i64 =
+                self.conn().query_row("SELECT count(*) FROM gold_labels WHERE annotator_id = ?1", [id], |r| r.get(0))?;
+            per.push((name, n));
+        }
+        Ok((gold, per))
+    }
+
+    /// Put run `run_id` back to `running` (it is being resumed).
+    pub fn reopen_run(&mut self, run_id: i64) -> Result<()> {
+        self.conn().execute("UPDATE teacher_runs SET state = 'running' WHERE id = ?1", [run_id])?;
+        Ok(())
+    }
+
+    /// How many scores run `run_id` has, and how many of them keep a raw output; the byte length of one raw output.
+    pub fn raw_coverage(&self, run_id: i64) -> Result<(i64, i64, Option<i64>)> {
+        let (n, with): (i64, i64) = self.conn().query_row(
+            "SELECT count(*), count(logits) FROM teacher_scores WHERE run_id = ?1",
+            [run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let len: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT length(logits) FROM teacher_scores WHERE run_id = ?1 AND logits IS NOT NULL LIMIT 1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok((n, with, len))
+    }
+
+    /// Whether `teacher` has thresholds set in `scope` or on run `run_id`.
+    pub fn has_thresholds_in(&self, teacher: &str, scope: Option<&str>, run_id: i64) -> Result<bool> {
+        let n: i64 = self.conn().query_row(
+            "SELECT count(*) FROM thresholds WHERE teacher = ?1 AND (scope = ?2 OR run_id = ?3)",
+            params![teacher, scope, run_id],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// A new run of `from_run`'s teacher and weights with `settings`, whose scores are `derive(segment, raw)` of
+    /// every raw output of `from_run`, all in one transaction: when `derive` fails (its message, with the
+    /// segment) or anything else does, nothing is written. Returns the new run and the number of scores.
+    pub fn derive_run(
+        &mut self,
+        from_run: i64,
+        settings: &str,
+        mut derive: impl FnMut(i64, &[f32]) -> std::result::Result<[f32; 3], String>,
+    ) -> Result<std::result::Result<(i64, usize), String>> {
+        const PAGE: i64 = 512;
+        let tx = self.conn_mut().transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO teacher_runs (teacher, checksum, settings, kind, zero_shot, state, created_at, device, raw_vocab) \
+             SELECT teacher, checksum, ?2, kind, zero_shot, 'running', strftime('%Y-%m-%dT%H:%M:%fZ','now'), device, raw_vocab \
+             FROM teacher_runs WHERE id = ?1",
+            params![from_run, settings],
+        )?;
+        let new_id = tx.last_insert_rowid();
+        let mut scored = 0usize;
+        {
+            let mut read = tx.prepare(
+                "SELECT segment_id, logits FROM teacher_scores WHERE run_id = ?1 AND segment_id > ?2 \
+                 ORDER BY segment_id LIMIT ?3",
+            )?;
+            let mut write = tx.prepare(
+                "INSERT INTO teacher_scores (run_id, segment_id, speech, music, noise, logits) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+            )?;
+            let mut after = i64::MIN;
+            loop {
+                let page: Vec<(i64, Option<Vec<u8>>)> = read
+                    .query_map(params![from_run, after, PAGE], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let Some(last) = page.last() else { break };
+                after = last.0;
+                for (segment_id, blob) in &page {
+                    let raw = blob.as_deref().map(bytes_to_f32s).unwrap_or_default();
+                    let s = match derive(*segment_id, &raw) {
+                        Ok(s) => s,
+                        Err(e) => return Ok(Err(format!("segment #{segment_id} of run #{from_run}: {e}"))),
+                    };
+                    write.execute(params![new_id, segment_id, s[0] as f64, s[1] as f64, s[2] as f64])?;
+                    scored += 1;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE teacher_runs SET state = 'done', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+            [new_id],
+        )?;
+        tx.commit()?;
+        Ok(Ok((new_id, scored)))
+    }
+
+    /// Every log line a job wrote (newline-separated).
+    pub fn job_log(&self, job_id: i64) -> Result<String> {
+        Ok(self
+            .conn()
+            .query_row("SELECT log FROM jobs WHERE id = ?1", [job_id], |r| r.get::<_, String>(0))
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Scores and raw outputs of a run with segment id greater than `after`, in segment order, at most `limit`:
+    /// `(segment_id, scores, raw)`.
+    #[allow(clippy::type_complexity)]
+    pub fn run_rows_page(
+        &self,
+        run_id: i64,
+        after: i64,
+        limit: i64,
+        with_raw: bool,
+    ) -> Result<Vec<(i64, [f32; 3], Option<Vec<f32>>)>> {
+        let sql = if with_raw {
+            "SELECT segment_id, speech, music, noise, logits FROM teacher_scores WHERE run_id = ?1 AND segment_id > ?2 \
+             ORDER BY segment_id LIMIT ?3"
+        } else {
+            "SELECT segment_id, speech, music, noise, NULL FROM teacher_scores WHERE run_id = ?1 AND segment_id > ?2 \
+             ORDER BY segment_id LIMIT ?3"
+        };
+        let mut stmt = self.conn().prepare_cached(sql)?;
+        let rows = stmt.query_map(params![run_id, after, limit], |r| {
+            let blob: Option<Vec<u8>> = r.get(4)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                [r.get::<_, f64>(1)? as f32, r.get::<_, f64>(2)? as f32, r.get::<_, f64>(3)? as f32],
+                blob.map(|b| bytes_to_f32s(&b)),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

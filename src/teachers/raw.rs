@@ -1,0 +1,92 @@
+//! Raw teacher outputs and their vocabularies.
+//!
+//! A run keeps each segment's raw model output (in `teacher_scores.logits`, an f32 vector) tagged, on the run, with
+//! the vocabulary it is in (`teacher_runs.raw_vocab`): the 527 AudioSet logits of a tagger, the per-prompt
+//! similarities of a zero-shot teacher, per-frame class posteriors... Speech / music / noise scores are derived from
+//! it by the settings named in [`remappable`], so changing them re-derives the scores without running the model
+//! ([`crate::teachers::remap`]), and `dams export-scores --raw` writes one column per output, named by
+//! [`names`].
+
+use serde_json::{Map, Value};
+
+use super::audioset::{self, N_AUDIOSET, Pooling};
+
+/// The 527 AudioSet logits, in the standard (`class_labels_indices.csv`) order.
+pub const AUDIOSET_527: &str = "audioset-527";
+
+/// The run settings a re-derivation of vocabulary `vocab` reads (the options `dams remap --option` may change).
+pub fn remappable(vocab: &str) -> &'static [&'static str] {
+    match vocab {
+        AUDIOSET_527 => &["pooling"],
+        _ => &[],
+    }
+}
+
+/// The name of each output of `vocab` (`len` outputs), for column headers: AudioSet display names; `out_<i>` for
+/// vocabularies without names.
+pub fn names(vocab: &str, len: usize) -> Vec<String> {
+    match vocab {
+        AUDIOSET_527 if len == N_AUDIOSET => audioset::classes().iter().map(|c| c.name.clone()).collect(),
+        _ => (0..len).map(|i| format!("out_{i}")).collect(),
+    }
+}
+
+/// `[speech, music, noise]` from one raw output of `vocab`, with the run settings `settings`.
+pub fn rescore(vocab: &str, raw: &[f32], settings: &Map<String, Value>) -> Result<[f32; 3], String> {
+    match vocab {
+        AUDIOSET_527 => {
+            let pooling: Pooling = match settings.get("pooling").and_then(Value::as_str) {
+                Some(p) => p.parse()?,
+                None => Pooling::default(),
+            };
+            audioset::collapse_logits(raw, pooling)
+        }
+        other => Err(format!("dams cannot derive speech/music/noise scores from raw outputs of kind '{other}'")),
+    }
+}
+
+/// The part of a run's settings that decides what its scores mean: the settings without those that only say how
+/// or on what it ran (device, splits, the run a remap read). Runs with the same key are comparable and share
+/// thresholds; a key is canonical JSON (sorted keys).
+pub fn scoring_key(settings: &str) -> String {
+    const VOLATILE: [&str; 5] = ["device", "splits", "remapped_from", "batch_size", "via"];
+    let mut m = match serde_json::from_str::<Value>(settings) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for k in VOLATILE {
+        m.remove(k);
+    }
+    // serde_json's Map is ordered by key: the serialisation is canonical.
+    Value::Object(m).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scoring_keys_ignore_how_a_run_ran() {
+        let a = scoring_key(r#"{"splits":"all","pooling":"max","device":"cpu"}"#);
+        let b = scoring_key(r#"{"device":"gpu (x)","pooling":"max","remapped_from":3}"#);
+        assert_eq!(a, b);
+        assert_eq!(a, r#"{"pooling":"max"}"#);
+        assert_ne!(a, scoring_key(r#"{"pooling":"noisy_or"}"#));
+        assert_eq!(scoring_key("not json"), "{}");
+    }
+
+    #[test]
+    fn audioset_raw_outputs_rescore_by_pooling() {
+        let mut l = vec![-9.0f32; N_AUDIOSET];
+        l[0] = 3.0;
+        let mut s = Map::new();
+        let noisy = rescore(AUDIOSET_527, &l, &s).unwrap();
+        s.insert("pooling".into(), Value::from("max"));
+        let max = rescore(AUDIOSET_527, &l, &s).unwrap();
+        assert_ne!(noisy, max);
+        assert_eq!(max, audioset::collapse_logits(&l, Pooling::Max).unwrap());
+        assert!(rescore("nope", &l, &s).is_err());
+        assert_eq!(names(AUDIOSET_527, N_AUDIOSET)[0], "Speech");
+        assert_eq!(names("x", 2), ["out_0", "out_1"]);
+    }
+}
