@@ -118,29 +118,9 @@ pub fn ensure_at(root: &Path, reset: bool) -> Result<Demo> {
 fn user_work(root: &Path) -> Option<Vec<String>> {
     let ws = Workspace::open(root).ok()?;
     let store = ws.open_store().ok()?;
-    let count = |sql: &str| -> Option<i64> { store.conn().query_row(sql, [], |r| r.get::<_, i64>(0)).ok() };
-    let demo = format!("(SELECT id FROM annotators WHERE name = '{DEMO_ANNOTATOR}')");
-    let checks = [
-        (format!("SELECT count(*) FROM gold_labels WHERE annotator_id IS NOT {demo}"), "gold labels"),
-        // building writes one history row per labelled window; more means labels were changed
-        (
-            format!(
-                "SELECT max(0, (SELECT count(*) FROM label_history WHERE annotator_id IS NOT {demo}) \
-                 + (SELECT count(*) FROM label_history WHERE annotator_id IS {demo}) \
-                 - (SELECT count(DISTINCT segment_id) FROM label_history WHERE annotator_id IS {demo}))"
-            ),
-            "label changes",
-        ),
-        ("SELECT count(*) FROM notes".to_string(), "notes"),
-        ("SELECT count(*) FROM review_flags".to_string(), "review flags"),
-        ("SELECT count(*) FROM teacher_runs".to_string(), "teacher runs"),
-        ("SELECT count(*) FROM thresholds".to_string(), "thresholds"),
-        ("SELECT count(*) FROM pseudo_runs".to_string(), "pseudo-label runs"),
-        ("SELECT count(*) FROM jobs".to_string(), "jobs"),
-    ];
+    let checks = store.work_beyond(DEMO_ANNOTATOR).ok()?;
     let mut found = Vec::new();
-    for (sql, what) in &checks {
-        let n = count(sql)?;
+    for (what, n) in checks {
         if n > 0 {
             found.push(format!("{what}: {n}"));
         }

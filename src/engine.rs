@@ -7,6 +7,10 @@
 //! * `gpu`: a wgpu adapter (Vulkan / Metal / DX12) that is a real GPU; an error if there is none.
 //! * `auto`: the GPU if one works, else the CPU with a one-line notice. A software adapter (llvmpipe, a "CPU"
 //!   device type) counts as no GPU: it is far slower than burn-flex.
+//! * `gpu:software`, or `DAMS_WGPU_ALLOW_SOFTWARE=1` with `gpu`/`auto`: a software Vulkan adapter (Mesa's lavapipe)
+//!   is used as the GPU. It runs the same WGSL/SPIR-V kernels burn sends to a real card, on the CPU: slow, but it
+//!   proves the GPU path's numbers on machines without a GPU (the parity tests do this in CI). The notice names the
+//!   adapter.
 //!
 //! Probing never panics: no Vulkan loader, no adapter or a failing adapter is an error value (the probe also runs
 //! under `catch_unwind`, in case a driver misbehaves), and the result is cached for the process because a wgpu
@@ -24,6 +28,8 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Gpu,
+    /// A wgpu adapter, a software one (lavapipe) included: `gpu:software`.
+    GpuSoftware,
     /// burn-ndarray on the CPU (builds with the `ndarray` feature; for comparisons).
     Ndarray,
 }
@@ -35,8 +41,9 @@ impl FromStr for DeviceChoice {
             "auto" | "" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
+            "gpu:software" | "software" => Ok(DeviceChoice::GpuSoftware),
             "ndarray" => Ok(DeviceChoice::Ndarray),
-            other => Err(format!("unknown device '{other}' (auto, cpu or gpu)")),
+            other => Err(format!("unknown device '{other}' (auto, cpu, gpu or gpu:software)")),
         }
     }
 }
@@ -47,6 +54,7 @@ impl std::fmt::Display for DeviceChoice {
             DeviceChoice::Auto => "auto",
             DeviceChoice::Cpu => "cpu",
             DeviceChoice::Gpu => "gpu",
+            DeviceChoice::GpuSoftware => "gpu:software",
             DeviceChoice::Ndarray => "ndarray",
         })
     }
@@ -83,16 +91,40 @@ impl Engine {
 
     /// Select a device for `choice`.
     pub fn select(choice: DeviceChoice) -> Result<Engine, String> {
+        let allow_software = choice == DeviceChoice::GpuSoftware || software_allowed_by_env();
+        let gpu = match probe_gpu() {
+            Ok(p) if p.software && !allow_software => Err(format!(
+                "the only adapter is the software renderer {} (use it with --device gpu:software or \
+                 DAMS_WGPU_ALLOW_SOFTWARE=1: correct but slow)",
+                p.adapter
+            )),
+            Ok(p) => Ok(p.engine.clone()),
+            Err(e) => Err(e.clone()),
+        };
         match choice {
             DeviceChoice::Cpu => Ok(Engine::cpu()),
             DeviceChoice::Ndarray => Engine::ndarray(),
-            DeviceChoice::Gpu => probe_gpu().clone().map_err(|e| format!("no usable GPU: {e} (use --device cpu)")),
-            DeviceChoice::Auto => Ok(match probe_gpu() {
-                Ok(g) => g.clone(),
+            DeviceChoice::Gpu | DeviceChoice::GpuSoftware => {
+                gpu.map_err(|e| format!("no usable GPU: {e} (use --device cpu)"))
+            }
+            DeviceChoice::Auto => Ok(match gpu {
+                Ok(g) => g,
                 Err(e) => Engine { notice: Some(format!("no usable GPU ({e}); running on the CPU")), ..Engine::cpu() },
             }),
         }
     }
+}
+
+/// `DAMS_WGPU_ALLOW_SOFTWARE=1`: a software adapter counts as a GPU for `gpu` and `auto` too.
+fn software_allowed_by_env() -> bool {
+    std::env::var("DAMS_WGPU_ALLOW_SOFTWARE").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+}
+
+/// What the one wgpu probe of the process found.
+struct Probe {
+    engine: Engine,
+    adapter: String,
+    software: bool,
 }
 
 /// Whether `device` is a plain CPU device (burn-flex or burn-ndarray, without autodiff), whose tensors live in host
@@ -117,8 +149,8 @@ pub fn is_host_inference_device(device: &Device) -> bool {
 }
 
 /// The wgpu probe, once per process.
-fn probe_gpu() -> &'static Result<Engine, String> {
-    static PROBE: OnceLock<Result<Engine, String>> = OnceLock::new();
+fn probe_gpu() -> &'static Result<Probe, String> {
+    static PROBE: OnceLock<Result<Probe, String>> = OnceLock::new();
     PROBE.get_or_init(|| {
         if std::env::var_os("DAMS_NO_GPU").is_some() {
             return Err("DAMS_NO_GPU is set".into());
@@ -181,7 +213,7 @@ impl Drop for QuietStderr {
     }
 }
 
-fn probe_wgpu() -> Result<Engine, String> {
+fn probe_wgpu() -> Result<Probe, String> {
     use burn::tensor::wgpu::WgpuBackend;
     use burn::tensor::wgpu::wgpu::DeviceType;
     // Ask for the platform's native API explicitly: `Auto` also tries OpenGL, which finds software renderers
@@ -196,10 +228,14 @@ fn probe_wgpu() -> Result<Engine, String> {
     let (device, setup) =
         Device::wgpu_options().graphics_api(api).init_with_setup().map_err(|e| first_line(&e.to_string()))?;
     let info = setup.adapter.get_info();
-    if matches!(info.device_type, DeviceType::Cpu) {
-        return Err(format!("the only adapter is the software renderer {} ({:?})", info.name, info.backend));
-    }
-    Ok(Engine { device, description: format!("gpu ({}, {:?})", info.name, info.backend), gpu: true, notice: None })
+    let software = matches!(info.device_type, DeviceType::Cpu);
+    let adapter = format!("{} ({:?}{})", info.name, info.backend, if software { ", software" } else { "" });
+    let notice = software.then(|| format!("running on the software adapter {adapter}: correct but slow"));
+    Ok(Probe {
+        engine: Engine { device, description: format!("gpu ({adapter})"), gpu: true, notice },
+        adapter,
+        software,
+    })
 }
 
 fn first_line(s: &str) -> String {

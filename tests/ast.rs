@@ -87,7 +87,11 @@ mod model {
     }
 
     fn check_logits_with(dir: &Path, tol: f32, cpu_kernels: bool) {
-        let mut t = open(dir).unwrap().with_cpu_kernels(cpu_kernels);
+        check_logits_on(dir, tol, Engine::cpu(), cpu_kernels);
+    }
+
+    fn check_logits_on(dir: &Path, tol: f32, engine: Engine, cpu_kernels: bool) {
+        let mut t = AstTeacher::open(dir, engine, None).unwrap().with_cpu_kernels(cpu_kernels);
         eprintln!("CPU kernels: {cpu_kernels}");
         let n = t.config().num_labels();
         let clips = clips();
@@ -119,6 +123,24 @@ mod model {
     fn logits_match_transformers() {
         for c in CONFIGS {
             check_logits(&fixtures().join(c), 1e-4);
+        }
+    }
+
+    /// The GPU path: burn on wgpu, on whatever Vulkan adapter there is — on machines without a GPU, Mesa's software
+    /// lavapipe (`.ci/run` installs it), which runs the same WGSL/SPIR-V kernels a real card gets. Same goldens, same
+    /// bound. Skipped, saying so, where there is no Vulkan adapter at all.
+    #[test]
+    fn logits_match_transformers_on_wgpu() {
+        let engine = match Engine::select(dams::engine::DeviceChoice::GpuSoftware) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("SKIPPED logits_match_transformers_on_wgpu: {e}");
+                return;
+            }
+        };
+        eprintln!("wgpu parity on {}", engine.description);
+        for c in CONFIGS {
+            check_logits_on(&fixtures().join(c), 1e-4, engine.clone(), false);
         }
     }
 

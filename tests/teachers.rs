@@ -179,10 +179,16 @@ fn cli_lists_teachers_and_scores_a_workspace() {
     store.upsert_segments(&rows).unwrap();
     drop(store);
     let ws_arg = ws.root().to_str().unwrap();
-    let (ok, out, err) = dams(&["-w", ws_arg, "score", "--teacher", "builtin", "--split", "dev,test"], tmp.path());
-    assert!(ok, "{err}");
+    // Some segments failed: every one is named, the others are scored, and the exit status says so (3).
+    let o = common::dams(&tmp.path().join(".home"))
+        .args(["-w", ws_arg, "score", "--teacher", "builtin", "--split", "dev,test"])
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{out}\n{err}");
     assert!(out.contains("3 scored") && out.contains("1 failed") && out.contains("builtin_pseudo"), "{out}");
-    assert!(err.contains("broken.wav"), "{err}");
+    assert!(out.contains("skipped segments/broken.wav"), "{out}");
+    assert!(err.contains("1 of 4 segments could not be scored"), "{err}");
     let store = ws.open_store().unwrap();
     let runs = store.runs().unwrap();
     assert_eq!(runs.len(), 1);
@@ -290,4 +296,38 @@ fn cli_pooling_is_refused_without_audioset_logits_and_remap_pools_stored_logits_
         assert!(!ok && err.contains(why), "run {run}: {err}");
     }
     assert_eq!(ws.open_store().unwrap().runs().unwrap().len(), before, "refused remaps write nothing");
+
+    // export-scores: the run's scores per segment, and with --raw one column per AudioSet class.
+    let csv = tmp.path().join("ast.csv");
+    let (ok, out, err) =
+        dams(&["-w", ws_arg, "export-scores", "--run", &ast.to_string(), "--raw", "-o", csv.to_str().unwrap()], tmp.path());
+    assert!(ok, "{err}");
+    assert!(out.contains("3 segments of run #1, 534 columns"), "{out}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    assert_eq!(&header.iter().take(8).collect::<Vec<_>>(), &["segment_path", "start_time", "end_time", "split", "speech", "music", "noise", "Speech"]);
+    let recs: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+    assert_eq!(recs.len(), 3);
+    assert_eq!(&recs[1][0], "segments/s1.wav");
+    let want = collapse_logits(&logits(1), Pooling::NoisyOr).unwrap();
+    assert_eq!(recs[1][4].parse::<f32>().unwrap(), want[0]);
+    assert_eq!(recs[1][7].parse::<f32>().unwrap(), logits(1)[0]);
+    // The latest run of a teacher by name, as Parquet, without raw outputs.
+    let pq = tmp.path().join("builtin.parquet");
+    let (ok, out, err) = dams(&["-w", ws_arg, "export-scores", "--teacher", "builtin", "-o", pq.to_str().unwrap()], tmp.path());
+    assert!(ok, "{err}");
+    assert!(out.contains("3 segments") && out.contains("7 columns"), "{out}");
+    #[cfg(feature = "parquet")]
+    {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let r = SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+        assert_eq!(r.metadata().file_metadata().num_rows(), 3);
+        assert_eq!(r.metadata().file_metadata().schema_descr().num_columns(), 7);
+    }
+    // Raw outputs of a teacher that keeps none: refused, nothing written.
+    let (ok, _, err) =
+        dams(&["-w", ws_arg, "export-scores", "--teacher", "builtin", "--raw", "-o", tmp.path().join("x.csv").to_str().unwrap()], tmp.path());
+    assert!(!ok && err.contains("kept no raw outputs"), "{err}");
+    assert!(!tmp.path().join("x.csv").exists());
 }

@@ -491,12 +491,7 @@ pub fn run_thresholds(ctx: &Ctx, a: ThresholdsArgs) -> Result<()> {
         ThresholdsAction::Show { teacher } => {
             let teachers: Vec<String> = match teacher {
                 Some(t) => vec![t],
-                None => {
-                    let mut stmt = store
-                        .conn()
-                        .prepare("SELECT teacher FROM thresholds UNION SELECT teacher FROM teacher_runs ORDER BY 1")?;
-                    stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
-                }
+                None => store.teachers_with_thresholds_or_runs()?,
             };
             if teachers.is_empty() {
                 println!("no thresholds yet (dams calibrate --save, or dams thresholds set)");

@@ -52,7 +52,7 @@ pub fn export(store: &Store, teacher: Option<&str>, run: Option<i64>, with_raw: 
         .ok()
         .and_then(|v| v.get("remapped_from").and_then(|x| x.as_i64()))
         .unwrap_or(run_id);
-    let vocab = store.run_head(raw_run)?.and_then(|h| h.raw_vocab);
+    let vocab = store.raw_vocab_of(raw_run)?;
     if with_raw && vocab.is_none() {
         bail!("run #{run_id} ({}) kept no raw outputs: export without --raw", head.teacher);
     }

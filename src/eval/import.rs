@@ -119,14 +119,7 @@ pub fn import_scores(
     let (seg_col, cols) =
         resolve_columns(&header, teacher).map_err(|message| ImportError::Header { path: pstr.clone(), message })?;
 
-    let mut by_path: HashMap<String, i64> = HashMap::new();
-    {
-        let mut stmt = store.conn().prepare("SELECT segment_path, id FROM segments")?;
-        for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-            let (p, id) = r?;
-            by_path.insert(p, id);
-        }
-    }
+    let by_path: HashMap<String, i64> = store.segment_ids_by_path()?;
 
     let mut errors: Vec<RowError> = Vec::new();
     let mut n_err = 0usize;

@@ -47,17 +47,13 @@ pub struct SegInfo {
 
 /// Split and raw file of every segment.
 pub fn segment_index(store: &Store) -> Result<HashMap<i64, SegInfo>> {
-    let mut stmt = store.conn().prepare("SELECT id, split, raw_file, segment_path FROM segments")?;
-    let rows = stmt.query_map([], |r| {
-        let split: String = r.get(1)?;
-        let raw: String = r.get(2)?;
-        let path: String = r.get(3)?;
-        Ok((
-            r.get::<_, i64>(0)?,
-            SegInfo { split: split.parse().unwrap_or(Split::Unsplit), file: if raw.is_empty() { path } else { raw } },
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(store
+        .segment_keys()?
+        .into_iter()
+        .map(|(id, split, raw, path)| {
+            (id, SegInfo { split: split.parse().unwrap_or(Split::Unsplit), file: if raw.is_empty() { path } else { raw } })
+        })
+        .collect())
 }
 
 /// A teacher run by id, or the newest run of `teacher` that has scores.

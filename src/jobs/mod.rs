@@ -196,9 +196,7 @@ impl JobCtx {
         });
         // Best effort: a log line that cannot be stored is still shown in memory.
         self.with_db(|store| {
-            let _ = store
-                .conn()
-                .execute("UPDATE jobs SET log = log || ?1 || char(10) WHERE id = ?2", rusqlite::params![line, self.id]);
+            let _ = store.append_job_log(self.id, &line);
         });
     }
 

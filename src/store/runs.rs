@@ -25,6 +25,16 @@ impl Store {
         Ok(())
     }
 
+    /// The vocabulary of run `run_id`'s raw outputs: as recorded, or for runs written before vocabularies were
+    /// recorded, `audioset-527` when its raw outputs are 527 values (the only raw outputs dams kept then).
+    pub fn raw_vocab_of(&self, run_id: i64) -> Result<Option<String>> {
+        if let Some(v) = self.run_head(run_id)?.and_then(|h| h.raw_vocab) {
+            return Ok(Some(v));
+        }
+        let (_, _, len) = self.raw_coverage(run_id)?;
+        Ok((len == Some(4 * crate::teachers::audioset::N_AUDIOSET as i64)).then(|| crate::teachers::raw::AUDIOSET_527.to_string()))
+    }
+
     /// One run's identity, state and raw vocabulary.
     pub fn run_head(&self, run_id: i64) -> Result<Option<RunHead>> {
         Ok(self
@@ -71,6 +81,82 @@ impl Store {
         let settings: Option<String> =
             self.conn().query_row("SELECT settings FROM teacher_runs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
         Ok(settings.map(|s| scoring_key(&s)))
+    }
+
+    /// Every teacher named by a threshold or a run, sorted.
+    pub fn teachers_with_thresholds_or_runs(&self) -> Result<Vec<String>> {
+        let mut stmt =
+            self.conn().prepare("SELECT teacher FROM thresholds UNION SELECT teacher FROM teacher_runs ORDER BY 1")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// `(id, split, raw_file, segment_path)` of every segment.
+    pub fn segment_keys(&self) -> Result<Vec<(i64, String, String, String)>> {
+        let mut stmt = self.conn().prepare("SELECT id, split, raw_file, segment_path FROM segments")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Segment id by segment path.
+    pub fn segment_ids_by_path(&self) -> Result<std::collections::HashMap<String, i64>> {
+        let mut stmt = self.conn().prepare("SELECT segment_path, id FROM segments")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Append one line to a job's stored log.
+    pub fn append_job_log(&mut self, job_id: i64, line: &str) -> Result<()> {
+        self.conn().execute("UPDATE jobs SET log = log || ?1 || char(10) WHERE id = ?2", params![line, job_id])?;
+        Ok(())
+    }
+
+    /// The newest pseudo-label run of a label source.
+    pub fn latest_pseudo_run(&self, label_source: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id FROM pseudo_runs WHERE label_source = ?1 ORDER BY id DESC LIMIT 1",
+                [label_source],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The pseudo-labels of a pseudo-label run: `(segment_id, [speech, music, noise])`.
+    pub fn pseudo_labels_of(&self, pseudo_run_id: i64) -> Result<Vec<(i64, [bool; 3])>> {
+        let mut stmt =
+            self.conn().prepare("SELECT segment_id, speech, music, noise FROM pseudo_labels WHERE pseudo_run_id = ?1")?;
+        let rows = stmt.query_map([pseudo_run_id], |r| {
+            Ok((r.get::<_, i64>(0)?, [r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)? != 0, r.get::<_, i64>(3)? != 0]))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// What was written in a workspace by anyone but `builder` (the demo's own annotator): `(what, count)` for gold
+    /// labels, label changes beyond one per labelled window, notes, review flags, runs, thresholds, pseudo-label
+    /// runs and jobs.
+    pub fn work_beyond(&self, builder: &str) -> Result<Vec<(&'static str, i64)>> {
+        let count = |sql: &str| -> Result<i64> { Ok(self.conn().query_row(sql, [builder], |r| r.get::<_, i64>(0))?) };
+        let b = "(SELECT id FROM annotators WHERE name = ?1)";
+        Ok(vec![
+            ("gold labels", count(&format!("SELECT count(*) FROM gold_labels WHERE annotator_id IS NOT {b}"))?),
+            (
+                "label changes",
+                // building writes one history row per labelled window; more means labels were changed
+                count(&format!(
+                    "SELECT max(0, (SELECT count(*) FROM label_history WHERE annotator_id IS NOT {b}) \
+                     + (SELECT count(*) FROM label_history WHERE annotator_id IS {b}) \
+                     - (SELECT count(DISTINCT segment_id) FROM label_history WHERE annotator_id IS {b}))"
+                ))?,
+            ),
+            ("notes", count("SELECT count(*) FROM notes WHERE ?1 IS NOT NULL")?),
+            ("review flags", count("SELECT count(*) FROM review_flags WHERE ?1 IS NOT NULL")?),
+            ("teacher runs", count("SELECT count(*) FROM teacher_runs WHERE ?1 IS NOT NULL")?),
+            ("thresholds", count("SELECT count(*) FROM thresholds WHERE ?1 IS NOT NULL")?),
+            ("pseudo-label runs", count("SELECT count(*) FROM pseudo_runs WHERE ?1 IS NOT NULL")?),
+            ("jobs", count("SELECT count(*) FROM jobs WHERE ?1 IS NOT NULL")?),
+        ])
     }
 
     /// Segments per split, by split name.

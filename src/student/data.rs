@@ -151,28 +151,14 @@ pub fn training_targets(store: &Store, sources: &[SourceSpec]) -> Result<HashMap
         gold_ids.extend(store.resolved_gold()?.into_iter().map(|(id, _)| id));
     }
     for src in sources.iter().filter(|s| s.source != "gold") {
-        let run: Option<i64> = store
-            .conn()
-            .query_row(
-                "SELECT id FROM pseudo_runs WHERE label_source = ?1 ORDER BY id DESC LIMIT 1",
-                [&src.source],
-                |r| r.get(0),
-            )
-            .ok();
+        let run: Option<i64> = store.latest_pseudo_run(&src.source)?;
         let Some(run) = run else {
             bail!(
                 "no pseudo-labels with label source '{}' in this workspace (run `dams pseudo-label` first, or use gold)",
                 src.source
             );
         };
-        let mut stmt = store
-            .conn()
-            .prepare("SELECT segment_id, speech, music, noise FROM pseudo_labels WHERE pseudo_run_id = ?1")?;
-        let rows = stmt.query_map([run], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)? != 0, r.get::<_, i64>(3)? != 0))
-        })?;
-        for row in rows {
-            let (id, s, m, n) = row?;
+        for (id, [s, m, n]) in store.pseudo_labels_of(run)? {
             // Never train on pseudo-labels of segments that have gold, nor of dev/test segments.
             if gold_ids.contains(&id) || matches!(splits.get(&id), Some(Split::Dev | Split::Test) | None) {
                 continue;

@@ -89,7 +89,7 @@ pub fn remap_run(store: &mut Store, run_id: i64, changes: &[(String, String)]) -
             run.teacher
         );
     }
-    let (n, with_logits, raw_len) = store.raw_coverage(logits_run)?;
+    let (n, with_logits, _) = store.raw_coverage(logits_run)?;
     if n == 0 {
         bail!("run #{logits_run} ({}) has no scores", run.teacher);
     }
@@ -104,17 +104,8 @@ pub fn remap_run(store: &mut Store, run_id: i64, changes: &[(String, String)]) -
     if with_logits < n {
         bail!("{} of the {n} scores of run #{logits_run} have no raw output: score again with the model", n - with_logits);
     }
-    let vocab = match run_row(store, logits_run)?.and_then(|r| r.raw_vocab) {
-        Some(v) => v,
-        None => {
-            // Runs written before raw outputs were tagged: 527 values are AudioSet logits (what dams stored then).
-            let len = raw_len;
-            if len == Some(4 * crate::teachers::audioset::N_AUDIOSET as i64) {
-                raw::AUDIOSET_527.to_string()
-            } else {
-                bail!("run #{logits_run} ({}) does not say what its raw outputs are; score again with the model", run.teacher)
-            }
-        }
+    let Some(vocab) = store.raw_vocab_of(logits_run)? else {
+        bail!("run #{logits_run} ({}) does not say what its raw outputs are; score again with the model", run.teacher)
     };
     let allowed = raw::remappable(&vocab);
     for (k, v) in changes {
