@@ -397,6 +397,35 @@ fn score_a_workspace_with_an_installed_checkpoint() {
             assert!((x[c] - y[c]).abs() < 1e-6, "segment {a}: {x:?} vs {y:?}");
         }
     }
+
+    // The GPU path: the same segments scored by the installed teacher on wgpu (a software Vulkan adapter, lavapipe,
+    // where there is no GPU) give the CPU run's scores and logits within 1e-4.
+    match dams::engine::Engine::select(dams::engine::DeviceChoice::GpuSoftware) {
+        Err(e) => eprintln!("SKIPPED scoring on wgpu: {e}"),
+        Ok(gpu) => {
+            eprintln!("scoring on {}", gpu.description);
+            let ctx = dams::teachers::OpenContext::new(home.path().join("cache/models")).with_device("gpu:software");
+            let mut t = dams::catalog::open("ast", &ctx).unwrap();
+            let mut store = ws.open_store().unwrap();
+            let opts = dams::teachers::score::ScoreOptions {
+                splits: Some(vec![Split::Dev, Split::Test]),
+                batch_size: Some(2),
+                fresh: true,
+            };
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let r = dams::teachers::score::score_segments(&ws, &mut store, t.as_mut(), &opts, &cancel, |_| {}).unwrap();
+            assert_eq!((r.scored, r.failed.len()), (3, 0));
+            let gpu_run = store.runs().unwrap().into_iter().find(|x| x.id == r.run_id).unwrap();
+            assert!(gpu_run.settings.contains("\"device\":\"gpu\""), "{gpu_run:?}");
+            for ((a, x), (b, y)) in first.iter().zip(&store.run_scores(r.run_id).unwrap()) {
+                assert_eq!(a, b);
+                let d = (0..3).map(|c| (x[c] - y[c]).abs()).fold(0f32, f32::max);
+                let l = max_abs_diff(&store.logits(run.id, *a).unwrap().unwrap(), &store.logits(r.run_id, *a).unwrap().unwrap());
+                eprintln!("segment {a}: wgpu vs cpu scores max abs difference {d:.2e}, logits {l:.2e}");
+                assert!(d <= 1e-4 && l <= 1e-4, "segment {a}: {x:?} vs {y:?}");
+            }
+        }
+    }
 }
 
 /// The commit the test hub says it serves.

@@ -21,7 +21,7 @@ pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::Teac
     label_source: None,
     zero_shot: false,
     raw_vocab: None,
-    devices: &["cpu", "gpu", "ndarray"],
+    devices: &["cpu", "gpu", "gpu:software", "ndarray"],
     options: &[],
     install: None,
     state: |ctx| match &ctx.models_dir {

@@ -41,7 +41,7 @@ pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::Teac
     label_source: None,
     zero_shot: false,
     raw_vocab: Some(crate::teachers::raw::AUDIOSET_527),
-    devices: &["cpu", "gpu", "ndarray"],
+    devices: &["cpu", "gpu", "gpu:software", "ndarray"],
     options: &[crate::teachers::OptionSpec {
         name: "pooling",
         default: "noisy_or",
