@@ -8,6 +8,7 @@ pub mod audio;
 pub mod browse;
 pub mod cli;
 pub mod config;
+pub mod containment;
 pub mod demo;
 pub mod dsp;
 #[cfg(feature = "burn")]
@@ -19,6 +20,7 @@ pub mod labels;
 pub mod manifest;
 pub mod playback;
 pub mod pseudo;
+pub mod recovery;
 pub mod rng;
 pub mod store;
 #[cfg(feature = "burn")]

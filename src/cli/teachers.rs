@@ -358,6 +358,10 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
     if report.default_thresholds_set {
         println!("stored the teacher's default thresholds (method 'default'); calibrate with `dams calibrate`");
     }
+    if !report.failed.is_empty() {
+        let total = report.scored + report.failed.len();
+        return Err(super::audio::PartialFailure { failed: report.failed.len(), total, what: "segments" }.into());
+    }
     Ok(())
 }
 

@@ -111,6 +111,8 @@ pub fn score_segments_with(
             (id, false)
         }
     };
+    // One process scores a run at a time: a second one would score the same segments twice.
+    let _lease = crate::store::lease::RunLease::acquire(store, run_id)?;
 
     let done_before = store.scored_segments(run_id)?;
     let todo: Vec<_> = segments.iter().filter(|s| !done_before.contains(&s.id)).collect();
@@ -250,6 +252,16 @@ pub fn score_segments_with(
     });
     outcome?;
 
+    // Every segment tried failed: the run is not done and gets no default thresholds.
+    if !report.cancelled && report.scored == 0 && !report.failed.is_empty() {
+        store.finish_run(run_id, "failed")?;
+        let (path, e) = &report.failed[0];
+        anyhow::bail!(
+            "scoring failed on all {} segment(s) tried; run #{run_id} is marked failed and no thresholds were stored \
+             (first failure: {path}: {e})",
+            report.failed.len()
+        );
+    }
     store.finish_run(run_id, if report.cancelled { "cancelled" } else { "done" })?;
     if let Some(defaults) = teacher.default_thresholds() {
         let current = store.thresholds(teacher.id())?;
