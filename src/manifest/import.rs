@@ -56,6 +56,9 @@ pub struct ImportSummary {
     /// Canonical columns the file lacks (their defaults were used).
     pub missing_columns: Vec<&'static str>,
     pub dry_run: bool,
+    /// How the rows reached the store: in chunks (a store on disk; see
+    /// [`crate::store::import_apply`]), with the longest time one chunk held the write lock.
+    pub chunks: Option<(usize, std::time::Duration)>,
 }
 
 impl fmt::Display for ImportSummary {
@@ -85,6 +88,14 @@ impl fmt::Display for ImportSummary {
         }
         if !self.missing_columns.is_empty() {
             writeln!(f, "  columns not in the file (defaults used): {}", self.missing_columns.join(", "))?;
+        }
+        if let Some((n, longest)) = self.chunks {
+            writeln!(
+                f,
+                "  written in {n} chunk{}; longest write lock {:.0} ms",
+                if n == 1 { "" } else { "s" },
+                longest.as_secs_f64() * 1e3
+            )?;
         }
         if self.extra_columns.is_empty() {
             write!(f, "  extra columns: none")
@@ -348,7 +359,7 @@ pub fn import_reader<R: Read + Send>(
     store.conn().execute_batch(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))?;
     let result = import_rows(store, &mut rdr, &mut rec, &layout, data_root, shown, opts, line_offset, &mut problems);
     store.conn().execute_batch(&format!("PRAGMA cache_size = {old_cache}"))?;
-    let (rows, counts) = result?;
+    let (rows, counts, chunks) = result?;
     Ok(ImportSummary {
         path: shown.to_string(),
         rows,
@@ -357,6 +368,7 @@ pub fn import_reader<R: Read + Send>(
         spelling: layout.spelling,
         missing_columns,
         dry_run: opts.dry_run,
+        chunks,
     })
 }
 
@@ -377,7 +389,7 @@ fn import_rows<R: Read + Send>(
     opts: &ImportOptions,
     line_offset: u64,
     problems: &mut Problems,
-) -> Result<(usize, ManifestCounts), ManifestError> {
+) -> Result<(usize, ManifestCounts, Option<(usize, std::time::Duration)>), ManifestError> {
     if !opts.dry_run && store.path().as_os_str() != ":memory:" {
         return import_rows_staged(store, rdr, rec, layout, data_root, shown, opts, line_offset, problems);
     }
@@ -432,7 +444,7 @@ fn import_rows<R: Read + Send>(
     } else {
         tx.commit()?;
     }
-    Ok((rows, counts))
+    Ok((rows, counts, None))
 }
 
 /// [`import_rows`] for a store on disk: validate the whole file into a stage (the store is not
@@ -450,7 +462,7 @@ fn import_rows_staged<R: Read + Send>(
     opts: &ImportOptions,
     line_offset: u64,
     problems: &mut Problems,
-) -> Result<(usize, ManifestCounts), ManifestError> {
+) -> Result<(usize, ManifestCounts, Option<(usize, std::time::Duration)>), ManifestError> {
     use crate::store::import_apply::{Stage, apply, register};
     let batch_size = opts.batch_size.max(1);
     let has = |i: usize| layout.fields[i].is_some();
@@ -499,8 +511,9 @@ fn import_rows_staged<R: Read + Send>(
             return Err(e.into());
         }
     };
-    let counts = apply(store, id, None, &mut |_| {})?;
-    Ok((rows, counts))
+    let mut last = crate::store::import_apply::ApplyProgress::default();
+    let counts = apply(store, id, None, &mut |p| last = *p)?;
+    Ok((rows, counts, Some((last.chunks, last.longest))))
 }
 
 /// The parsing half of [`import_rows`]: returns the number of data rows.

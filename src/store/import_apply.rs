@@ -23,7 +23,11 @@ use super::{NewSegment, Result, Store, StoreError, now, process_alive};
 use crate::labels::{LabelSet, LabelSource, Split};
 
 /// How long one chunk's transaction should hold the write lock.
-pub const TARGET_CHUNK: Duration = Duration::from_millis(40);
+pub const TARGET_CHUNK: Duration = Duration::from_millis(25);
+/// Pause between chunks. SQLite's locks are not fair: an importer that takes the lock again at
+/// once would starve a label writer polling for it; a short gap lets waiting writers in (the TUI's
+/// label writer polls every millisecond).
+pub const CHUNK_GAP: Duration = Duration::from_millis(3);
 const FIRST_CHUNK: usize = 500;
 const MIN_CHUNK: usize = 50;
 const MAX_CHUNK: usize = 20_000;
@@ -290,6 +294,7 @@ pub fn apply(
         p.chunks += 1;
         p.longest = p.longest.max(took);
         progress(&p);
+        std::thread::sleep(CHUNK_GAP);
         // Size the next chunk to the target lock time.
         let per_row = took.as_secs_f64() / batch.len().max(1) as f64;
         let want = if per_row > 0.0 { (TARGET_CHUNK.as_secs_f64() / per_row) as usize } else { MAX_CHUNK };

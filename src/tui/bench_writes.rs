@@ -103,6 +103,9 @@ pub fn label_during_import(keys: usize, rows: usize) -> Result<()> {
         took.as_secs_f64(),
         busy.len()
     );
+    if let Some((n, longest)) = summary.chunks {
+        println!("  import: {n} chunks, longest write lock {:.1} ms", longest.as_secs_f64() * 1e3);
+    }
     println!("{}", line("idle: keypress -> durable", &idle, "goal p99 < 5 ms"));
     println!("{}", line("idle: key handled (UI thread)", &idle_key, ""));
     println!("{}", line("import: keypress -> durable", &busy, "goal p99 < 50 ms"));

@@ -49,10 +49,16 @@ pub struct Pending {
     pub at: Instant,
 }
 
-/// Retry pause while the database is busy (each try also waits up to the busy timeout).
-const RETRY_PAUSE: Duration = Duration::from_millis(5);
-/// How long one write attempt waits for the lock inside SQLite before the writer retries.
-const BUSY_TIMEOUT: Duration = Duration::from_millis(20);
+/// Retry pause while the database is busy, after one attempt's polling gave up.
+const RETRY_PAUSE: Duration = Duration::from_millis(1);
+
+/// The writer's busy handler: poll for the lock every millisecond for 20 ms, then let the writer
+/// loop count a retry. (SQLite's default handler backs off to 25–100 ms sleeps and would miss the
+/// short gaps a chunked importer leaves between its transactions.)
+fn poll_every_ms(attempt: i32) -> bool {
+    std::thread::sleep(Duration::from_millis(1));
+    attempt < 20
+}
 
 pub struct LabelWriter {
     tx: Option<Sender<(u64, Op)>>,
@@ -100,7 +106,7 @@ impl LabelWriter {
     /// Start the writer thread on its own connection to the store at `db`.
     pub fn start(db: &Path, annotator_id: i64, allow_any_split: bool) -> Result<LabelWriter, StoreError> {
         let mut store = Store::open(db)?;
-        store.conn().busy_timeout(BUSY_TIMEOUT)?;
+        store.conn_mut().busy_handler(Some(poll_every_ms))?;
         let (tx, req_rx) = mpsc::channel::<(u64, Op)>();
         let (done_tx, rx) = mpsc::channel::<(Outcome, Duration)>();
         let retries = Arc::new(AtomicU64::new(0));
