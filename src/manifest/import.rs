@@ -390,7 +390,7 @@ fn import_rows<R: Read + Send>(
     line_offset: u64,
     problems: &mut Problems,
 ) -> Result<(usize, ManifestCounts, Option<(usize, std::time::Duration)>), ManifestError> {
-    if !opts.dry_run && store.path().as_os_str() != ":memory:" {
+    if store.path().as_os_str() != ":memory:" {
         return import_rows_staged(store, rdr, rec, layout, data_root, shown, opts, line_offset, problems);
     }
     let batch_size = opts.batch_size.max(1);
@@ -463,7 +463,7 @@ fn import_rows_staged<R: Read + Send>(
     line_offset: u64,
     problems: &mut Problems,
 ) -> Result<(usize, ManifestCounts, Option<(usize, std::time::Duration)>), ManifestError> {
-    use crate::store::import_apply::{Stage, apply, register};
+    use crate::store::import_apply::{Stage, apply, dry_run, register};
     let batch_size = opts.batch_size.max(1);
     let has = |i: usize| layout.fields[i].is_some();
     let present = PresentColumns {
@@ -504,6 +504,11 @@ fn import_rows_staged<R: Read + Send>(
         }
     };
     let (stage_path, total) = stage.finish()?;
+    if opts.dry_run {
+        let counts = dry_run(store, &stage_path, total, &opts.annotator, &present);
+        let _ = std::fs::remove_file(&stage_path);
+        return Ok((rows, counts?, None));
+    }
     let id = match register(store, shown, &stage_path, total, &opts.annotator, &present) {
         Ok(id) => id,
         Err(e) => {

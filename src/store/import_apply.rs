@@ -236,16 +236,71 @@ pub fn apply(
             ))
         },
     )?;
-    let (stage_path, total, mut applied, annotator, present, mut known_new, mut last_id, c) = m;
+    let (stage_path, total, applied, annotator, present, known_new, last_id, c) = m;
     let stage_path = PathBuf::from(stage_path);
     let present = present_from(present);
-    let mut counts = ManifestCounts {
+    let counts = ManifestCounts {
         inserted: c[0] as usize,
         updated: c[1] as usize,
         unchanged: c[2] as usize,
         gold_written: c[3] as usize,
         gold_removed: c[4] as usize,
     };
+    let cursor = Cursor { stage_path, total, applied, annotator, present, known_new, last_id, counts };
+    run_chunks(store, Some(id), cursor, stop_after, progress)
+}
+
+/// A dry run of a finished stage: every chunk is applied and rolled back (so no lock is held
+/// longer than a chunk), and nothing is written; returns what the import would do.
+pub fn dry_run(
+    store: &mut Store,
+    stage_path: &Path,
+    total: i64,
+    annotator: &str,
+    present: &PresentColumns,
+) -> Result<ManifestCounts> {
+    let cursor = Cursor {
+        stage_path: stage_path.to_path_buf(),
+        total,
+        applied: 0,
+        annotator: annotator.to_string(),
+        present: *present,
+        known_new: false,
+        last_id: None,
+        counts: ManifestCounts::default(),
+    };
+    run_chunks(store, None, cursor, None, &mut |_| {})
+}
+
+/// The next chunk's size, from how long the last one (`rows` rows) held the lock: aimed at
+/// [`TARGET_CHUNK`], growing at most twofold.
+fn next_chunk(chunk: usize, took: Duration, rows: usize) -> usize {
+    let per_row = took.as_secs_f64() / rows.max(1) as f64;
+    let want = if per_row > 0.0 { (TARGET_CHUNK.as_secs_f64() / per_row) as usize } else { MAX_CHUNK };
+    want.clamp(MIN_CHUNK, MAX_CHUNK).min(chunk * 2)
+}
+
+/// Where an apply stands.
+struct Cursor {
+    stage_path: PathBuf,
+    total: i64,
+    applied: i64,
+    annotator: String,
+    present: PresentColumns,
+    known_new: bool,
+    last_id: Option<i64>,
+    counts: ManifestCounts,
+}
+
+/// The chunk loop of [`apply`] (`id`: its marker) and [`dry_run`] (`None`: roll every chunk back).
+fn run_chunks(
+    store: &mut Store,
+    id: Option<i64>,
+    cursor: Cursor,
+    stop_after: Option<usize>,
+    progress: &mut dyn FnMut(&ApplyProgress),
+) -> Result<ManifestCounts> {
+    let Cursor { stage_path, total, mut applied, annotator, present, mut known_new, mut last_id, mut counts } = cursor;
     let stage = Connection::open_with_flags(&stage_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| stage_err(&stage_path, e))?;
     let mut annotator_id: Option<i64> = None;
@@ -270,6 +325,20 @@ pub fn apply(
         }
         apply_manifest_batch(&tx, &annotator, &mut annotator_id, &batch, &present, known_new, &mut c)?;
         let max: Option<i64> = tx.query_row("SELECT max(id) FROM segments", [], |r| r.get(0))?;
+        let Some(id) = id else {
+            // Dry run: count, write nothing. (The annotator a rolled-back chunk created is gone.)
+            tx.rollback()?;
+            annotator_id = None;
+            counts = c;
+            applied = last_n;
+            p.applied = applied;
+            p.chunks += 1;
+            p.longest = p.longest.max(t0.elapsed());
+            progress(&p);
+            std::thread::sleep(CHUNK_GAP);
+            chunk = next_chunk(chunk, t0.elapsed(), batch.len());
+            continue;
+        };
         tx.execute(
             "UPDATE import_applies SET applied = ?1, known_new = ?2, last_id = ?3, inserted = ?4, updated = ?5, \
              unchanged = ?6, gold_written = ?7, gold_removed = ?8 WHERE id = ?9",
@@ -295,14 +364,13 @@ pub fn apply(
         p.longest = p.longest.max(took);
         progress(&p);
         std::thread::sleep(CHUNK_GAP);
-        // Size the next chunk to the target lock time.
-        let per_row = took.as_secs_f64() / batch.len().max(1) as f64;
-        let want = if per_row > 0.0 { (TARGET_CHUNK.as_secs_f64() / per_row) as usize } else { MAX_CHUNK };
-        chunk = want.clamp(MIN_CHUNK, MAX_CHUNK).min(chunk * 2);
+        chunk = next_chunk(chunk, took, batch.len());
     }
-    store.conn().execute("DELETE FROM import_applies WHERE id = ?1", [id])?;
-    drop(stage);
-    let _ = std::fs::remove_file(&stage_path);
+    if let Some(id) = id {
+        store.conn().execute("DELETE FROM import_applies WHERE id = ?1", [id])?;
+        drop(stage);
+        let _ = std::fs::remove_file(&stage_path);
+    }
     Ok(counts)
 }
 
@@ -442,6 +510,26 @@ mod tests {
         store.conn().execute("UPDATE import_applies SET pid = ?1 WHERE id = ?2", [parent, id2]).unwrap();
         assert!(resume_interrupted(&mut store).unwrap().is_empty());
         assert!(any_unfinished(&store));
+    }
+
+    /// A dry run counts like the real apply, in chunks that are rolled back: nothing is written.
+    #[test]
+    fn a_dry_run_counts_and_writes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("dams.sqlite");
+        let mut store = Store::open(&db).unwrap();
+        let all = rows(3_000, 5);
+        store.upsert_segments(&all[..1_000]).unwrap();
+        let mut changed = all.clone();
+        changed[10].split = Split::Test;
+        let (stage, total) = staged(d.path(), &changed);
+        let c = dry_run(&mut store, &stage, total, "manifest", &PresentColumns::ALL).unwrap();
+        assert_eq!((c.inserted, c.updated, c.unchanged), (2_000, 1, 999));
+        assert_eq!(c.gold_written, 3_000usize.div_ceil(5));
+        assert_eq!(store.segment_count().unwrap(), 1_000);
+        let annotators: i64 = store.conn().query_row("SELECT count(*) FROM annotators", [], |r| r.get(0)).unwrap();
+        assert_eq!(annotators, 0);
+        assert!(!any_unfinished(&store));
     }
 
     /// Chunks are sized to the lock-time target, and another connection can write between them.
