@@ -8,6 +8,7 @@ pub mod audio;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod containment;
 pub mod demo;
 pub mod dsp;
 #[cfg(feature = "burn")]
@@ -17,6 +18,7 @@ pub mod jobs;
 pub mod labels;
 pub mod manifest;
 pub mod pseudo;
+pub mod recovery;
 pub mod rng;
 pub mod store;
 #[cfg(feature = "burn")]

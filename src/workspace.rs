@@ -23,6 +23,18 @@ pub enum WorkspaceError {
     Escapes(String),
     #[error("path '{0}' is empty")]
     EmptyPath(String),
+    #[error("the path is {0} bytes long; at most {max} are accepted", max = MAX_PATH_BYTES)]
+    TooLong(usize),
+    #[error("the path contains a control character ({0}) at byte {1}; paths must be printable")]
+    ControlChar(String, usize),
+    #[error("'{0}' does not name a file in a folder of data/ (like segments/x.wav or raw/show.flac)")]
+    NotAFile(String),
+    #[error("'{path}' is a symbolic link that resolves outside the workspace's data root (to {real})")]
+    LinkEscapes { path: String, real: String },
+    #[error("'{0}' is a symbolic link to nothing")]
+    DanglingLink(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -33,6 +45,9 @@ pub struct Workspace {
 }
 
 pub const DB_FILE: &str = "dams.sqlite";
+
+/// The longest path (in bytes) a manifest or the store may name.
+pub const MAX_PATH_BYTES: usize = 4096;
 
 impl Workspace {
     /// Create (or complete) the workspace layout under `root`.
@@ -90,8 +105,13 @@ impl Workspace {
         self.metadata_dir().join(DB_FILE)
     }
 
+    /// Open the workspace's store (refused if it is lost or damaged, see
+    /// [`crate::store::integrity`]); the first open in a process also cleans crash leftovers
+    /// ([`crate::recovery`]).
     pub fn open_store(&self) -> Result<Store, StoreError> {
-        Store::open(self.db_path())
+        let mut store = Store::open(self.db_path())?;
+        crate::recovery::on_open(self, &mut store);
+        Ok(store)
     }
 
     /// Normalise a manifest path to its data-relative form (`segments/x.wav`).
@@ -108,17 +128,25 @@ impl Workspace {
         self.data_dir().join(rel)
     }
 
-    /// Resolve a manifest path to an absolute path inside the data root.
+    /// Resolve a manifest or stored path to the real file it names, for reading: symbolic links
+    /// are resolved and the result must lie under the data root (see [`crate::containment`]).
     pub fn resolve_data_path(&self, p: &str) -> Result<PathBuf, WorkspaceError> {
-        Ok(self.abs_data_path(&self.normalize_data_path(p)?))
+        let rel = self.normalize_data_path(p)?;
+        let data = self.data_dir();
+        crate::containment::real_path_under(&data, &crate::containment::real_root(&data), &rel)
     }
 }
 
 /// See [`Workspace::normalize_data_path`]; a free function so it can be tested without a workspace.
 pub fn normalize_data_path(data_root: &Path, p: &str) -> Result<String, WorkspaceError> {
+    check_path_text(p)?;
     let trimmed = p.trim();
     if trimmed.is_empty() {
         return Err(WorkspaceError::EmptyPath(p.to_string()));
+    }
+    // A path that ends in a separator, `.` or `..` names a folder.
+    if trimmed.ends_with(['/', '\\']) || matches!(trimmed.rsplit(['/', '\\']).next(), Some("." | "..")) {
+        return Err(WorkspaceError::NotAFile(trimmed.to_string()));
     }
     // Manifests written on Windows may use backslashes.
     let unified = trimmed.replace('\\', "/");
@@ -142,7 +170,27 @@ pub fn normalize_data_path(data_root: &Path, p: &str) -> Result<String, Workspac
         return Err(WorkspaceError::Escapes(p.to_string()));
     }
     let parts: Vec<String> = normalized.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    // Stored paths name a file in a folder of data/ (`segments/x.wav`, `raw/show.flac`). A file
+    // directly in data/ would read back as `segments/<name>` (a bare name means that), so two
+    // spellings would name two files: refused, which keeps normalisation idempotent.
+    if parts.len() < 2 {
+        return Err(WorkspaceError::NotAFile(trimmed.to_string()));
+    }
     Ok(parts.join("/"))
+}
+
+/// Refuse path text that no file name of a manifest should have: over [`MAX_PATH_BYTES`], or with a
+/// control character (line feed, tab, NUL, ...) anywhere but surrounding whitespace.
+pub fn check_path_text(p: &str) -> Result<(), WorkspaceError> {
+    if p.len() > MAX_PATH_BYTES {
+        return Err(WorkspaceError::TooLong(p.len()));
+    }
+    let t = p.trim();
+    let lead = p.len() - p.trim_start().len();
+    if let Some((i, c)) = t.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(WorkspaceError::ControlChar(c.escape_default().to_string(), lead + i + 1));
+    }
+    Ok(())
 }
 
 /// Resolve `.` and `..` without touching the file system; `None` if `..` climbs above the start.
@@ -188,5 +236,39 @@ mod tests {
         for bad in ["../x.wav", "segments/../../x.wav", "/etc/passwd", "/w/data/../secret.wav", "..", ""] {
             assert!(normalize_data_path(root, bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    /// One file is one row: every spelling of a file normalises to the same text, and that text
+    /// normalises to itself; folders, dot paths and files directly in data/ are refused.
+    #[test]
+    fn normalisation_is_idempotent_and_refuses_folders() {
+        let root = Path::new("/w/data");
+        for p in ["x.wav", "segments/x.wav", "./segments/x.wav", "segments/sub/../x.wav", "/w/data/segments/x.wav"] {
+            let n = normalize_data_path(root, p).unwrap();
+            assert_eq!(n, "segments/x.wav", "{p}");
+            assert_eq!(normalize_data_path(root, &n).unwrap(), n);
+        }
+        for bad in [".", "./", "segments/", "segments/.", "segments/x/..", "segments/../x.wav", "/w/data/x.wav"] {
+            let e = normalize_data_path(root, bad).unwrap_err();
+            assert!(matches!(e, WorkspaceError::NotAFile(_)), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn refuses_control_characters_and_overlong_paths() {
+        let root = Path::new("/w/data");
+        for (bad, at) in [("seg\nments/x.wav", 4), ("segments/x\t.wav", 11), ("x\0.wav", 2), ("a\u{85}b.wav", 2)] {
+            match normalize_data_path(root, bad) {
+                Err(WorkspaceError::ControlChar(_, i)) => assert_eq!(i, at, "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // Surrounding whitespace (a CSV cell's trailing CR) is trimmed, not refused.
+        assert_eq!(normalize_data_path(root, " x.wav\r").unwrap(), "segments/x.wav");
+        let long = format!("segments/{}.wav", "a".repeat(MAX_PATH_BYTES));
+        assert!(matches!(normalize_data_path(root, &long), Err(WorkspaceError::TooLong(n)) if n == long.len()));
+        let edge = format!("segments/{}", "a".repeat(MAX_PATH_BYTES - 9));
+        assert_eq!(edge.len(), MAX_PATH_BYTES);
+        assert!(normalize_data_path(root, &edge).is_ok());
     }
 }

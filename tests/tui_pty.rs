@@ -537,3 +537,72 @@ fn no_arguments_opens_the_demo_workspace() {
     t.keys("q");
     t.wait_exit();
 }
+
+/// Label keys while another connection holds the write lock (`BEGIN IMMEDIATE`, as a long import
+/// or a sqlite3 shell would): the UI answers every key at once and shows the changes as pending,
+/// nothing is stored (and nothing wrong: Enter after a label the store has not taken yet must
+/// not store "none"), quitting waits with a visible count, and once the lock is released every
+/// change is committed exactly as pressed. `DAMS_PTY_LOCK_SECS` sets how long the lock is held.
+#[test]
+fn labels_pressed_while_the_database_is_locked_are_all_committed_as_pressed() {
+    let env = fixture(5);
+    let hold = Duration::from_secs(std::env::var("DAMS_PTY_LOCK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(6));
+    let mut t = Tui::start(&env, 30, 140, &[("DAMS_AUDIO", "none")]);
+    t.wait_for("teacher scores");
+    let blocker = rusqlite::Connection::open(env.db()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let locked_at = Instant::now();
+    // Each key, and what the screen must show right after it.
+    let steps: [(&str, &str); 8] = [
+        ("1", "seg_00.wav = speech · writing"),
+        ("j", "segments/seg_01.wav  dev"),
+        ("2", "seg_01.wav = music · writing"),
+        ("3", "seg_01.wav = music+noise · writing"),
+        // seg_01 is labelled (pending): Enter only moves on, it must not store "none".
+        ("\r", "segments/seg_02.wav  dev"),
+        // seg_02 has no label: Enter commits "none of the three" and moves on.
+        ("\r", "segments/seg_03.wav  dev"),
+        ("1", "seg_03.wav = speech · writing"),
+        ("2", "seg_03.wav = speech+music · writing"),
+    ];
+    let mut answer = Vec::new();
+    for (k, shows) in steps {
+        let t0 = Instant::now();
+        t.keys(k);
+        t.wait_for(shows);
+        answer.push(t0.elapsed());
+    }
+    let s = t.wait_for("label change(s) pending");
+    assert!(s.contains("6 label change(s) pending"), "{s}");
+    // Nothing reached the store while the lock is held.
+    for i in 0..5 {
+        assert_eq!(gold_in_db(&env.db(), &format!("segments/seg_{i:02}.wav")), None, "seg_{i:02}");
+    }
+    // Quit waits, and says for what.
+    t.keys("q");
+    t.wait_for("quitting: waiting for 6 label change(s)");
+    while locked_at.elapsed() < hold {
+        assert!(t.child.try_wait().unwrap().is_none(), "dams quit with labels pending:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    blocker.execute_batch("COMMIT").unwrap();
+    t.wait_exit();
+    let want = [
+        Some(LabelSet::new(true, false, false)),
+        Some(LabelSet::new(false, true, true)),
+        Some(LabelSet::new(false, false, false)),
+        Some(LabelSet::new(true, true, false)),
+        None,
+    ];
+    for (i, w) in want.iter().enumerate() {
+        assert_eq!(gold_in_db(&env.db(), &format!("segments/seg_{i:02}.wav")), *w, "seg_{i:02}");
+    }
+    let store = Store::open(env.db()).unwrap();
+    let history: i64 = store.conn().query_row("SELECT count(*) FROM label_history", [], |r| r.get(0)).unwrap();
+    assert_eq!(history, 6, "one history entry per key that changed a label");
+    answer.sort();
+    let worst = *answer.last().unwrap();
+    eprintln!("key -> screen under a held lock: median {:?}, worst {:?}", answer[answer.len() / 2], worst);
+    // (Measured through a pty and a 20-ms screen poll; the UI itself answers in well under that.)
+    assert!(worst < Duration::from_secs(2), "the UI stalled {worst:?} on a key while the store was locked");
+}

@@ -322,6 +322,16 @@ impl DecodeStream {
             if self.mono.is_empty() {
                 continue;
             }
+            // A float stream can hold NaN or infinity (found by tests/fuzz_inputs.rs): not audio.
+            if let Some(i) = self.mono.iter().position(|x| !x.is_finite()) {
+                let (at, v) = (self.frames + i as u64, self.mono[i]);
+                return Err(AudioError::Corrupt {
+                    path: self.path.clone(),
+                    at_sec: at as f64 / self.sample_rate as f64,
+                    at_frame: at,
+                    detail: format!("a sample is {v} (a float stream must hold finite values)"),
+                });
+            }
             self.frames += self.mono.len() as u64;
             return Ok(Some(&self.mono));
         }

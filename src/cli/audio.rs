@@ -40,7 +40,8 @@ pub struct StatsArgs {
     pub force: bool,
 }
 
-/// Some inputs of a batch failed; the process exit status is the number that failed (at most 100).
+/// Some inputs of a batch failed. Exit status (see README, "Exit status"): [`EXIT_FAILED`] when
+/// every input failed (nothing was done), [`EXIT_PARTIAL`] when some failed and the rest were done.
 #[derive(Debug, thiserror::Error)]
 #[error("{failed} of {total} {what} failed")]
 pub struct PartialFailure {
@@ -49,9 +50,14 @@ pub struct PartialFailure {
     pub what: &'static str,
 }
 
+/// Exit status of a command that failed: nothing (or no input) was done.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status of a batch command where some inputs failed and the others were done.
+pub const EXIT_PARTIAL: u8 = 3;
+
 impl PartialFailure {
     pub fn exit_code(&self) -> u8 {
-        self.failed.clamp(1, 100) as u8
+        if self.failed >= self.total { EXIT_FAILED } else { EXIT_PARTIAL }
     }
 }
 

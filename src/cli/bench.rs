@@ -31,6 +31,9 @@ pub enum BenchWhich {
     TuiLabel {
         #[arg(long, default_value_t = 500)]
         keys: usize,
+        /// Measure through the label writer, idle and while an import of this many generated rows runs.
+        #[arg(long, value_name = "ROWS")]
+        during_import: Option<usize>,
     },
     /// Frame time of a 200x60 terminal with many rows loaded, against a plain ratatui Table.
     TuiRender {
@@ -76,7 +79,10 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         BenchWhich::Thresholds(b) => super::eval::run_bench_thresholds(b),
         BenchWhich::Import(b) => super::manifest::bench_import(b),
         BenchWhich::TuiSwitch { segments } => crate::tui::bench::switch(segments),
-        BenchWhich::TuiLabel { keys } => crate::tui::bench::label(keys),
+        BenchWhich::TuiLabel { keys, during_import: None } => crate::tui::bench::label(keys),
+        BenchWhich::TuiLabel { keys, during_import: Some(rows) } => {
+            crate::tui::bench_writes::label_during_import(keys, rows)
+        }
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
         BenchWhich::Ast(b) => super::ast::bench(ctx, b),
         #[cfg(feature = "burn")]

@@ -4,6 +4,7 @@
 pub mod ast;
 pub mod audio;
 pub mod bench;
+pub mod check;
 pub mod eval;
 pub mod follow;
 pub mod manifest;
@@ -54,6 +55,8 @@ pub enum Command {
     Stats(audio::StatsArgs),
     /// Show the workspace: segments per split, labels, teacher runs.
     Info,
+    /// Check the store's integrity in full (a damaged store is then refused until a check passes).
+    Check,
     /// Where the embedded demo workspace lives; `--reset` rebuilds it.
     Demo(DemoArgs),
     /// Open the terminal UI (the default without a subcommand).
@@ -137,12 +140,9 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if let Some(p) = e.downcast_ref::<audio::PartialFailure>() {
-                ExitCode::from(p.exit_code())
-            } else if e.downcast_ref::<teachers::SomeFailed>().is_some() {
-                ExitCode::from(teachers::SomeFailed::EXIT)
-            } else {
-                ExitCode::FAILURE
+            match e.downcast_ref::<audio::PartialFailure>() {
+                Some(p) => ExitCode::from(p.exit_code()),
+                None => ExitCode::FAILURE,
             }
         }
     }
@@ -167,6 +167,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Segment(a)) => audio::run_segment(&ctx, a),
         Some(Command::Stats(a)) => audio::run_stats(&ctx, a),
         Some(Command::Info) => info(&ctx.workspace()?),
+        Some(Command::Check) => check::run_check(&ctx),
         Some(Command::Demo(a)) => {
             let demo = crate::demo::ensure(&ctx.dirs, a.reset)?;
             if let Some(n) = &demo.notice {

@@ -118,7 +118,7 @@ pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
     };
     let mut runner = JobRunner::new(ws.db_path());
     let id = crate::student::spawn_training(&mut runner, &ws, req)?;
-    let view = super::follow::follow(&mut runner, id, &mut std::io::stdout())?;
+    let view = super::follow::follow(&mut runner, id, &mut std::io::stderr())?;
     match view.state {
         JobState::Done => {
             let r = view.result.unwrap_or_default();

@@ -420,7 +420,7 @@ pub fn run_job(ctx: &Ctx, ws: &crate::workspace::Workspace, spec: JobSpec) -> Re
     let tctx = OpenContext::for_workspace(&ctx.dirs, Some(ws));
     let mut runner = JobRunner::new(ws.db_path());
     let id = spec.start(&mut runner, ws, &tctx)?;
-    let view = super::follow::follow(&mut runner, id, &mut std::io::stdout())?;
+    let view = super::follow::follow(&mut runner, id, &mut std::io::stderr())?;
     outcome(&view)
 }
 
@@ -459,25 +459,12 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
         println!("stored the teacher's default thresholds (method 'default'); calibrate with `dams calibrate`");
     }
     if n("failed") > 0 {
-        return Err(SomeFailed { failed: n("failed") as usize, total: (n("scored") + n("failed") + n("already")) as usize }
-            .into());
+        let total = (n("scored") + n("failed") + n("already")) as usize;
+        return Err(super::audio::PartialFailure { failed: n("failed") as usize, total, what: "segments" }.into());
     }
     Ok(())
 }
 
-/// Scoring finished, but some segments could not be scored: `dams score` exits with [`SomeFailed::EXIT`].
-#[derive(Debug, thiserror::Error)]
-#[error("{failed} of {total} segments could not be scored (listed above); the run holds the others")]
-pub struct SomeFailed {
-    pub failed: usize,
-    pub total: usize,
-}
-
-impl SomeFailed {
-    /// The exit status of a scoring run that scored some segments and failed on others (1 is a failure of the
-    /// whole command).
-    pub const EXIT: u8 = 3;
-}
 
 /// `dams remap`: a new teacher run from an existing run's stored raw outputs, derived with other settings.
 pub fn run_remap(ctx: &Ctx, a: RemapArgs) -> Result<()> {

@@ -194,9 +194,10 @@ fn spawn_score(runner: &mut JobRunner, ws: &Workspace, ctx: &OpenContext, p: Sco
             "elapsed_s": report.elapsed.as_secs_f64(),
         });
         if report.scored == 0 && report.already == 0 && !report.failed.is_empty() {
+            let (path, e) = &report.failed[0];
             bail!(
-                "every one of the {} segments failed (run #{} left unfinished; `dams score` resumes it once the audio \
-                 is fixed)",
+                "scoring failed on all {} segment(s) tried; run #{} is marked failed (`dams score` resumes it once the \
+                 audio is fixed) and no thresholds were stored (first failure: {path}: {e})",
                 report.failed.len(),
                 report.run_id
             );

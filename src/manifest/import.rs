@@ -13,6 +13,7 @@ use std::path::Path;
 use csv::ByteRecord;
 
 use super::{Field, MANIFEST_ANNOTATOR, MAX_PROBLEMS, ManifestError, Problem, Spelling, extra_to_json};
+use crate::containment::ContainmentCheck;
 use crate::labels::{CLASSES, LabelSet, LabelSource, Split};
 use crate::store::manifest::{ManifestCounts, PresentColumns, apply_manifest_batch};
 use crate::store::{NewSegment, Store};
@@ -55,6 +56,9 @@ pub struct ImportSummary {
     /// Canonical columns the file lacks (their defaults were used).
     pub missing_columns: Vec<&'static str>,
     pub dry_run: bool,
+    /// How the rows reached the store: in chunks (a store on disk; see
+    /// [`crate::store::import_apply`]), with the longest time one chunk held the write lock.
+    pub chunks: Option<(usize, std::time::Duration)>,
 }
 
 impl fmt::Display for ImportSummary {
@@ -85,6 +89,14 @@ impl fmt::Display for ImportSummary {
         if !self.missing_columns.is_empty() {
             writeln!(f, "  columns not in the file (defaults used): {}", self.missing_columns.join(", "))?;
         }
+        if let Some((n, longest)) = self.chunks {
+            writeln!(
+                f,
+                "  written in {n} chunk{}; longest write lock {:.0} ms",
+                if n == 1 { "" } else { "s" },
+                longest.as_secs_f64() * 1e3
+            )?;
+        }
         if self.extra_columns.is_empty() {
             write!(f, "  extra columns: none")
         } else {
@@ -113,7 +125,13 @@ const IMPORT_CACHE_KIB: i64 = 128 * 1024;
 /// manifests store): `x.wav` → `segments/x.wav`.
 fn normalize_segment_path(data_root: &Path, v: &str) -> Result<String, WorkspaceError> {
     let t = v.trim();
-    if !t.is_empty() && t != "." && t != ".." && !t.contains(['/', '\\']) {
+    if !t.is_empty()
+        && t != "."
+        && t != ".."
+        && !t.contains(['/', '\\'])
+        && v.len() <= crate::workspace::MAX_PATH_BYTES
+        && !t.chars().any(char::is_control)
+    {
         let mut s = String::with_capacity(9 + t.len());
         s.push_str("segments/");
         s.push_str(t);
@@ -132,7 +150,8 @@ struct Problems {
 impl Problems {
     fn push(&mut self, line: u64, column: Option<(&str, usize)>, message: impl Into<String>) {
         if self.list.len() < MAX_PROBLEMS {
-            self.list.push(Problem { line, column: column.map(|(n, i)| (n.to_string(), i)), message: message.into() });
+            let message = shorten(message.into());
+            self.list.push(Problem { line, column: column.map(|(n, i)| (n.to_string(), i)), message });
         } else {
             self.more += 1;
         }
@@ -246,13 +265,34 @@ fn parse_label(s: &str) -> Result<Option<bool>, String> {
     }
 }
 
+/// Longest problem message kept (a cell's text quoted in it is cut, so a 50 MB cell cannot make a
+/// 50 MB error line).
+const MAX_MESSAGE_CHARS: usize = 500;
+/// Longest cell text quoted in a path problem.
+const MAX_QUOTED_CHARS: usize = 80;
+
+fn shorten(m: String) -> String {
+    cut(m, MAX_MESSAGE_CHARS)
+}
+
+fn cut(m: String, max: usize) -> String {
+    if m.len() <= max {
+        return m;
+    }
+    let at = (0..=max).rev().find(|&i| m.is_char_boundary(i)).unwrap_or(0);
+    format!("{}… ({} bytes in all)", &m[..at], m.len())
+}
+
 fn path_problem(e: WorkspaceError, what: &str, value: &str) -> String {
+    // Quote the value escaped (a line feed shows as \n) and cut (it may be megabytes long).
+    let value = &cut(value.escape_debug().to_string(), MAX_QUOTED_CHARS);
     match e {
         WorkspaceError::EmptyPath(_) => format!("{what} is empty"),
         WorkspaceError::Escapes(_) => format!(
             "'{value}' resolves outside the workspace's data folder; {what} must be relative to data/ \
              (segments/x.wav), a bare file name (resolved under data/segments/), or an absolute path inside data/"
         ),
+        WorkspaceError::TooLong(_) | WorkspaceError::ControlChar(..) => format!("{what} '{value}': {e}"),
         other => format!("'{value}': {other}"),
     }
 }
@@ -319,7 +359,7 @@ pub fn import_reader<R: Read + Send>(
     store.conn().execute_batch(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))?;
     let result = import_rows(store, &mut rdr, &mut rec, &layout, data_root, shown, opts, line_offset, &mut problems);
     store.conn().execute_batch(&format!("PRAGMA cache_size = {old_cache}"))?;
-    let (rows, counts) = result?;
+    let (rows, counts, chunks) = result?;
     Ok(ImportSummary {
         path: shown.to_string(),
         rows,
@@ -328,6 +368,7 @@ pub fn import_reader<R: Read + Send>(
         spelling: layout.spelling,
         missing_columns,
         dry_run: opts.dry_run,
+        chunks,
     })
 }
 
@@ -348,7 +389,10 @@ fn import_rows<R: Read + Send>(
     opts: &ImportOptions,
     line_offset: u64,
     problems: &mut Problems,
-) -> Result<(usize, ManifestCounts), ManifestError> {
+) -> Result<(usize, ManifestCounts, Option<(usize, std::time::Duration)>), ManifestError> {
+    if store.path().as_os_str() != ":memory:" {
+        return import_rows_staged(store, rdr, rec, layout, data_root, shown, opts, line_offset, problems);
+    }
     let batch_size = opts.batch_size.max(1);
     // IMMEDIATE: take the write lock now, so the reads below cannot go stale before the first
     // write (which would fail with SQLITE_BUSY_SNAPSHOT if another process wrote meanwhile).
@@ -400,7 +444,81 @@ fn import_rows<R: Read + Send>(
     } else {
         tx.commit()?;
     }
-    Ok((rows, counts))
+    Ok((rows, counts, None))
+}
+
+/// [`import_rows`] for a store on disk: validate the whole file into a stage (the store is not
+/// locked meanwhile), then apply the stage in short chunks (see [`crate::store::import_apply`]).
+/// A file with any problem is refused and nothing reaches the store; an apply cut off by a crash
+/// is finished by the next dams process that opens the workspace.
+#[allow(clippy::too_many_arguments)]
+fn import_rows_staged<R: Read + Send>(
+    store: &mut Store,
+    rdr: &mut csv::Reader<R>,
+    rec: &mut ByteRecord,
+    layout: &Layout,
+    data_root: &Path,
+    shown: &str,
+    opts: &ImportOptions,
+    line_offset: u64,
+    problems: &mut Problems,
+) -> Result<(usize, ManifestCounts, Option<(usize, std::time::Duration)>), ManifestError> {
+    use crate::store::import_apply::{Stage, apply, dry_run, register};
+    let batch_size = opts.batch_size.max(1);
+    let has = |i: usize| layout.fields[i].is_some();
+    let present = PresentColumns {
+        raw_file: has(0),
+        start_time: has(2),
+        end_time: has(3),
+        split: has(4),
+        label_source: has(5),
+        labels: has(6) || has(7) || has(8),
+        scores: [has(9), has(10), has(11)],
+    };
+    let dir = store.path().parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut stage = Stage::create(&dir)?;
+    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<NewSegment>>(4);
+    let problems_in = &mut *problems;
+    let (parsed, staged) = std::thread::scope(|scope| {
+        let parser = scope.spawn(move || {
+            parse_rows(rdr, rec, layout, data_root, shown, opts, line_offset, problems_in, batch_size, send)
+        });
+        let mut staged = Ok(());
+        for batch in &receive {
+            staged = stage.push(&batch);
+            if staged.is_err() {
+                break;
+            }
+        }
+        drop(receive);
+        let parsed = parser.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (parsed, staged)
+    });
+    let rows = match (parsed, staged) {
+        (Ok(rows), Ok(())) if problems.is_empty() => rows,
+        (parsed, staged) => {
+            stage.discard();
+            parsed?;
+            staged?;
+            return Err(std::mem::take(problems).into_error(shown));
+        }
+    };
+    let (stage_path, total) = stage.finish()?;
+    if opts.dry_run {
+        let counts = dry_run(store, &stage_path, total, &opts.annotator, &present);
+        let _ = std::fs::remove_file(&stage_path);
+        return Ok((rows, counts?, None));
+    }
+    let id = match register(store, shown, &stage_path, total, &opts.annotator, &present) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = std::fs::remove_file(&stage_path);
+            return Err(e.into());
+        }
+    };
+    let mut last = crate::store::import_apply::ApplyProgress::default();
+    let counts = apply(store, id, None, &mut |p| last = *p)?;
+    Ok((rows, counts, Some((last.chunks, last.longest))))
 }
 
 /// The parsing half of [`import_rows`]: returns the number of data rows.
@@ -419,6 +537,7 @@ fn parse_rows<R: Read>(
 ) -> Result<usize, ManifestError> {
     let ncols = layout.names.len();
     let mut seen: HashMap<Box<str>, u64> = HashMap::new();
+    let mut contain = ContainmentCheck::new(data_root);
     let mut batch: Vec<NewSegment> = Vec::with_capacity(batch_size);
     let mut rows = 0usize;
     let mut writer_gone = false;
@@ -450,7 +569,7 @@ fn parse_rows<R: Read>(
             );
             continue;
         }
-        let Some(row) = parse_row(rec, line, layout, data_root, opts, &mut seen, problems) else {
+        let Some(row) = parse_row(rec, line, layout, data_root, opts, &mut seen, problems, &mut contain) else {
             continue;
         };
         if problems.is_empty() && !writer_gone {
@@ -475,6 +594,7 @@ fn parse_rows<R: Read>(
 }
 
 /// Validate one row; `None` (with its problems recorded) if it is not valid.
+#[allow(clippy::too_many_arguments)]
 fn parse_row(
     rec: &ByteRecord,
     line: u64,
@@ -483,6 +603,7 @@ fn parse_row(
     opts: &ImportOptions,
     seen: &mut HashMap<Box<str>, u64>,
     problems: &mut Problems,
+    contain: &mut ContainmentCheck,
 ) -> Option<NewSegment> {
     // Invalid UTF-8: name every offending cell.
     if std::str::from_utf8(rec.as_slice()).is_err() {
@@ -501,7 +622,10 @@ fn parse_row(
     let mut segment_path = String::new();
     if let Some((i, v)) = field(Field::SegmentPath) {
         match normalize_segment_path(data_root, v) {
-            Ok(p) => segment_path = p,
+            Ok(p) => match contain.check(&p) {
+                Ok(()) => segment_path = p,
+                Err(m) => problems.push(line, layout.col(i), format!("segment_path: {m}")),
+            },
             Err(e) => problems.push(line, layout.col(i), path_problem(e, "segment_path", v.trim())),
         }
     }

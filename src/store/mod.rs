@@ -8,6 +8,9 @@
 mod audio;
 mod embeddings;
 mod form;
+pub mod import_apply;
+pub mod integrity;
+pub mod lease;
 pub mod runs;
 pub mod manifest;
 pub mod schema;
@@ -42,6 +45,8 @@ pub enum StoreError {
     GoldNotAllowed(Split),
     #[error("{0}")]
     Invalid(String),
+    #[error("the store {path} cannot be used: {detail}")]
+    Corrupt { path: String, detail: String },
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
 }
@@ -246,7 +251,11 @@ impl Store {
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let p = path.display().to_string();
+        // Never let SQLite treat a lost (empty) or foreign file as a new database.
+        integrity::check_file(&path)?;
         let conn = Connection::open(&path).map_err(|source| StoreError::Open { path: p.clone(), source })?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(|source| StoreError::Open { path: p.clone(), source })?;
+        integrity::quick_check_once(&conn, &path)?;
         Self::setup(conn, path)
     }
 

@@ -111,6 +111,8 @@ pub fn score_segments_with(
             (id, false)
         }
     };
+    // One process scores a run at a time: a second one would score the same segments twice.
+    let _lease = crate::store::lease::RunLease::acquire(store, run_id)?;
 
     let done_before = store.scored_segments(run_id)?;
     let todo: Vec<_> = segments.iter().filter(|s| !done_before.contains(&s.id)).collect();

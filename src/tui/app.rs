@@ -95,6 +95,10 @@ pub struct App {
     pub cache: HashMap<i64, Arc<Analysis>>,
     cache_order: Vec<i64>,
     pub worker: Option<Worker>,
+    /// The label writer (its own thread and connection); `None`: label writes are synchronous.
+    pub writer: Option<super::writer::LabelWriter>,
+    /// Quit was asked for again while label changes were pending: quit without waiting.
+    pub force_quit: bool,
     /// The segment view fills the screen (list hidden).
     pub expanded: bool,
     pub colormap: ColorMap,
@@ -119,8 +123,9 @@ impl App {
     ) -> anyhow::Result<App> {
         let annotator = config.annotator.as_str();
         let mut store = ws.open_store()?;
-        // Jobs left `running` by a process that is gone are marked interrupted.
-        let interrupted = store.mark_interrupted_jobs()?;
+        // Jobs left `running` by a process that is gone were marked interrupted when the store was
+        // opened (by whichever dams process opened it first, see `crate::recovery`).
+        let interrupted = crate::recovery::take_interrupted(&ws, &mut store);
         let runner = crate::jobs::JobRunner::new(ws.db_path());
         let annotator_id = store.annotator_id(annotator)?;
         let index = SegmentIndex::load(&store, annotator_id)?;
@@ -147,6 +152,8 @@ impl App {
             cache: HashMap::new(),
             cache_order: Vec::new(),
             worker,
+            writer: None,
+            force_quit: false,
             expanded: false,
             colormap: ColorMap::default(),
             areas: Areas::default(),
@@ -190,7 +197,10 @@ impl App {
             return;
         }
         match self.load_current(id) {
-            Ok(c) => self.current = Some(c),
+            Ok(c) => {
+                self.current = Some(c);
+                self.overlay_pending();
+            }
             Err(e) => {
                 self.current = None;
                 self.report(e);
@@ -239,7 +249,16 @@ impl App {
             if let Some((_, r)) = self.index.view_row(p as usize)
                 && !self.cache.contains_key(&r.id)
             {
-                want.push((r.id, self.ws.abs_data_path(self.index.path(r))));
+                // Containment by the real file: a symlink out of the data root is never read.
+                match self.ws.resolve_data_path(self.index.path(r)) {
+                    Ok(path) => want.push((r.id, path)),
+                    Err(e) => {
+                        let id = r.id;
+                        if let Some(c) = self.current.as_mut().filter(|c| c.segment.id == id) {
+                            c.analysis_error = Some(e.to_string());
+                        }
+                    }
+                }
             }
         }
         if !want.is_empty() {
@@ -370,7 +389,10 @@ impl App {
     pub fn run(&mut self, action: Action) {
         use Action::*;
         match action {
-            Quit => self.quit = true,
+            Quit => {
+                self.force_quit = self.quit;
+                self.quit = true;
+            }
             Help => self.mode = Mode::Help { scroll: 0 },
             CloseHelp => self.mode = Mode::Normal,
             ScrollDown => {
@@ -605,6 +627,9 @@ impl App {
 
     /// Commit a label change (one transaction, durable on return). Returns false if refused.
     fn write_label(&mut self, labels: Option<LabelSet>, review: bool) -> bool {
+        if self.writer.is_some() {
+            return self.write_label_async(labels, review);
+        }
         let Some(c) = &mut self.current else { return false };
         let id = c.segment.id;
         match self.store.set_gold(id, self.annotator_id, labels, review, self.allow_any_split) {
@@ -631,6 +656,9 @@ impl App {
     }
 
     fn undo_redo(&mut self, undo: bool) {
+        if self.writer.is_some() {
+            return self.undo_redo_async(undo);
+        }
         let r = if undo { self.store.undo(self.annotator_id) } else { self.store.redo(self.annotator_id) };
         match r {
             Ok(Some(ch)) => {
@@ -657,6 +685,9 @@ impl App {
     }
 
     fn save_note(&mut self, text: &str) {
+        if self.writer.is_some() {
+            return self.save_note_async(text);
+        }
         let Some(c) = &mut self.current else { return };
         let id = c.segment.id;
         match self.store.set_note(id, self.annotator_id, text) {

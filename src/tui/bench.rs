@@ -465,7 +465,7 @@ fn threshold_view(app: &mut App, cache: &mut SpecCells, frames: usize) -> Result
 }
 
 /// The machine's load average (shared build machines make tail latencies noisy).
-fn load_note() -> String {
+pub(crate) fn load_note() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().map(|l| format!(", load average {l} on {} cores", cores())))
@@ -476,6 +476,6 @@ fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-fn build_kind() -> &'static str {
+pub(crate) fn build_kind() -> &'static str {
     if cfg!(debug_assertions) { "debug" } else { "release" }
 }

@@ -2,13 +2,16 @@
 //!
 //! Architecture (like gitui/bottom): the UI thread only handles events and draws; decoding and
 //! spectrograms run on the analysis worker ([`worker`]), audio on the playback thread
-//! ([`crate::tui::playback`]); label writes are synchronous single transactions, durable before the
-//! next key is read.
+//! ([`crate::tui::playback`]); label writes go to the label writer ([`writer`]): shown at once as
+//! pending, committed on the writer's own connection (retried while another process holds the
+//! lock), and quitting waits for them.
 
 pub mod app;
 pub mod browse;
 pub mod bench;
+pub mod bench_writes;
 pub mod colormap;
+mod durable;
 pub mod form;
 pub mod keymap;
 pub mod playback;
@@ -16,6 +19,7 @@ pub mod research;
 pub mod research_view;
 pub mod view;
 pub mod worker;
+pub mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -71,12 +75,21 @@ pub fn run(ws: Workspace, dirs: &Dirs, config: &Config) -> Result<()> {
     let worker = worker::Worker::start().context("cannot start the analysis thread")?;
     let mut app = App::new(ws, config, keymap, diagnostics, playback, Some(worker))?;
     app.teachers = crate::teachers::OpenContext::for_workspace(dirs, Some(&app.ws));
+    app.start_writer().context("cannot start the label writer")?;
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let _ = crossterm::execute!(std::io::stdout(), event::EnableMouseCapture);
     let result = event_loop(&mut terminal, &mut app);
     let _ = crossterm::execute!(std::io::stdout(), event::DisableMouseCapture);
     let _ = ratatui::try_restore();
     let _ = std::io::stdout().flush();
+    if app.writes_pending() > 0 {
+        // The user quit twice without waiting: say exactly what is not written.
+        let lost = app.abandon_writes();
+        eprintln!("dams: quit before {} label change(s) reached the database; NOT written:", lost.len());
+        for l in &lost {
+            eprintln!("  {l}");
+        }
+    }
     result
 }
 
@@ -85,14 +98,21 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> Result<
     loop {
         app.poll_playback();
         app.poll_worker();
+        app.poll_writes();
         app.refresh_jobs(false);
+        if app.quit && app.writes_pending() > 0 && !app.force_quit {
+            app.message = format!(
+                "quitting: waiting for {} label change(s) to be written… (press quit again to leave without them)",
+                app.writes_pending()
+            );
+        }
         terminal.draw(|f| view::draw(f, app, &mut cache))?;
-        if app.quit {
+        if app.quit && (app.writes_pending() == 0 || app.force_quit) {
             return Ok(());
         }
         let waiting = app.playback.is_playing()
             || app.current.as_ref().is_some_and(|c| c.analysis.is_none() && c.analysis_error.is_none());
-        let waiting = waiting || app.research.jobs.runner.any_running();
+        let waiting = waiting || app.research.jobs.runner.any_running() || app.writes_pending() > 0;
         let timeout = Duration::from_millis(if waiting { 30 } else { 250 });
         if !event::poll(timeout)? {
             continue;

@@ -536,6 +536,9 @@ pub(super) fn draw_status(buf: &mut Buffer, area: Rect, app: &App) {
     if let Some(ms) = app.last_switch_ms {
         l1.push(Span::styled(format!("  switch {ms:.0} ms"), Style::new().fg(DIM)));
     }
+    if let Some(w) = app.write_status() {
+        l1.insert(1, Span::styled(w, Style::new().fg(Color::Yellow)));
+    }
     let l2 = match &app.mode {
         Mode::Search { buf } => Line::from(vec![
             Span::styled(" search: ", Style::new().fg(Color::Yellow)),
