@@ -26,6 +26,12 @@ pub struct BenchAstArgs {
     /// Python with torch + transformers for the reference (skipped when it cannot run).
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// Where the PyTorch reference runs: cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub torch_device: String,
+    /// The PyTorch reference's precision: fp32, bf16 or fp16.
+    #[arg(long, default_value = "fp32")]
+    pub torch_dtype: String,
     /// Segments for the fbank timing.
     #[arg(long, default_value_t = 200)]
     pub fbank_segments: usize,
@@ -114,6 +120,7 @@ pub fn bench(ctx: &Ctx, a: BenchAstArgs) -> Result<()> {
         .arg(&dir)
         .args(["--batch", &refs.len().to_string(), "--batches", &a.batches.max(1).to_string()])
         .args(["--fbank-segments", &n_fb.to_string()])
+        .args(["--device", &a.torch_device, "--dtype", &a.torch_dtype])
         .output();
     match out {
         Ok(o) if o.status.success() => {
@@ -123,10 +130,12 @@ pub fn bench(ctx: &Ctx, a: BenchAstArgs) -> Result<()> {
             let ref_sps = v["forward_seg_per_s"].as_f64().unwrap_or(f64::NAN);
             let ref_fb = v["fbank_ms"].as_f64().unwrap_or(f64::NAN);
             println!(
-                "pytorch {} / transformers {} ({} threads): forward {ref_sps:.3} segments/s, fbank ({}) {ref_fb:.3} ms",
+                "pytorch {} / transformers {} ({} threads, {} {}): forward {ref_sps:.3} segments/s, fbank ({}) {ref_fb:.3} ms",
                 v["torch"].as_str().unwrap_or("?"),
                 v["transformers"].as_str().unwrap_or("?"),
                 v["threads"],
+                v["device"].as_str().unwrap_or("cpu"),
+                v["dtype"].as_str().unwrap_or("fp32"),
                 v["fbank_backend"].as_str().unwrap_or("?")
             );
             println!("ratio forward (dams / pytorch): {:.2}x", dams_sps / ref_sps);

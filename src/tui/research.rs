@@ -514,7 +514,10 @@ impl App {
             _ => None,
         };
         let Some(teacher) = teacher else {
-            self.message = format!("job #{id} ({kind}) has no results view: Enter shows its result and log");
+            self.message = format!(
+                "job #{id} ({kind}) has no results view: {} shows its result and log",
+                self.keymap.keys_in("jobs", crate::tui::keymap::Action::OpenItem)
+            );
             return;
         };
         let scored = match self.store.latest_runs() {

@@ -609,7 +609,15 @@ fn draw_help(f: &mut Frame<'_>, area: Rect, app: &App, scroll: u16) {
     }
     let block = Block::bordered()
         .title(" key bindings (from the keymap files) ")
-        .title_bottom(Line::from(" j/k scroll · Esc closes ").right_aligned())
+        .title_bottom(
+            Line::from(format!(
+                " {}/{} scroll · {} closes ",
+                app.keymap.keys_in("help", crate::tui::keymap::Action::ScrollDown),
+                app.keymap.keys_in("help", crate::tui::keymap::Action::ScrollUp),
+                app.keymap.keys_in("help", crate::tui::keymap::Action::CloseHelp)
+            ))
+            .right_aligned(),
+        )
         .border_style(Style::new().fg(ACCENT));
     f.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), r);
 }

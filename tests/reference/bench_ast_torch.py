@@ -3,6 +3,10 @@
 deterministic 10 s signal. Prints one JSON line.
 
   python tests/reference/bench_ast_torch.py CHECKPOINT_DIR [--batch 2] [--batches 2] [--fbank-segments 200]
+      [--device cpu|cuda] [--dtype fp32|bf16|fp16]
+
+On CUDA the features are computed on the CPU (as dams computes its fbank on the CPU), moved to the GPU, and the
+clock waits for the GPU (torch.cuda.synchronize) before it stops.
 """
 
 import argparse
@@ -34,9 +38,17 @@ def main():
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--batches", type=int, default=2)
     ap.add_argument("--fbank-segments", type=int, default=200)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     a = ap.parse_args()
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
+    dev = torch.device(a.device)
 
-    model = ASTForAudioClassification.from_pretrained(a.model).eval()
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    model = ASTForAudioClassification.from_pretrained(a.model).eval().to(dev, dtype=dtype)
     fe = ASTFeatureExtractor(num_mel_bins=model.config.num_mel_bins, max_length=model.config.max_length)
     segs = signal(a.batch)
 
@@ -46,12 +58,14 @@ def main():
     fbank_ms = (time.perf_counter() - t0) * 1e3 / a.fbank_segments
 
     with torch.inference_mode():
-        x = fe(segs, sampling_rate=16_000, return_tensors="pt")["input_values"]
+        x = fe(segs, sampling_rate=16_000, return_tensors="pt")["input_values"].to(dev, dtype=dtype)
         model(x)  # warm-up
+        sync()
         t0 = time.perf_counter()
         for _ in range(a.batches):
-            x = fe(segs, sampling_rate=16_000, return_tensors="pt")["input_values"]
+            x = fe(segs, sampling_rate=16_000, return_tensors="pt")["input_values"].to(dev, dtype=dtype)
             model(x)
+        sync()
         secs = time.perf_counter() - t0
     print(
         json.dumps(
@@ -60,6 +74,8 @@ def main():
                 "fbank_ms": fbank_ms,
                 "fbank_backend": "torchaudio" if is_speech_available() else "numpy",
                 "threads": torch.get_num_threads(),
+                "device": str(dev) + (" " + torch.cuda.get_device_name(dev) if dev.type == "cuda" else ""),
+                "dtype": a.dtype,
                 "torch": torch.__version__,
                 "transformers": transformers.__version__,
             }
