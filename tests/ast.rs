@@ -126,6 +126,40 @@ mod model {
         }
     }
 
+    /// Half precision on wgpu (weights and activations in f16) against the same f32 goldens. Stated bound: 2e-2 on
+    /// the logits of the tiny checkpoints (f16 keeps ~3 decimal digits; a real GPU's f16 may round differently from
+    /// lavapipe's). On the CPU f16 is refused with a clear message.
+    #[test]
+    fn half_precision_logits_on_wgpu_stay_near_the_goldens() {
+        let e = AstTeacher::open(&fixtures().join("tiny"), Engine::cpu(), None).unwrap().with_precision("f16").unwrap_err();
+        assert!(e.to_string().contains("f16 runs on a GPU"), "{e}");
+        let engine = match Engine::select(dams::engine::DeviceChoice::GpuSoftware) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("SKIPPED half_precision_logits_on_wgpu_stay_near_the_goldens: {e}");
+                return;
+            }
+        };
+        for c in CONFIGS {
+            let dir = fixtures().join(c);
+            let t = match AstTeacher::open(&dir, engine.clone(), None).unwrap().with_precision("f16") {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("SKIPPED f16 on {}: {e}", engine.description);
+                    return;
+                }
+            };
+            let mut t = t;
+            for (name, x) in clips() {
+                let want = golden(&dir, &format!("{name}.logits"), &[t.config().num_labels()]);
+                let got = t.logits(&[x.as_slice()]).unwrap().remove(0);
+                let err = max_abs_diff(&got, &want);
+                eprintln!("{c}/{name}: f16 logits on {} max abs error {err:.2e}", engine.description);
+                assert!(err <= 2e-2, "{c}/{name}: f16 logits off by {err}");
+            }
+        }
+    }
+
     /// The GPU path: burn on wgpu, on whatever Vulkan adapter there is — on machines without a GPU, Mesa's software
     /// lavapipe (`.ci/run` installs it), which runs the same WGSL/SPIR-V kernels a real card gets. Same goldens, same
     /// bound. Skipped, saying so, where there is no Vulkan adapter at all.

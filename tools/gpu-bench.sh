@@ -41,7 +41,7 @@ if [ "${DRY_RUN:-0}" = "1" ]; then
   DEVICE="gpu:software"
   TORCH_DEVICE="cpu"
   BATCHES_LIST="1 2"
-  PRECISIONS="fp32"
+  PRECISIONS="fp32:f32 fp32:f16"
   REPS=1
 else
   MODEL="$OUT/ast-base-random"
@@ -52,27 +52,28 @@ else
   DEVICE="gpu"
   TORCH_DEVICE="cuda"
   BATCHES_LIST="1 8 32 64"
-  PRECISIONS="fp32 bf16"
+  PRECISIONS="fp32:f32 bf16:f16"
   REPS=5
 fi
 
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 TABLE="$OUT/gpu-bench.md"
 {
-  echo "| batch | torch precision | dams (burn wgpu, fp32) seg/s | PyTorch seg/s | ratio dams/PyTorch |"
-  echo "|---|---|---|---|---|"
+  echo "| batch | PyTorch precision | dams precision | dams (burn wgpu) seg/s | PyTorch seg/s | ratio dams/PyTorch |"
+  echo "|---|---|---|---|---|---|"
 } > "$TABLE"
 for B in $BATCHES_LIST; do
-  for P in $PRECISIONS; do
-    LOG="$OUT/bench-b$B-$P.log"
-    timeout 300 "$DAMS" bench ast --model "$MODEL" --device "$DEVICE" --batch "$B" --batches "$REPS" \
+  for PP in $PRECISIONS; do
+    P="${PP%%:*}"; DP="${PP##*:}"
+    LOG="$OUT/bench-b$B-$P-$DP.log"
+    timeout 300 "$DAMS" bench ast --model "$MODEL" --device "$DEVICE" --batch "$B" --batches "$REPS" --precision "$DP" \
       --fbank-segments 20 --python "$PY" --torch-device "$TORCH_DEVICE" --torch-dtype "$P" > "$LOG" 2>&1 || true
     D=$(grep -oE "dams forward on .*: [0-9.]+ segments/s" "$LOG" | grep -oE "[0-9.]+ segments/s" | cut -d' ' -f1 || true)
     T=$(grep -oE "forward [0-9.]+ segments/s" "$LOG" | grep -oE "[0-9.]+" | head -1 || true)
     R=$(grep -oE "ratio forward \(dams / pytorch\): [0-9.]+x" "$LOG" | grep -oE "[0-9.]+x" || true)
     grep -q "reference not run" "$LOG" && T="not run"
-    echo "| $B | $P | ${D:-failed (see $LOG)} | ${T:-failed (see $LOG)} | ${R:--} |" >> "$TABLE"
+    echo "| $B | $P | $DP | ${D:-failed (see $LOG)} | ${T:-failed (see $LOG)} | ${R:--} |" >> "$TABLE"
   done
 done
-grep -h "dams forward on" "$OUT"/bench-b*-fp32.log | head -1 || true
+grep -h "dams forward on" "$OUT"/bench-b*.log | head -1 || true
 cat "$TABLE"

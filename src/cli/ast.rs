@@ -26,6 +26,9 @@ pub struct BenchAstArgs {
     /// Python with torch + transformers for the reference (skipped when it cannot run).
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// dams' precision: f32, or f16 (GPU adapters with shader-f16).
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
     /// Where the PyTorch reference runs: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub torch_device: String,
@@ -93,7 +96,7 @@ pub fn bench(ctx: &Ctx, a: BenchAstArgs) -> Result<()> {
     }
     let desc = engine.description.clone();
     let t0 = Instant::now();
-    let mut t = AstTeacher::open(&dir, engine, Some("bench".into()))?;
+    let mut t = AstTeacher::open(&dir, engine, Some("bench".into()))?.with_precision(&a.precision)?;
     let load_s = t0.elapsed().as_secs_f64();
     let refs: Vec<&[f32]> = segs.iter().map(|s| s.as_slice()).collect();
     t.logits(&refs)?; // warm-up
@@ -111,7 +114,12 @@ pub fn bench(ctx: &Ctx, a: BenchAstArgs) -> Result<()> {
         cfg.hidden_size
     );
     println!("dams fbank: {fbank_ms:.3} ms per 10 s segment (1 thread)");
-    println!("dams forward on {desc}: {dams_sps:.3} segments/s (batch {}, {} batches)", refs.len(), a.batches.max(1));
+    println!(
+        "dams forward on {desc} ({}): {dams_sps:.3} segments/s (batch {}, {} batches)",
+        a.precision,
+        refs.len(),
+        a.batches.max(1)
+    );
 
     // The reference: PyTorch + transformers on the same checkpoint and signal, in the same run.
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/bench_ast_torch.py");

@@ -48,6 +48,12 @@ pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::Teac
         help: "how the 527 logits of a class's bucket become its score (noisy_or, max, mean); re-pool a finished \
                run without the model with `dams remap --run ID --option pooling=P`",
         choices: &["noisy_or", "max", "mean"],
+    },
+    crate::teachers::OptionSpec {
+        name: "precision",
+        default: "f32",
+        help: "f16 runs weights and activations in half precision on a GPU with shader-f16 (refused elsewhere)",
+        choices: &["f32", "f16"],
     }],
     install: Some(install::INSTALL),
     state: |ctx| match install::installed(&ctx.model_cache) {
@@ -89,7 +95,9 @@ pub fn load_installed(
             crate::engine::Engine::select(choice).map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
         let t = AstTeacher::open(&install::install_dir(&ctx.model_cache), engine, Some(format!("sha256:{}", rec.sha256)))
             .map_err(|e| weights(e.to_string()))?
-            .with_pooling(pooling);
+            .with_pooling(pooling)
+            .with_precision(ctx.options.get("precision"))
+            .map_err(|e| TeacherError::Input { id: ID.into(), detail: e.to_string() })?;
         Ok(Box::new(t))
     }
     #[cfg(not(feature = "burn"))]
@@ -106,7 +114,7 @@ pub fn load_installed(
 mod teacher {
     use std::path::Path;
 
-    use burn::tensor::{Tensor, TensorData};
+    use burn::tensor::{FloatDType, Tensor, TensorData};
 
     use crate::teachers::weights::safetensors::Checkpoint;
     use super::config::AstConfig;
@@ -128,6 +136,21 @@ mod teacher {
         version: String,
         pooling: Pooling,
         batch: usize,
+        /// `None`: f32 throughout; `Some(F16)`: weights and activations in half precision (wgpu only).
+        half: Option<FloatDType>,
+    }
+
+    /// Casts every float parameter of a module to one float type.
+    struct CastParams(FloatDType);
+
+    impl burn::module::ModuleMapper for CastParams {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            let d = self.0;
+            param.map(|t| t.cast(d))
+        }
     }
 
     impl std::fmt::Debug for AstTeacher {
@@ -184,7 +207,36 @@ mod teacher {
                 checksum,
                 pooling: Pooling::default(),
                 batch,
+                half: None,
             })
+        }
+
+        /// Run in half precision (`f16`) or single (`f32`, the default). Half precision is for GPUs: it is refused
+        /// on the CPU and on adapters without `shader-f16`, with a message saying why.
+        pub fn with_precision(mut self, precision: &str) -> Result<Self, AstError> {
+            match precision {
+                "f32" | "" => {
+                    self.half = None;
+                    Ok(self)
+                }
+                "f16" => {
+                    if !self.engine.gpu {
+                        return Err(AstError::Run(
+                            "precision f16 runs on a GPU (wgpu) only; on the CPU dams computes in f32".into(),
+                        ));
+                    }
+                    if !self.engine.device.supports_dtype(FloatDType::F16) {
+                        return Err(AstError::Run(format!(
+                            "precision f16: the adapter {} has no shader-f16 support; use f32",
+                            self.engine.description
+                        )));
+                    }
+                    self.model = burn::module::Module::map(self.model, &mut CastParams(FloatDType::F16));
+                    self.half = Some(FloatDType::F16);
+                    Ok(self)
+                }
+                other => Err(AstError::Run(format!("unknown precision '{other}' (f32 or f16)"))),
+            }
         }
 
         pub fn config(&self) -> &AstConfig {
@@ -233,8 +285,14 @@ mod teacher {
             if batch == 0 {
                 return Ok(Vec::new());
             }
-            let x = Tensor::<3>::from_data(TensorData::new(feats, [batch, t, f]), &self.engine.device);
-            let logits = self.model.forward(x);
+            let mut x = Tensor::<3>::from_data(TensorData::new(feats, [batch, t, f]), &self.engine.device);
+            if let Some(d) = self.half {
+                x = x.cast(d);
+            }
+            let mut logits = self.model.forward(x);
+            if self.half.is_some() {
+                logits = logits.cast(FloatDType::F32);
+            }
             let data = logits.try_into_data().map_err(|e| AstError::Run(format!("the device failed: {e:?}")))?;
             let v: Vec<f32> = data.try_to_vec::<f32>().map_err(|e| AstError::Run(format!("reading logits: {e:?}")))?;
             let n = self.cfg.num_labels();
@@ -265,8 +323,12 @@ mod teacher {
             (self.cfg.num_labels() == N_AUDIOSET).then_some(crate::teachers::raw::AUDIOSET_527)
         }
         fn settings_json(&self) -> String {
-            serde_json::json!({"device": if self.engine.gpu { "gpu" } else { "cpu" }, "pooling": self.pooling.as_str()})
-                .to_string()
+            let mut v = serde_json::json!({"device": if self.engine.gpu { "gpu" } else { "cpu" }, "pooling": self.pooling.as_str()});
+            // Half precision changes the scores: part of the run's identity (f32 runs keep their old settings).
+            if self.half.is_some() {
+                v["precision"] = serde_json::json!("f16");
+            }
+            v.to_string()
         }
         fn batch_size(&self) -> usize {
             self.batch
