@@ -8,6 +8,7 @@
 pub mod ast;
 pub mod audioset;
 pub mod builtin;
+pub mod ina;
 pub mod remap;
 pub mod score;
 
