@@ -358,6 +358,39 @@ fn eval_dir() {
     std::fs::write(dir.join("dams_ina.json"), serde_json::to_vec(&res).unwrap()).unwrap();
 }
 
+/// Measurement: dams' port on the two long-form shows, whole, twice (the same work as `eval_dev.py bench`).
+#[test]
+#[ignore = "speed measurement (tools/ina/eval_dev.py bench)"]
+fn bench_shows() {
+    let Some(dir) = std::env::var_os("DAMS_INA_EVAL_DIR").map(PathBuf::from) else {
+        panic!("set DAMS_INA_EVAL_DIR to the folder `tools/ina/eval_dev.py prepare` wrote");
+    };
+    let t = teacher();
+    let sigs: Vec<Vec<f32>> = ["a_show01", "a_show02"]
+        .iter()
+        .map(|s| {
+            let mut r = hound::WavReader::open(dir.join(format!("wav/{s}.wav"))).unwrap();
+            r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect()
+        })
+        .collect();
+    t.analyze(&sigs[0][..16_000]).unwrap();
+    let repeat = 2;
+    let audio = sigs.iter().map(|x| x.len()).sum::<usize>() as f64 / 16_000.0 * repeat as f64;
+    let (w0, c0) = (std::time::Instant::now(), cpu_time());
+    for _ in 0..repeat {
+        for x in &sigs {
+            t.analyze(x).unwrap();
+        }
+    }
+    let (wall, cpu) = (w0.elapsed().as_secs_f64(), cpu_time() - c0);
+    eprintln!(
+        "dams ina ({}): {audio:.0} s of audio, wall {wall:.1} s = {:.1}x real time, CPU {cpu:.1} s = {:.1}x per CPU-second",
+        t.engine().description,
+        audio / wall,
+        audio / cpu
+    );
+}
+
 /// Process CPU time in seconds.
 fn cpu_time() -> f64 {
     // /proc/self/stat fields 14 and 15: utime and stime in clock ticks (100 Hz on Linux).

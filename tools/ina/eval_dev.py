@@ -7,6 +7,9 @@ same 16 kHz samples, and time both.
     DAMS_INA_EVAL_DIR=/tmp/ina-eval cargo test --release --test ina -- --ignored --nocapture eval_dir
                                                                          # runs dams' port      -> dams_ina.json
     python tools/ina/eval_dev.py report  --work /tmp/ina-eval
+    # speed, both on the two shows, back to back:
+    python tools/ina/eval_dev.py bench --work /tmp/ina-eval && \
+      DAMS_INA_EVAL_DIR=/tmp/ina-eval cargo test --test ina -- --ignored --nocapture bench_shows
 
 `prepare` writes every clip and long-form show as 16 kHz mono 16-bit WAV (16 kHz sources are copied sample for
 sample; the two clips at 44.1/48 kHz are downmixed and resampled with scipy's polyphase filter) plus `items.json`:
@@ -143,6 +146,27 @@ def run_ina(args):
     print(f"inaSpeechSegmenter: {audio_s:.0f} s of audio in {t_seg:.1f} s = {audio_s / t_seg:.1f}x real time")
 
 
+def bench(args):
+    """inaSpeechSegmenter on the two long-form shows, whole (segmentation mode), `--repeat` times: wall and CPU
+    seconds of `segment_feats` plus the front end (decoding excluded, as in dams' `bench_shows`)."""
+    from inaSpeechSegmenter import Segmenter
+    from inaSpeechSegmenter.sidekit_mfcc import mfcc
+
+    seg = Segmenter(vad_engine="smn", detect_gender=False, ffmpeg=None, batch_size=args.batch)
+    sigs = [sf.read(f"{args.work}/wav/{s}.wav", dtype="float32")[0] for s in ("a_show01", "a_show02")]
+    audio = sum(len(x) for x in sigs) / SR * args.repeat
+    w0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(args.repeat):
+        for x in sigs:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=RuntimeWarning)
+                _, loge, _, mspec = mfcc(x.astype(np.float32), get_mspec=True)
+            seg.segment_feats(mspec, loge, 0, 0)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    print(f"inaSpeechSegmenter (TF {__import__('tensorflow').__version__}, batch {args.batch}): {audio:.0f} s of audio, "
+          f"wall {wall:.1f} s = {audio / wall:.1f}x real time, CPU {cpu:.1f} s = {audio / cpu:.1f}x per CPU-second")
+
+
 def prf(gold, pred):
     rows = []
     for c in range(3):
@@ -213,13 +237,14 @@ def report(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=["prepare", "ina", "report"])
+    ap.add_argument("cmd", choices=["prepare", "ina", "report", "bench"])
+    ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--dev", default="../shared/realdata-dev")
     ap.add_argument("--work", default="/tmp/ina-eval")
     ap.add_argument("--batch", type=int, default=32, help="inaSpeechSegmenter batch size (its default: 32)")
     ap.add_argument("--min-sec", type=float, default=1.0)
     args = ap.parse_args()
-    {"prepare": prepare, "ina": run_ina, "report": report}[args.cmd](args)
+    {"prepare": prepare, "ina": run_ina, "report": report, "bench": bench}[args.cmd](args)
 
 
 if __name__ == "__main__":

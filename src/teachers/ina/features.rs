@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(patch_window(0, 100), 0);
         assert_eq!(patch_window(17, 100), 0);
         assert_eq!(patch_window(18, 100), 1);
-        assert_eq!(patch_window(49, 100), 17);
+        assert_eq!(patch_window(49, 100), 16); // 17 windows (0..=16) in 100 frames
         assert_eq!(patch_window(33, 68), 0);
     }
 

@@ -87,6 +87,11 @@ impl InaTeacher {
         &self.engine
     }
 
+    /// The network.
+    pub fn model(&self) -> &InaCnn {
+        &self.model
+    }
+
     /// Patches per forward pass.
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
