@@ -219,12 +219,16 @@ def report(args):
                 cells = "  ".join(f"{c} P {P:.2f} R {R:.2f} F1 {F:.2f}" for c, (P, R, F) in zip(CLASSES, rows))
                 print(f"{subset:18s} {vname:34s} macro F1 {macro:.3f} | {cells}")
         # Music / noise recall on items where that class overlaps speech.
+        # (all 109 items: clips and show windows)
         for c, cname in ((1, "music"), (2, "noise")):
             its = [it for it in items if it["gold"][0] and it["gold"][c]]
             alone = [it for it in items if not it["gold"][0] and it["gold"][c]]
-            hit = sum(1 for it in its if res["items"][it["id"]]["secs"][c] >= args.min_sec)
-            hit_a = sum(1 for it in alone if res["items"][it["id"]]["secs"][c] >= args.min_sec)
-            print(f"{cname} recall: under speech {hit}/{len(its)}, without speech {hit_a}/{len(alone)}")
+            for rule, ok in (("labelled >= %.1f s" % args.min_sec, lambda r: r["secs"][c] >= args.min_sec),
+                             ("mean posterior >= 0.1", lambda r: r["mean_post"][c] >= 0.1)):
+                hit = sum(1 for it in its if ok(res["items"][it["id"]]))
+                hit_a = sum(1 for it in alone if ok(res["items"][it["id"]]))
+                print(f"{cname} recall ({rule}): with speech {hit}/{len(its)} = {hit / len(its):.2f}, "
+                      f"without speech {hit_a}/{len(alone)} = {hit_a / len(alone):.2f}")
     if len(runs) == 2:
         a, b = runs.values()
         agree = sum(1 for it in items
