@@ -200,6 +200,11 @@ fn corrupt_or_foreign_weights_are_refused_with_clear_errors() {
     let other = std::fs::read(&p).unwrap();
     let e = InaTeacher::from_bytes(&other, &weights::sha256_hex(&other), Engine::cpu()).unwrap_err().to_string();
     assert!(e.contains("format"), "{e}");
+    // The registry's entry point: device names are checked.
+    let e = dams::teachers::ina::open_embedded("tpu").unwrap_err();
+    assert!(matches!(e, dams::teachers::TeacherError::Input { .. }) && e.to_string().contains("unknown device"), "{e}");
+    let cpu = dams::teachers::ina::open_embedded("cpu").unwrap();
+    assert!(!cpu.engine().gpu);
     // The real file opens, and its checksum is the teacher's.
     let t = teacher();
     assert_eq!(t.checksum(), format!("sha256:{sha}"));
