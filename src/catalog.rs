@@ -20,6 +20,7 @@ pub fn teachers() -> Vec<&'static TeacherDescriptor> {
     let mut v: Vec<&'static TeacherDescriptor> = vec![
         &crate::teachers::builtin::DESCRIPTOR,
         &crate::teachers::ast::DESCRIPTOR,
+        &crate::teachers::ina::DESCRIPTOR,
     ];
     #[cfg(feature = "burn")]
     v.push(&crate::student::teacher::DESCRIPTOR);

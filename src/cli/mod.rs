@@ -70,6 +70,8 @@ pub enum Command {
     /// Derive a run's scores again from its stored raw outputs with other settings (e.g. `--option pooling=max`)
     /// into a new run, without the model.
     Remap(teachers::RemapArgs),
+    /// Segment a whole recording into time-stamped speech / music / noise / noEnergy segments with INA's model.
+    SegmentLabels(teachers::SegmentLabelsArgs),
     /// Write a run's speech/music/noise scores per segment (and with --raw its raw outputs) as CSV or Parquet.
     ExportScores(teachers::ExportScoresArgs),
     /// Import a teacher's scores from CSV as a new run (refused whole on any bad row).
@@ -182,6 +184,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Score(a)) => teachers::run_score(&ctx, a),
         Some(Command::Remap(a)) => teachers::run_remap(&ctx, a),
         Some(Command::ExportScores(a)) => teachers::run_export_scores(&ctx, a),
+        Some(Command::SegmentLabels(a)) => teachers::run_segment_labels(&ctx, a),
         Some(Command::ImportScores(a)) => eval::run_import_scores(&ctx, a),
         Some(Command::Eval(a)) => eval::run_eval(&ctx, a),
         Some(Command::Calibrate(a)) => eval::run_calibrate(&ctx, a),

@@ -148,6 +148,25 @@ pub struct RemapArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_long_help = "EXAMPLES:\n  dams segment-labels show.flac -o show.csv --audacity show.txt\n\nThe CSV is inaSpeechSegmenter's own (labels, start, stop in seconds; speech, music, noise, noEnergy), so it\ncompares line by line with `ina_speech_segmenter.py -g false -d smn`.")]
+pub struct SegmentLabelsArgs {
+    /// A long recording (WAV, FLAC, Ogg/Vorbis, MP3; any rate and channels).
+    pub file: PathBuf,
+    /// The segmenting teacher (only `ina` segments whole recordings).
+    #[arg(long, default_value = "ina")]
+    pub teacher: String,
+    /// Write the CSV here (default: standard output).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Also write an Audacity label track here.
+    #[arg(long)]
+    pub audacity: Option<PathBuf>,
+    /// auto, cpu, gpu or gpu:software.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
 pub struct ExportScoresArgs {
     /// The teacher whose run is exported (its latest run with scores, unless --run).
     #[arg(long)]
@@ -493,6 +512,48 @@ pub fn run_remap(ctx: &Ctx, a: RemapArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `dams segment-labels`: INA-style time-stamped segments of a whole recording (CSV and an Audacity label track).
+pub fn run_segment_labels(_ctx: &Ctx, a: SegmentLabelsArgs) -> Result<()> {
+    if a.teacher != crate::teachers::ina::ID {
+        bail!("'{}' does not segment whole recordings; `dams segment-labels` uses `ina`", a.teacher);
+    }
+    #[cfg(feature = "burn")]
+    {
+        use crate::teachers::ina;
+        let started = std::time::Instant::now();
+        let analysis = ina::segment_file(&a.file, &a.device)?;
+        let segs = analysis.segments();
+        let write = |path: &std::path::Path, f: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| -> Result<()> {
+            let mut buf = Vec::new();
+            f(&mut buf)?;
+            crate::manifest::export::write_atomic(path, |w| {
+                use std::io::Write;
+                w.write_all(&buf)
+                    .map_err(|err| crate::manifest::ManifestError::Write { path: path.display().to_string(), err })
+            })?;
+            Ok(())
+        };
+        match &a.out {
+            Some(p) => write(p, &|b| ina::write_segments_csv(b, &segs))?,
+            None => ina::write_segments_csv(std::io::stdout().lock(), &segs)?,
+        }
+        if let Some(p) = &a.audacity {
+            write(p, &|b| ina::write_audacity_labels(b, &segs))?;
+        }
+        let secs = analysis.len() as f64 * 0.02;
+        eprintln!(
+            "{}: {} segments over {secs:.1} s of audio in {:.1} s ({:.0}x real time)",
+            a.file.display(),
+            segs.len(),
+            started.elapsed().as_secs_f64(),
+            secs / started.elapsed().as_secs_f64().max(1e-9)
+        );
+        Ok(())
+    }
+    #[cfg(not(feature = "burn"))]
+    bail!("this build of dams has no model engine (rebuild with the `burn` feature)")
 }
 
 /// `dams export-scores`: a run's scores (and raw outputs) per segment, as CSV or Parquet.

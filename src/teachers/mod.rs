@@ -11,6 +11,7 @@ pub mod audioset;
 pub mod builtin;
 pub mod descriptor;
 pub mod hub;
+pub mod ina;
 pub mod raw;
 pub mod remap;
 pub mod score;

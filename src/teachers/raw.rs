@@ -14,6 +14,10 @@ use super::audioset::{self, N_AUDIOSET, Pooling};
 /// The 527 AudioSet logits, in the standard (`class_labels_indices.csv`) order.
 pub const AUDIOSET_527: &str = "audioset-527";
 
+/// INA's CNN posteriors per 20 ms patch, `[speech, music, noise]` × patches, flattened (zeros for patches below
+/// the energy threshold, see [`crate::teachers::ina`]).
+pub const INA_PATCH_POSTERIORS: &str = "ina-patch-posteriors";
+
 /// The run settings a re-derivation of vocabulary `vocab` reads (the options `dams remap --option` may change).
 pub fn remappable(vocab: &str) -> &'static [&'static str] {
     match vocab {
@@ -27,6 +31,9 @@ pub fn remappable(vocab: &str) -> &'static [&'static str] {
 pub fn names(vocab: &str, len: usize) -> Vec<String> {
     match vocab {
         AUDIOSET_527 if len == N_AUDIOSET => audioset::classes().iter().map(|c| c.name.clone()).collect(),
+        INA_PATCH_POSTERIORS if len % 3 == 0 => (0..len / 3)
+            .flat_map(|p| ["speech", "music", "noise"].map(|c| format!("patch{p}_{c}")))
+            .collect(),
         _ => (0..len).map(|i| format!("out_{i}")).collect(),
     }
 }
@@ -40,6 +47,20 @@ pub fn rescore(vocab: &str, raw: &[f32], settings: &Map<String, Value>) -> Resul
                 None => Pooling::default(),
             };
             audioset::collapse_logits(raw, pooling)
+        }
+        INA_PATCH_POSTERIORS => {
+            // The teacher's score: the mean posterior over the energetic patches (all-zero patches are not).
+            if raw.len() % 3 != 0 {
+                return Err(format!("{} values are not [speech, music, noise] triples", raw.len()));
+            }
+            let (mut sum, mut n) = ([0f64; 3], 0usize);
+            for p in raw.chunks_exact(3).filter(|p| p.iter().any(|v| *v != 0.0)) {
+                for c in 0..3 {
+                    sum[c] += p[c] as f64;
+                }
+                n += 1;
+            }
+            Ok(if n == 0 { [0.0; 3] } else { sum.map(|v| (v / n as f64) as f32) })
         }
         other => Err(format!("dams cannot derive speech/music/noise scores from raw outputs of kind '{other}'")),
     }

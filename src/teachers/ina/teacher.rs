@@ -1,0 +1,224 @@
+//! The INA model on a burn device, as a dams teacher and as a segmenter of long recordings.
+
+use std::path::Path;
+
+use burn::tensor::{Tensor, TensorData};
+
+use super::features::{FRAME_LEN, Features, Frontend, N_MELS, N_MELS_USED, PATCH_FRAMES, PATCH_LEN};
+use super::model::InaCnn;
+use super::weights::{self, Weights};
+use super::{Analysis, ID, InaError, Segment, VERSION, features, viterbi};
+use crate::engine::{DeviceChoice, Engine};
+use crate::teachers::{Teacher, TeacherError, TeacherOutput};
+
+/// Patches per forward pass on the CPU (and on a GPU).
+const CPU_BATCH: usize = 256;
+const GPU_BATCH: usize = 2048;
+
+/// The INA speech/music/noise model, loaded on a device.
+///
+/// As a [`Teacher`] it analyses each segment on its own (as inaSpeechSegmenter run on that clip would: the energy
+/// threshold is relative to the segment's mean log-energy) and scores each class by the **mean CNN posterior over
+/// the segment's energetic 20 ms patches** ([`Analysis::scores`]; 0 for all classes when nothing is energetic).
+/// The three scores sum to 1 (or 0), so they are not independent probabilities: the default threshold is 0.1 per
+/// class ([`Teacher::default_thresholds`]), where a class that INA's exclusive labels hide under speech is still
+/// found. [`Analysis::fractions`] (the share of patches INA *labels* with each class) is the alternative
+/// `docs/ina.md` compares it with. [`TeacherOutput::raw`] holds the raw output (vocabulary `ina-patch-posteriors`): the CNN's posteriors per patch,
+/// `[speech, music, noise]` × patches, flattened (zeros for `noEnergy` patches, 0.5 for non-finite ones, see
+/// [`Analysis::posteriors`]).
+pub struct InaTeacher {
+    model: InaCnn,
+    engine: Engine,
+    frontend: Frontend,
+    checksum: String,
+    batch: usize,
+}
+
+impl std::fmt::Debug for InaTeacher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InaTeacher").field("device", &self.engine.description).finish()
+    }
+}
+
+/// Open the embedded INA model on `device` (`auto`, `cpu` or `gpu`).
+pub fn open_embedded(device: &str) -> Result<InaTeacher, TeacherError> {
+    let choice: DeviceChoice = device.parse().map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
+    let engine = Engine::select(choice).map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
+    InaTeacher::open(engine).map_err(|e| TeacherError::Weights { id: ID.into(), detail: e.to_string() })
+}
+
+/// Decode `path` (any format dams reads; resampled to 16 kHz mono) and segment it with the embedded model on
+/// `device`: INA's analysis of the whole recording (see [`Analysis::segments`] for the time-stamped segments).
+pub fn segment_file(path: &Path, device: &str) -> Result<Analysis, TeacherError> {
+    let t = open_embedded(device)?;
+    t.analyze_file(path).map_err(|e| TeacherError::Input { id: ID.into(), detail: e.to_string() })
+}
+
+impl InaTeacher {
+    /// The embedded weights (checked against their SHA-256) on `engine`'s device.
+    pub fn open(engine: Engine) -> Result<InaTeacher, InaError> {
+        Self::from_bytes(weights::EMBEDDED, weights::expected_sha256(), engine)
+    }
+
+    /// Weights from a safetensors image written by `tools/ina/convert_weights.py`, which must hash to `sha256`.
+    pub fn from_bytes(bytes: &[u8], sha256: &str, engine: Engine) -> Result<InaTeacher, InaError> {
+        let mut w = Weights::parse_checked(bytes, sha256)?;
+        match w.metadata().get("format").map(String::as_str) {
+            Some(weights::FORMAT) => {}
+            other => {
+                return Err(InaError::Weights(format!(
+                    "metadata format {other:?}, expected '{}' (not written by tools/ina/convert_weights.py?)",
+                    weights::FORMAT
+                )));
+            }
+        }
+        let model = InaCnn::load(&mut w, &engine.device)?;
+        let batch = if engine.gpu { GPU_BATCH } else { CPU_BATCH };
+        Ok(InaTeacher {
+            model,
+            engine,
+            frontend: Frontend::new(),
+            checksum: format!("sha256:{}", sha256.trim().to_ascii_lowercase()),
+            batch,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The network.
+    pub fn model(&self) -> &InaCnn {
+        &self.model
+    }
+
+    /// Patches per forward pass.
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// The front end's output for 16 kHz mono samples (16-bit scale: PCM / 32768). Refuses non-finite samples and
+    /// inputs shorter than one 25 ms frame.
+    pub fn features(&self, samples: &[f32]) -> Result<Features, InaError> {
+        if let Some(i) = samples.iter().position(|v| !v.is_finite()) {
+            return Err(InaError::Input(format!("sample {i} is not finite")));
+        }
+        if samples.len() < FRAME_LEN {
+            return Err(InaError::Input(format!(
+                "{} samples: INA needs at least {FRAME_LEN} (25 ms at 16 kHz)",
+                samples.len()
+            )));
+        }
+        Ok(self.frontend.compute(samples))
+    }
+
+    /// The CNN's posteriors for patches `which` of `mspec` (see [`features::patch_into`]), with whether each patch
+    /// is finite; non-finite patches get `[0.5; 3]` as in INA.
+    pub fn posteriors(&self, mspec: &[[f32; N_MELS]], which: &[usize]) -> Result<(Vec<[f32; 3]>, Vec<bool>), InaError> {
+        let source = features::patch_source(mspec);
+        let n = features::num_patches(mspec.len());
+        if let Some(&p) = which.iter().find(|&&p| p >= n) {
+            return Err(InaError::Input(format!("patch {p} of {n}")));
+        }
+        let mut post = Vec::with_capacity(which.len());
+        let mut finite = Vec::with_capacity(which.len());
+        let mut buf = Vec::new();
+        for chunk in which.chunks(self.batch) {
+            buf.clear();
+            buf.resize(chunk.len() * PATCH_LEN, 0.0);
+            let start = finite.len();
+            for (&p, out) in chunk.iter().zip(buf.chunks_exact_mut(PATCH_LEN)) {
+                finite.push(features::patch_into(&source, p, out));
+            }
+            let x = Tensor::<3>::from_data(
+                TensorData::new(std::mem::take(&mut buf), [chunk.len(), PATCH_FRAMES, N_MELS_USED]),
+                &self.engine.device,
+            );
+            let y = self.model.forward(x);
+            let data = y.try_into_data().map_err(|e| InaError::Run(format!("the device failed: {e:?}")))?;
+            let v: Vec<f32> =
+                data.try_into_vec::<f32>().map_err(|e| InaError::Run(format!("reading posteriors: {e:?}")))?;
+            for (k, r) in v.chunks_exact(3).enumerate() {
+                post.push(if finite[start + k] { [r[0], r[1], r[2]] } else { [0.5; 3] });
+            }
+            buf = Vec::with_capacity(self.batch.min(which.len()) * PATCH_LEN);
+        }
+        Ok((post, finite))
+    }
+
+    /// INA's analysis of features: energy activity, posteriors of the energetic patches, smoothing.
+    pub fn analyze_features(&self, f: &Features) -> Result<Analysis, InaError> {
+        let n = features::num_patches(f.frames());
+        let energy: Vec<bool> = viterbi::energy_activity(&f.loge).into_iter().step_by(2).collect();
+        debug_assert_eq!(energy.len(), n);
+        let which: Vec<usize> = (0..n).filter(|&p| energy[p]).collect();
+        let (post, fin) = self.posteriors(&f.mspec, &which)?;
+        let mut posteriors = vec![[0f32; 3]; n];
+        // Finiteness of unclassified patches does not matter to INA; computed for the record.
+        let mut finite = vec![true; n];
+        for ((&p, q), ok) in which.iter().zip(post).zip(fin) {
+            posteriors[p] = q;
+            finite[p] = ok;
+        }
+        Ok(Analysis::from_parts(f.frames(), energy, finite, posteriors))
+    }
+
+    /// INA's analysis of 16 kHz mono samples.
+    pub fn analyze(&self, samples: &[f32]) -> Result<Analysis, InaError> {
+        let f = self.features(samples)?;
+        self.analyze_features(&f)
+    }
+
+    /// INA's segmentation of 16 kHz mono samples.
+    pub fn segment(&self, samples: &[f32]) -> Result<Vec<Segment>, InaError> {
+        Ok(self.analyze(samples)?.segments())
+    }
+
+    /// Decode (any format dams reads, resampled to 16 kHz mono) and analyse a whole recording.
+    pub fn analyze_file(&self, path: &Path) -> Result<Analysis, InaError> {
+        let samples = crate::audio::decode::load_mono_16k(path).map_err(|e| InaError::Input(e.to_string()))?;
+        self.analyze(&samples)
+    }
+}
+
+impl Teacher for InaTeacher {
+    fn id(&self) -> &str {
+        ID
+    }
+    fn version(&self) -> String {
+        VERSION.into()
+    }
+    fn checksum(&self) -> &str {
+        &self.checksum
+    }
+    fn raw_vocab(&self) -> Option<&'static str> {
+        Some(crate::teachers::raw::INA_PATCH_POSTERIORS)
+    }
+    fn settings_json(&self) -> String {
+        serde_json::json!({"device": if self.engine.gpu { "gpu" } else { "cpu" }, "score": "mean_posterior"})
+            .to_string()
+    }
+    fn batch_size(&self) -> usize {
+        8
+    }
+    fn default_thresholds(&self) -> Option<[f64; 3]> {
+        Some([0.1; 3])
+    }
+    fn notice(&self) -> Option<String> {
+        self.engine.notice.clone()
+    }
+    fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
+        segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let a = self
+                    .analyze(s)
+                    .map_err(|e| TeacherError::Input { id: ID.into(), detail: format!("segment {i}: {e}") })?;
+                let raw: Vec<f32> = a.posteriors.iter().flat_map(|p| p.iter().copied()).collect();
+                Ok(TeacherOutput { scores: a.scores(), raw: Some(raw) })
+            })
+            .collect()
+    }
+}
