@@ -158,6 +158,34 @@ fn posteriors_match_ina() {
     }
 }
 
+/// The GPU path: the same CNN on wgpu (a software Vulkan adapter, lavapipe, where there is no GPU), same goldens,
+/// same bound (1e-4), on the first 256 patches of a demo clip (lavapipe is slow). Skipped, saying so, without a
+/// Vulkan adapter.
+#[test]
+fn posteriors_match_ina_on_wgpu() {
+    let engine = match Engine::select(dams::engine::DeviceChoice::GpuSoftware) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("SKIPPED posteriors_match_ina_on_wgpu: {e}");
+            return;
+        }
+    };
+    eprintln!("INA on {}", engine.description);
+    let t = InaTeacher::open(engine).unwrap();
+    let g = goldens();
+    for (name, path) in g.inputs().into_iter().take(1) {
+        let f = t.features(&load(&path)).unwrap();
+        let n = features::num_patches(f.frames()).min(256);
+        let all: Vec<usize> = (0..n).collect();
+        let (post, _) = t.posteriors(&f.mspec, &all).unwrap();
+        let flat: Vec<f32> = post.iter().flatten().copied().collect();
+        let want = &g.get(&format!("{name}.posteriors")).1[..3 * n];
+        let d = max_diff(&format!("{name}.posteriors"), &flat, want);
+        eprintln!("{name}: {n} patches on wgpu, max |posterior − TF| = {d:.2e}");
+        assert!(d <= TOL, "{name}: posteriors on wgpu differ by {d}");
+    }
+}
+
 #[test]
 fn segmentation_matches_ina() {
     let g = goldens();

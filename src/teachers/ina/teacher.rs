@@ -13,7 +13,10 @@ use crate::teachers::{Teacher, TeacherError, TeacherOutput};
 
 /// Patches per forward pass on the CPU (and on a GPU).
 const CPU_BATCH: usize = 256;
-const GPU_BATCH: usize = 2048;
+/// On wgpu the largest buffer of a batch must fit one storage-buffer binding (128 MiB on lavapipe, also wgpu's
+/// default limit): 2048 patches asked for a 171 MB buffer and failed on the parity test on lavapipe; 256 pass.
+/// Unmeasured on a real GPU, where a larger batch may be faster.
+const GPU_BATCH: usize = 256;
 
 /// The INA speech/music/noise model, loaded on a device.
 ///
