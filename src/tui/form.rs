@@ -558,18 +558,20 @@ mod tests {
         assert_eq!(j.options.get("weights").map(String::as_str), Some(""));
         f.right(); // single choice: moving selects ast, whose option is pooling
         let names: Vec<&str> = f.fields.iter().map(|x| x.name.as_str()).collect();
-        assert_eq!(names, ["teacher", "splits", "device", "option pooling", "fresh run"]);
+        assert_eq!(names, ["teacher", "splits", "device", "option pooling", "option precision", "fresh run"]);
         f.down();
         f.toggle(); // train off
         f.down();
         f.right(); // device cpu
         f.down();
         f.right(); // pooling max
+        f.down(); // precision stays f32
         f.down();
         f.toggle();
         let j = f.score_job().unwrap();
         assert_eq!(j.teacher, "ast");
         assert_eq!(j.options.get("pooling").map(String::as_str), Some("max"));
+        assert_eq!(j.options.get("precision").map(String::as_str), Some("f32"));
         assert_eq!(j.device, "cpu");
         assert_eq!(j.splits, Some(vec!["unlabeled".into(), "dev".into(), "test".into(), "unsplit".into()]));
         assert!(j.fresh);
