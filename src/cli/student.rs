@@ -212,5 +212,9 @@ pub fn run_score_student(ctx: &Ctx, a: ScoreStudentArgs) -> Result<()> {
         o.run_id, o.teacher, o.scored, o.skipped, o.failed
     );
     println!("next: dams calibrate / dams thresholds / dams eval --teacher {}", o.teacher);
+    if o.failed > 0 {
+        let total = o.scored + o.failed;
+        return Err(super::audio::PartialFailure { failed: o.failed, total, what: "segments" }.into());
+    }
     Ok(())
 }

@@ -291,6 +291,8 @@ pub fn score_workspace(
             zero_shot: false,
         })?,
     };
+    // One process scores a run at a time (see crate::store::lease).
+    let _lease = crate::store::lease::RunLease::acquire(store, run_id)?;
     let done = store.scored_segments(run_id)?;
     let segments = store.segments(splits)?;
     let total = segments.len();
@@ -322,7 +324,8 @@ pub fn score_workspace(
         }
     }
     store.put_scores(run_id, &rows)?;
-    store.finish_run(run_id, "done")?;
+    // Every segment failed and the run holds no score: it is not done (the CLI exits 1).
+    store.finish_run(run_id, if scored + skipped == 0 && failed > 0 { "failed" } else { "done" })?;
     progress(total, total);
     Ok(ScoreOutcome { teacher, run_id, scored, skipped, failed })
 }

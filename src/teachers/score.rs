@@ -252,8 +252,8 @@ pub fn score_segments_with(
     });
     outcome?;
 
-    // Every segment tried failed: the run is not done and gets no default thresholds.
-    if !report.cancelled && report.scored == 0 && !report.failed.is_empty() {
+    // Every segment failed and the run holds no score: it is not done and gets no default thresholds.
+    if !report.cancelled && report.scored == 0 && report.already == 0 && !report.failed.is_empty() {
         store.finish_run(run_id, "failed")?;
         let (path, e) = &report.failed[0];
         anyhow::bail!(
