@@ -241,6 +241,12 @@ fn label_undo_quit_restart_and_the_label_is_still_there() {
     let s = t.wait_until("a redraw at 140 columns", |s| s.lines().any(|l| l.trim_end().chars().count() > 100));
     assert!(s.contains("teacher scores") && s.contains("no audio output: DAMS_AUDIO=none"), "{s}");
     t.resize(24, 80);
+    // Wait for the app's own redraw at 80 columns (the status bar back in place) before the next key, so the key
+    // is not read while the app is still handling the resize.
+    t.wait_until("a redraw at 80 columns", |s| {
+        s.contains("no audio output: DAMS_AUDIO=none") && s.lines().all(|l| l.trim_end().chars().count() <= 80)
+    });
+    std::thread::sleep(Duration::from_millis(300));
     t.keys("k");
     let s = t.wait_for("segments/seg_02.wav  dev");
     assert!(s.contains("teacher scores") && s.contains("seg_00.wav"), "{s}");
