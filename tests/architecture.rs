@@ -48,8 +48,22 @@ fn files_of(modules: &[&str]) -> Vec<PathBuf> {
 #[test]
 fn core_modules_know_nothing_of_the_terminal() {
     let core = files_of(&[
-        "audio", "catalog", "config", "demo", "dsp", "engine", "eval", "jobs", "labels", "manifest", "pseudo", "rng",
-        "store", "student", "teachers", "workspace",
+        "audio",
+        "catalog",
+        "config",
+        "demo",
+        "dsp",
+        "engine",
+        "eval",
+        "jobs",
+        "labels",
+        "manifest",
+        "pseudo",
+        "rng",
+        "store",
+        "student",
+        "teachers",
+        "workspace",
     ]);
     let hits = uses(&core, &["ratatui", "crossterm", "crate::tui", "indicatif"]);
     assert!(hits.is_empty(), "core modules import terminal code:\n{}", hits.join("\n"));

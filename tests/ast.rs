@@ -131,7 +131,8 @@ mod model {
     /// lavapipe's). On the CPU f16 is refused with a clear message.
     #[test]
     fn half_precision_logits_on_wgpu_stay_near_the_goldens() {
-        let e = AstTeacher::open(&fixtures().join("tiny"), Engine::cpu(), None).unwrap().with_precision("f16").unwrap_err();
+        let e =
+            AstTeacher::open(&fixtures().join("tiny"), Engine::cpu(), None).unwrap().with_precision("f16").unwrap_err();
         assert!(e.to_string().contains("f16 runs on a GPU"), "{e}");
         let engine = match Engine::select(dams::engine::DeviceChoice::GpuSoftware) {
             Ok(e) => e,
@@ -227,7 +228,13 @@ mod model {
         let good = std::fs::read(&installed).unwrap();
         // NaN weights: refused at install, not at scoring.
         let (bad, _) = tampered(|ts| ts[3].2[0] = f32::NAN);
-        let e = super::run_err(super::dams(home.path()).args(["teachers", "add", "ast", "--from", bad.path().to_str().unwrap()]));
+        let e = super::run_err(super::dams(home.path()).args([
+            "teachers",
+            "add",
+            "ast",
+            "--from",
+            bad.path().to_str().unwrap(),
+        ]));
         assert!(e.contains("non-finite"), "{e}");
         // A config describing fewer layers than the weights hold: the unused tensors are named.
         let tmp = tempfile::tempdir().unwrap();
@@ -237,7 +244,13 @@ mod model {
         let layers = cfg["num_hidden_layers"].as_u64().unwrap();
         cfg["num_hidden_layers"] = serde_json::json!(layers - 1);
         std::fs::write(tmp.path().join("config.json"), cfg.to_string()).unwrap();
-        let e = super::run_err(super::dams(home.path()).args(["teachers", "add", "ast", "--from", tmp.path().to_str().unwrap()]));
+        let e = super::run_err(super::dams(home.path()).args([
+            "teachers",
+            "add",
+            "ast",
+            "--from",
+            tmp.path().to_str().unwrap(),
+        ]));
         assert!(e.contains("that config.json does not use") && e.contains(&format!("layer.{}", layers - 1)), "{e}");
         assert_eq!(std::fs::read(&installed).unwrap(), good, "the working install is untouched");
         // Weights changed on disk after install are refused when the teacher opens.
@@ -454,7 +467,10 @@ fn score_a_workspace_with_an_installed_checkpoint() {
             for ((a, x), (b, y)) in first.iter().zip(&store.run_scores(r.run_id).unwrap()) {
                 assert_eq!(a, b);
                 let d = (0..3).map(|c| (x[c] - y[c]).abs()).fold(0f32, f32::max);
-                let l = max_abs_diff(&store.logits(run.id, *a).unwrap().unwrap(), &store.logits(r.run_id, *a).unwrap().unwrap());
+                let l = max_abs_diff(
+                    &store.logits(run.id, *a).unwrap().unwrap(),
+                    &store.logits(r.run_id, *a).unwrap().unwrap(),
+                );
                 eprintln!("segment {a}: wgpu vs cpu scores max abs difference {d:.2e}, logits {l:.2e}");
                 assert!(d <= 1e-4 && l <= 1e-4, "segment {a}: {x:?} vs {y:?}");
             }

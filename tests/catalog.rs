@@ -13,9 +13,7 @@ use dams::catalog;
 use dams::jobs::{JobRunner, JobState};
 use dams::labels::{LabelSource, Split};
 use dams::store::NewSegment;
-use dams::teachers::{
-    InstallState, OpenContext, OptionSpec, Teacher, TeacherDescriptor, TeacherError, TeacherOutput,
-};
+use dams::teachers::{InstallState, OpenContext, OptionSpec, Teacher, TeacherDescriptor, TeacherError, TeacherOutput};
 use dams::tui::form::JobForm;
 use dams::workspace::Workspace;
 
@@ -166,7 +164,10 @@ fn one_registration_scores_through_cli_and_tui_and_jobs_are_followed_to_the_end(
     HOLD.store(false, Ordering::SeqCst);
     let store = ws.open_store().unwrap();
     let runs = store.runs().unwrap();
-    assert_eq!((runs.len(), runs[0].teacher.as_str(), runs[0].n_scores, runs[0].state.as_str()), (1, "fake", 4, "cancelled"));
+    assert_eq!(
+        (runs.len(), runs[0].teacher.as_str(), runs[0].n_scores, runs[0].state.as_str()),
+        (1, "fake", 4, "cancelled")
+    );
 
     // CLI path: the same request resumes the TUI's run and scores the rest.
     let ws_arg = ws.root().to_str().unwrap().to_string();

@@ -458,7 +458,10 @@ fn cli_segments_a_recording_and_lists_ina() {
     let first: Vec<&str> = lines.next().unwrap().split('\t').collect();
     assert_eq!(first, ["music", "0.00", "22.48"], "INA's reference segmentation starts music 0.0-22.48");
     assert_eq!(text.lines().count() - 1, std::fs::read_to_string(&txt).unwrap().lines().count());
-    let o = common::dams(home.path()).args(["segment-labels", "--teacher", "ast", media.to_str().unwrap()]).output().unwrap();
+    let o = common::dams(home.path())
+        .args(["segment-labels", "--teacher", "ast", media.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("does not segment whole recordings"));
     let o = common::dams(home.path()).arg("teachers").output().unwrap();
     let list = String::from_utf8_lossy(&o.stdout);

@@ -315,11 +315,7 @@ fn snapshot_file_naming_and_filtering() {
 fn cli_import_export_and_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = common::dams(&dir.path().join(".home"))
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
+        let out = common::dams(&dir.path().join(".home")).args(args).current_dir(dir.path()).output().unwrap();
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),

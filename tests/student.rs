@@ -396,7 +396,11 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
     // Scoring again is the one scoring loop of every teacher: a finished run is kept, a new one is made.
     let again = score_student(&ws, &mut store, "s1", None);
     assert_ne!(again.run_id, o.run_id);
-    assert_eq!(store.run_scores(again.run_id).unwrap(), store.run_scores(o.run_id).unwrap(), "same weights, same scores");
+    assert_eq!(
+        store.run_scores(again.run_id).unwrap(),
+        store.run_scores(o.run_id).unwrap(),
+        "same weights, same scores"
+    );
     // `student:s1` is a teacher like any other (what `dams score --teacher student:s1` opens).
     let ctx = student_ctx(&ws);
     let mut t = dams::catalog::open("student:s1", &ctx).unwrap();
@@ -405,7 +409,10 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
     let out = t.score_batch(&[&x[..16_000], &x[16_000..]]).unwrap();
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|o| o.scores.iter().all(|s| (0.0..=1.0).contains(s))));
-    assert!(matches!(dams::catalog::open("student:missing", &ctx), Err(dams::teachers::TeacherError::NotInstalled { .. })));
+    assert!(matches!(
+        dams::catalog::open("student:missing", &ctx),
+        Err(dams::teachers::TeacherError::NotInstalled { .. })
+    ));
     // Names that would escape the models directory are refused.
     assert!(dams::student::student_dir(&ws, "../x").is_err());
 }

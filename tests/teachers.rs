@@ -299,14 +299,19 @@ fn cli_pooling_is_refused_without_audioset_logits_and_remap_pools_stored_logits_
 
     // export-scores: the run's scores per segment, and with --raw one column per AudioSet class.
     let csv = tmp.path().join("ast.csv");
-    let (ok, out, err) =
-        dams(&["-w", ws_arg, "export-scores", "--run", &ast.to_string(), "--raw", "-o", csv.to_str().unwrap()], tmp.path());
+    let (ok, out, err) = dams(
+        &["-w", ws_arg, "export-scores", "--run", &ast.to_string(), "--raw", "-o", csv.to_str().unwrap()],
+        tmp.path(),
+    );
     assert!(ok, "{err}");
     assert!(out.contains("3 segments of run #1, 534 columns"), "{out}");
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut rows = csv::Reader::from_reader(text.as_bytes());
     let header = rows.headers().unwrap().clone();
-    assert_eq!(&header.iter().take(8).collect::<Vec<_>>(), &["segment_path", "start_time", "end_time", "split", "speech", "music", "noise", "Speech"]);
+    assert_eq!(
+        &header.iter().take(8).collect::<Vec<_>>(),
+        &["segment_path", "start_time", "end_time", "split", "speech", "music", "noise", "Speech"]
+    );
     let recs: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
     assert_eq!(recs.len(), 3);
     assert_eq!(&recs[1][0], "segments/s1.wav");
@@ -315,7 +320,8 @@ fn cli_pooling_is_refused_without_audioset_logits_and_remap_pools_stored_logits_
     assert_eq!(recs[1][7].parse::<f32>().unwrap(), logits(1)[0]);
     // The latest run of a teacher by name, as Parquet, without raw outputs.
     let pq = tmp.path().join("builtin.parquet");
-    let (ok, out, err) = dams(&["-w", ws_arg, "export-scores", "--teacher", "builtin", "-o", pq.to_str().unwrap()], tmp.path());
+    let (ok, out, err) =
+        dams(&["-w", ws_arg, "export-scores", "--teacher", "builtin", "-o", pq.to_str().unwrap()], tmp.path());
     assert!(ok, "{err}");
     assert!(out.contains("3 segments") && out.contains("7 columns"), "{out}");
     #[cfg(feature = "parquet")]
@@ -326,8 +332,19 @@ fn cli_pooling_is_refused_without_audioset_logits_and_remap_pools_stored_logits_
         assert_eq!(r.metadata().file_metadata().schema_descr().num_columns(), 7);
     }
     // Raw outputs of a teacher that keeps none: refused, nothing written.
-    let (ok, _, err) =
-        dams(&["-w", ws_arg, "export-scores", "--teacher", "builtin", "--raw", "-o", tmp.path().join("x.csv").to_str().unwrap()], tmp.path());
+    let (ok, _, err) = dams(
+        &[
+            "-w",
+            ws_arg,
+            "export-scores",
+            "--teacher",
+            "builtin",
+            "--raw",
+            "-o",
+            tmp.path().join("x.csv").to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
     assert!(!ok && err.contains("kept no raw outputs"), "{err}");
     assert!(!tmp.path().join("x.csv").exists());
 }

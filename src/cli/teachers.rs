@@ -105,7 +105,9 @@ pub struct EvalArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_long_help = "EXAMPLES:\n  dams score --teacher builtin\n  dams score --teacher ast --option pooling=max --device cpu\n  dams score --teacher student:cnn1 --split dev,test\n\n`dams teachers` lists every teacher with its options and their defaults.")]
+#[command(
+    after_long_help = "EXAMPLES:\n  dams score --teacher builtin\n  dams score --teacher ast --option pooling=max --device cpu\n  dams score --teacher student:cnn1 --split dev,test\n\n`dams teachers` lists every teacher with its options and their defaults."
+)]
 pub struct ScoreArgs {
     /// Teacher id (see `dams teachers`).
     #[arg(long, default_value = "builtin")]
@@ -148,7 +150,9 @@ pub struct RemapArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_long_help = "EXAMPLES:\n  dams segment-labels show.flac -o show.csv --audacity show.txt\n\nThe CSV is inaSpeechSegmenter's own (labels, start, stop in seconds; speech, music, noise, noEnergy), so it\ncompares line by line with `ina_speech_segmenter.py -g false -d smn`.")]
+#[command(
+    after_long_help = "EXAMPLES:\n  dams segment-labels show.flac -o show.csv --audacity show.txt\n\nThe CSV is inaSpeechSegmenter's own (labels, start, stop in seconds; speech, music, noise, noEnergy), so it\ncompares line by line with `ina_speech_segmenter.py -g false -d smn`."
+)]
 pub struct SegmentLabelsArgs {
     /// A long recording (WAV, FLAC, Ogg/Vorbis, MP3; any rate and channels).
     pub file: PathBuf,
@@ -246,12 +250,15 @@ fn list(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn installable(id: &str) -> Result<(&'static crate::teachers::TeacherDescriptor, crate::teachers::descriptor::InstallSpec)> {
+fn installable(
+    id: &str,
+) -> Result<(&'static crate::teachers::TeacherDescriptor, crate::teachers::descriptor::InstallSpec)> {
     let d = crate::catalog::find(id)?;
     match d.install {
         Some(spec) => Ok((d, spec)),
         None => {
-            let with: Vec<&str> = crate::catalog::teachers().iter().filter(|t| t.install.is_some()).map(|t| t.id).collect();
+            let with: Vec<&str> =
+                crate::catalog::teachers().iter().filter(|t| t.install.is_some()).map(|t| t.id).collect();
             bail!(
                 "'{id}' has no weights to install ({}); teachers with installable weights: {}",
                 if d.family { "it is trained in the workspace" } else { "it is embedded in dams" },
@@ -297,7 +304,11 @@ pub fn run_pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
     bar.finish_and_clear();
     let snap = snap?;
     if cached {
-        eprintln!("{}@{revision}: found in the Hugging Face cache {} (nothing downloaded)", spec.hf_repo, hub.root.display());
+        eprintln!(
+            "{}@{revision}: found in the Hugging Face cache {} (nothing downloaded)",
+            spec.hf_repo,
+            hub.root.display()
+        );
     } else {
         eprintln!("{}@{revision}: downloaded into the Hugging Face cache {}", spec.hf_repo, hub.root.display());
     }
@@ -484,7 +495,6 @@ pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
-
 /// `dams remap`: a new teacher run from an existing run's stored raw outputs, derived with other settings.
 pub fn run_remap(ctx: &Ctx, a: RemapArgs) -> Result<()> {
     let ws = ctx.workspace()?;
@@ -494,7 +504,8 @@ pub fn run_remap(ctx: &Ctx, a: RemapArgs) -> Result<()> {
     }
     let r = run_job(ctx, &ws, JobSpec::Remap(RemapJob { run: a.run, options }))?;
     let teacher = r["teacher"].as_str().unwrap_or("");
-    let changed: Vec<&str> = r["changed"].as_array().map(|v| v.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    let changed: Vec<&str> =
+        r["changed"].as_array().map(|v| v.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
     println!(
         "run #{} ({}, {}): {} segments derived again from the raw outputs of run #{} in {:.2} s, without the model",
         r["run_id"],

@@ -36,9 +36,9 @@ fn pick_run(store: &Store, teacher: Option<&str>, run: Option<i64>) -> Result<i6
             }
             Ok(id)
         }
-        (Some(t), None) => store
-            .latest_run_of(t)?
-            .ok_or_else(|| anyhow::anyhow!("{t} has no run with scores in this workspace (score with `dams score --teacher {t}`)")),
+        (Some(t), None) => store.latest_run_of(t)?.ok_or_else(|| {
+            anyhow::anyhow!("{t} has no run with scores in this workspace (score with `dams score --teacher {t}`)")
+        }),
         (None, None) => bail!("say which run: --teacher T (its latest run) or --run ID"),
     }
 }
@@ -89,7 +89,11 @@ pub fn export(store: &Store, teacher: Option<&str>, run: Option<i64>, with_raw: 
             let raw = if with_raw {
                 match raws.get(&id) {
                     Some(r) if r.len() == raw_names.len() => r.clone(),
-                    _ => bail!("segment {} of run #{raw_run} has no raw output of {} values", seg.segment_path, raw_names.len()),
+                    _ => bail!(
+                        "segment {} of run #{raw_run} has no raw output of {} values",
+                        seg.segment_path,
+                        raw_names.len()
+                    ),
                 }
             } else {
                 Vec::new()
@@ -114,12 +118,8 @@ pub fn export(store: &Store, teacher: Option<&str>, run: Option<i64>, with_raw: 
             };
             c.write_record(&header).map_err(e)?;
             for r in &rows {
-                let mut rec: Vec<String> = vec![
-                    r.path.clone(),
-                    format!("{}", r.start),
-                    format!("{}", r.end),
-                    r.split.to_string(),
-                ];
+                let mut rec: Vec<String> =
+                    vec![r.path.clone(), format!("{}", r.start), format!("{}", r.end), r.split.to_string()];
                 rec.extend(r.scores.iter().map(|v| format!("{v}")));
                 rec.extend(r.raw.iter().map(|v| format!("{v}")));
                 c.write_record(&rec).map_err(e)?;
@@ -161,7 +161,12 @@ mod parquet_out {
     use super::Row;
     use crate::manifest::ManifestError;
 
-    pub fn write<W: Write + Send>(w: W, header: &[String], rows: &[Row], out: &std::path::Path) -> Result<(), ManifestError> {
+    pub fn write<W: Write + Send>(
+        w: W,
+        header: &[String],
+        rows: &[Row],
+        out: &std::path::Path,
+    ) -> Result<(), ManifestError> {
         let perr = |e: parquet::errors::ParquetError| ManifestError::Parquet {
             path: out.display().to_string(),
             message: e.to_string(),

@@ -51,7 +51,13 @@ pub fn segment_index(store: &Store) -> Result<HashMap<i64, SegInfo>> {
         .segment_keys()?
         .into_iter()
         .map(|(id, split, raw, path)| {
-            (id, SegInfo { split: split.parse().unwrap_or(Split::Unsplit), file: if raw.is_empty() { path } else { raw } })
+            (
+                id,
+                SegInfo {
+                    split: split.parse().unwrap_or(Split::Unsplit),
+                    file: if raw.is_empty() { path } else { raw },
+                },
+            )
         })
         .collect())
 }

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{JobCtx, JobError, JobRunner};
-use crate::pseudo::{self, PseudoError};
 use crate::labels::Split;
+use crate::pseudo::{self, PseudoError};
 use crate::teachers::OpenContext;
 use crate::teachers::score::{ScoreOptions, score_segments_with};
 use crate::workspace::Workspace;

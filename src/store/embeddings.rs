@@ -17,7 +17,8 @@ use super::{Result, Store, bytes_to_f32s, f32s_to_bytes};
 impl Store {
     /// Segments that have a cached embedding for AST weights `checksum`.
     pub fn embedded_segments(&self, checksum: &str, kind: &str) -> Result<HashSet<i64>> {
-        let mut stmt = self.conn().prepare("SELECT segment_id FROM embeddings WHERE model_checksum = ?1 AND kind = ?2")?;
+        let mut stmt =
+            self.conn().prepare("SELECT segment_id FROM embeddings WHERE model_checksum = ?1 AND kind = ?2")?;
         let ids = stmt.query_map([checksum, kind], |r| r.get::<_, i64>(0))?.collect::<rusqlite::Result<_>>()?;
         Ok(ids)
     }
@@ -41,10 +42,11 @@ impl Store {
     /// The cached embeddings of AST weights `checksum` of width `dim`, by segment (vectors of
     /// another width, which a corrupt row could hold, are left out: they get recomputed).
     pub fn embeddings(&self, checksum: &str, kind: &str, dim: usize) -> Result<HashMap<i64, Vec<f32>>> {
-        let mut stmt =
-            self.conn().prepare("SELECT segment_id, vec FROM embeddings WHERE model_checksum = ?1 AND dim = ?2 AND kind = ?3")?;
-        let rows =
-            stmt.query_map(params![checksum, dim as i64, kind], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT segment_id, vec FROM embeddings WHERE model_checksum = ?1 AND dim = ?2 AND kind = ?3")?;
+        let rows = stmt
+            .query_map(params![checksum, dim as i64, kind], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
         let mut out = HashMap::new();
         for row in rows {
             let (id, blob) = row?;
@@ -58,9 +60,9 @@ impl Store {
 
     /// The cached embeddings of `ids` (those that have one) for AST weights `checksum` of width `dim`.
     pub fn embeddings_of(&self, checksum: &str, kind: &str, dim: usize, ids: &[i64]) -> Result<HashMap<i64, Vec<f32>>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT vec FROM embeddings WHERE model_checksum = ?1 AND segment_id = ?2 AND dim = ?3 AND kind = ?4")?;
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT vec FROM embeddings WHERE model_checksum = ?1 AND segment_id = ?2 AND dim = ?3 AND kind = ?4",
+        )?;
         let mut out = HashMap::new();
         for &id in ids {
             let blob: Option<Vec<u8>> = stmt

@@ -11,8 +11,8 @@ mod form;
 pub mod import_apply;
 pub mod integrity;
 pub mod lease;
-pub mod runs;
 pub mod manifest;
+pub mod runs;
 pub mod schema;
 mod tui;
 

@@ -32,7 +32,8 @@ impl Store {
             return Ok(Some(v));
         }
         let (_, _, len) = self.raw_coverage(run_id)?;
-        Ok((len == Some(4 * crate::teachers::audioset::N_AUDIOSET as i64)).then(|| crate::teachers::raw::AUDIOSET_527.to_string()))
+        Ok((len == Some(4 * crate::teachers::audioset::N_AUDIOSET as i64))
+            .then(|| crate::teachers::raw::AUDIOSET_527.to_string()))
     }
 
     /// One run's identity, state and raw vocabulary.
@@ -125,8 +126,9 @@ impl Store {
 
     /// The pseudo-labels of a pseudo-label run: `(segment_id, [speech, music, noise])`.
     pub fn pseudo_labels_of(&self, pseudo_run_id: i64) -> Result<Vec<(i64, [bool; 3])>> {
-        let mut stmt =
-            self.conn().prepare("SELECT segment_id, speech, music, noise FROM pseudo_labels WHERE pseudo_run_id = ?1")?;
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT segment_id, speech, music, noise FROM pseudo_labels WHERE pseudo_run_id = ?1")?;
         let rows = stmt.query_map([pseudo_run_id], |r| {
             Ok((r.get::<_, i64>(0)?, [r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)? != 0, r.get::<_, i64>(3)? != 0]))
         })?;
@@ -168,11 +170,13 @@ impl Store {
 
     /// Segments with gold labels, and gold labels per annotator (by name).
     pub fn gold_counts(&self) -> Result<(i64, Vec<(String, i64)>)> {
-        let gold: i64 = self.conn().query_row("SELECT count(DISTINCT segment_id) FROM gold_labels", [], |r| r.get(0))?;
+        let gold: i64 =
+            self.conn().query_row("SELECT count(DISTINCT segment_id) FROM gold_labels", [], |r| r.get(0))?;
         let mut per = Vec::new();
         for (id, name) in self.annotators()? {
             let n: i64 =
-                self.conn().query_row("SELECT count(*) FROM gold_labels WHERE annotator_id = ?1", [id], |r| r.get(0))?;
+                self.conn()
+                    .query_row("SELECT count(*) FROM gold_labels WHERE annotator_id = ?1", [id], |r| r.get(0))?;
             per.push((name, n));
         }
         Ok((gold, per))

@@ -174,7 +174,12 @@ fn latest_annotator_wins_and_same_millisecond_ties_go_to_the_later_change() {
     let want = vec![(1, LabelSet::new(false, false, true)), (2, LabelSet::new(true, true, false))];
     assert_eq!(s.resolved_gold().unwrap(), want);
     // A later timestamp still wins over history order.
-    s.conn().execute("UPDATE gold_labels SET updated_at = '2026-01-02T00:00:00.000Z' WHERE segment_id = 1 AND annotator_id = ?1", [alice]).unwrap();
+    s.conn()
+        .execute(
+            "UPDATE gold_labels SET updated_at = '2026-01-02T00:00:00.000Z' WHERE segment_id = 1 AND annotator_id = ?1",
+            [alice],
+        )
+        .unwrap();
     assert_eq!(s.resolved_gold().unwrap()[0], (1, LabelSet::new(true, false, false)));
 }
 
@@ -183,7 +188,9 @@ fn thresholds_apply_only_to_runs_with_the_same_scoring_settings() {
     let mut s = Store::open_in_memory().unwrap();
     s.upsert_segments(&[seg("segments/a.wav", Split::Dev)]).unwrap();
     let run = |s: &mut Store, settings: &str| {
-        let id = s.create_run(&NewRun { teacher: "ast", checksum: "abc", settings, imported: false, zero_shot: false }).unwrap();
+        let id = s
+            .create_run(&NewRun { teacher: "ast", checksum: "abc", settings, imported: false, zero_shot: false })
+            .unwrap();
         s.put_scores(id, &[ScoreRow { segment_id: 1, scores: [0.5, 0.5, 0.5], raw: None }]).unwrap();
         s.finish_run(id, "done").unwrap();
         id
@@ -227,7 +234,11 @@ fn a_schema_v3_workspace_migrates_its_runs_embeddings_and_thresholds() {
         let logits = f32s_to_bytes(&vec![0.5f32; 527]);
         c.execute("INSERT INTO teacher_scores VALUES (1, 1, 0.9, 0.1, 0.2, ?1)", [logits]).unwrap();
         c.execute("INSERT INTO teacher_scores VALUES (2, 1, 0.8, 0.1, 0.2, NULL)", []).unwrap();
-        c.execute("INSERT INTO ast_embeddings (checksum, segment_id, dim, vec) VALUES ('sha256:x', 1, 2, ?1)", [f32s_to_bytes(&[1.0, 2.0])]).unwrap();
+        c.execute(
+            "INSERT INTO ast_embeddings (checksum, segment_id, dim, vec) VALUES ('sha256:x', 1, 2, ?1)",
+            [f32s_to_bytes(&[1.0, 2.0])],
+        )
+        .unwrap();
         c.execute("INSERT INTO thresholds (teacher, class, value, method, run_id) VALUES ('ast', 'speech', 0.4, 'f1_optimal', 1)", []).unwrap();
     }
     let s = Store::open(&path).unwrap();

@@ -240,4 +240,3 @@ pub fn spawn_training(runner: &mut JobRunner, ws: &Workspace, req: TrainRequest)
     let ws = Workspace::open(ws.root()).context("opening the workspace for the job")?;
     runner.spawn("train", params, None, move |ctx| run_training(&ws, &req, ctx))
 }
-

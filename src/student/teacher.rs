@@ -33,7 +33,10 @@ pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::Teac
         let device: DeviceChoice =
             ctx.device.parse().map_err(|detail| TeacherError::Input { id: id.into(), detail })?;
         let Some(dir) = &ctx.models_dir else {
-            return Err(TeacherError::NotInstalled { id: id.into(), hint: "students are scored inside a workspace".into() });
+            return Err(TeacherError::NotInstalled {
+                id: id.into(),
+                hint: "students are scored inside a workspace".into(),
+            });
         };
         Ok(Box::new(StudentTeacher::open(dir, name, device)?))
     },

@@ -43,11 +43,14 @@ impl HubCache {
             .or_else(|| env_nonempty("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("huggingface").join("hub")))
             .or_else(|| env_nonempty("HOME").map(|h| PathBuf::from(h).join(".cache").join("huggingface").join("hub")))
             .unwrap_or_else(|| PathBuf::from(".cache/huggingface/hub"));
-        let offline =
-            env_nonempty("HF_HUB_OFFLINE").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let offline = env_nonempty("HF_HUB_OFFLINE")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
         HubCache {
             root,
-            endpoint: env_nonempty("HF_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into()).trim_end_matches('/').into(),
+            endpoint: env_nonempty("HF_ENDPOINT")
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.into())
+                .trim_end_matches('/')
+                .into(),
             offline,
             token: env_nonempty("HF_TOKEN"),
         }
@@ -175,7 +178,8 @@ impl HubCache {
         }
         if !is_commit(revision) || revision != commit {
             let refs = dir.join("refs");
-            std::fs::create_dir_all(&refs).map_err(|e| WeightsError(format!("cannot create {}: {e}", refs.display())))?;
+            std::fs::create_dir_all(&refs)
+                .map_err(|e| WeightsError(format!("cannot create {}: {e}", refs.display())))?;
             std::fs::write(refs.join(revision.replace(['/', '\\'], "_")), &commit)
                 .map_err(|e| WeightsError(format!("cannot write {}: {e}", refs.display())))?;
         }

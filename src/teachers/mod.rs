@@ -97,4 +97,3 @@ pub trait Teacher: Send {
         LabelSource::for_teacher(self.id(), self.zero_shot())
     }
 }
-

@@ -31,9 +31,9 @@ pub fn remappable(vocab: &str) -> &'static [&'static str] {
 pub fn names(vocab: &str, len: usize) -> Vec<String> {
     match vocab {
         AUDIOSET_527 if len == N_AUDIOSET => audioset::classes().iter().map(|c| c.name.clone()).collect(),
-        INA_PATCH_POSTERIORS if len % 3 == 0 => (0..len / 3)
-            .flat_map(|p| ["speech", "music", "noise"].map(|c| format!("patch{p}_{c}")))
-            .collect(),
+        INA_PATCH_POSTERIORS if len % 3 == 0 => {
+            (0..len / 3).flat_map(|p| ["speech", "music", "noise"].map(|c| format!("patch{p}_{c}"))).collect()
+        }
         _ => (0..len).map(|i| format!("out_{i}")).collect(),
     }
 }

@@ -15,7 +15,6 @@ use serde_json::{Map, Value};
 use super::raw;
 use crate::store::Store;
 
-
 /// What [`remap_run`] made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemapReport {
@@ -102,7 +101,10 @@ pub fn remap_run(store: &mut Store, run_id: i64, changes: &[(String, String)]) -
         );
     }
     if with_logits < n {
-        bail!("{} of the {n} scores of run #{logits_run} have no raw output: score again with the model", n - with_logits);
+        bail!(
+            "{} of the {n} scores of run #{logits_run} have no raw output: score again with the model",
+            n - with_logits
+        );
     }
     let Some(vocab) = store.raw_vocab_of(logits_run)? else {
         bail!("run #{logits_run} ({}) does not say what its raw outputs are; score again with the model", run.teacher)
@@ -125,11 +127,11 @@ pub fn remap_run(store: &mut Store, run_id: i64, changes: &[(String, String)]) -
         }
     }
     let same = |m: &Map<String, Value>| {
-        changes.iter().all(|(k, _)| m.get(k) == settings.get(k))
-            && changes.iter().any(|(k, _)| m.contains_key(k))
+        changes.iter().all(|(k, _)| m.get(k) == settings.get(k)) && changes.iter().any(|(k, _)| m.contains_key(k))
     };
-    if same(&old_settings) || (raw::scoring_key(&Value::Object(old_settings.clone()).to_string())
-        == raw::scoring_key(&Value::Object(settings.clone()).to_string()))
+    if same(&old_settings)
+        || (raw::scoring_key(&Value::Object(old_settings.clone()).to_string())
+            == raw::scoring_key(&Value::Object(settings.clone()).to_string()))
     {
         let shown: Vec<String> = changes.iter().map(|(k, v)| format!("{k}={v}")).collect();
         bail!("run #{run_id} ({}) already uses {}", run.teacher, shown.join(", "));

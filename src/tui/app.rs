@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::tui::browse::{Column, Filter, Labeled, SegmentIndex, Sort};
 use crate::config::Config;
-use crate::tui::keymap::{Action, Diagnostic, Key, KeyCode, Keymap};
 use crate::labels::{Class, LabelSet};
-use crate::tui::playback::{Output, Playback};
 use crate::store::{AcousticStats, Segment, Store, StoreError, Threshold};
+use crate::tui::browse::{Column, Filter, Labeled, SegmentIndex, Sort};
+use crate::tui::keymap::{Action, Diagnostic, Key, KeyCode, Keymap};
+use crate::tui::playback::{Output, Playback};
 use crate::workspace::Workspace;
 
 use super::colormap::ColorMap;

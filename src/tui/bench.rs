@@ -10,12 +10,12 @@ use ratatui::backend::TestBackend;
 use ratatui::layout::Constraint;
 use ratatui::widgets::{Row, Table, TableState};
 
-use crate::tui::browse::SegmentIndex;
 use crate::dsp::spectrogram::MelSpectrogrammer;
-use crate::tui::keymap::{Action, Keymap, PRESETS};
 use crate::labels::{LabelSet, LabelSource, Split};
-use crate::tui::playback::Playback;
 use crate::store::{BrowseRow, NewRun, NewSegment, ScoreRow};
+use crate::tui::browse::SegmentIndex;
+use crate::tui::keymap::{Action, Keymap, PRESETS};
+use crate::tui::playback::Playback;
 use crate::workspace::Workspace;
 
 use super::app::App;

@@ -137,7 +137,12 @@ impl JobForm {
                         cursor: 0,
                     },
                 },
-                Field::choice("device", "where the teacher runs (auto: a GPU if there is one)", &["auto", "cpu", "gpu"], 0),
+                Field::choice(
+                    "device",
+                    "where the teacher runs (auto: a GPU if there is one)",
+                    &["auto", "cpu", "gpu"],
+                    0,
+                ),
                 Field::flag(
                     "fresh run",
                     "off: resume the teacher's unfinished run, never redoing scored segments",
@@ -554,7 +559,10 @@ mod tests {
         let names: Vec<&str> = f.fields.iter().map(|x| x.name.as_str()).collect();
         assert_eq!(names, ["teacher", "splits", "device", "option weights", "fresh run"]);
         let j = f.score_job().unwrap();
-        assert_eq!((j.teacher.as_str(), j.splits.clone(), j.fresh, j.device.as_str()), ("builtin", None, false, "auto"));
+        assert_eq!(
+            (j.teacher.as_str(), j.splits.clone(), j.fresh, j.device.as_str()),
+            ("builtin", None, false, "auto")
+        );
         assert_eq!(j.options.get("weights").map(String::as_str), Some(""));
         f.right(); // single choice: moving selects ast, whose option is pooling
         let names: Vec<&str> = f.fields.iter().map(|x| x.name.as_str()).collect();

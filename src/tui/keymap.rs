@@ -615,8 +615,11 @@ mod tests {
     fn presets_load_cleanly_with_the_issue_defaults() {
         for (name, text) in PRESETS {
             let file = format!("keymaps/{name}.toml");
-            let layers: Vec<(&str, &str)> =
-                if name == "default" { vec![(&file, text)] } else { vec![("keymaps/default.toml", PRESETS[0].1), (&file, text)] };
+            let layers: Vec<(&str, &str)> = if name == "default" {
+                vec![(&file, text)]
+            } else {
+                vec![("keymaps/default.toml", PRESETS[0].1), (&file, text)]
+            };
             let (km, diags) = Keymap::from_layers(&layers);
             assert!(diags.is_empty(), "{name}: {diags:?}");
             assert_eq!(km.lookup(Key::ch(' '), false), Some(Action::PlayPause), "{name}");

@@ -7,9 +7,9 @@
 //! lock), and quitting waits for them.
 
 pub mod app;
-pub mod browse;
 pub mod bench;
 pub mod bench_writes;
+pub mod browse;
 pub mod colormap;
 mod durable;
 pub mod form;

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::eval::calibrate::Method;
 use crate::eval::workbench::{DisagreementSession, ThresholdSession};
-use crate::tui::form::JobForm;
 use crate::jobs::{JobRunner, JobState, JobView};
-use crate::tui::keymap::{Action, Key, KeyCode};
 use crate::store::Job;
+use crate::tui::form::JobForm;
+use crate::tui::keymap::{Action, Key, KeyCode};
 
 use super::app::App;
 

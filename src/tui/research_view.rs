@@ -13,8 +13,8 @@ use ratatui::widgets::{
 
 use crate::eval::disagreement::Order;
 use crate::eval::explorer::FlipKind;
-use crate::tui::form::Value;
 use crate::jobs::{JobState, fmt_duration};
+use crate::tui::form::Value;
 
 use super::app::{App, scroll_to};
 use super::research::{JobRow, Screen, trained_student};

@@ -7,8 +7,8 @@ use super::bench::{app_on, scratch_workspace};
 use super::view::{self, SpecCells};
 use super::worker;
 use crate::dsp::spectrogram::MelSpectrogrammer;
-use crate::tui::keymap::{Action, Key, KeyCode};
 use crate::labels::{LabelSet, Split};
+use crate::tui::keymap::{Action, Key, KeyCode};
 
 fn screen(app: &mut App, w: u16, h: u16) -> String {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();

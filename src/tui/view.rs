@@ -8,9 +8,9 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, Wrap};
 
+use crate::labels::{CLASSES, LabelSet};
 use crate::tui::browse::{Column, Labeled, SegmentIndex, score_cell};
 use crate::tui::keymap::CONTEXTS;
-use crate::labels::{CLASSES, LabelSet};
 use crate::tui::playback::Output;
 
 use super::app::{App, Mode, scroll_to};

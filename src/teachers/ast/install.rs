@@ -23,7 +23,11 @@ pub const INSTALL: InstallSpec = InstallSpec {
     hf_repo: super::HF_REPO,
     revision: "main",
     files: &FILES,
-    check: |dir| check_folder(dir).map(|c| format!("{} layers, hidden {}", c.num_hidden_layers, c.hidden_size)).map_err(|e| e.to_string()),
+    check: |dir| {
+        check_folder(dir)
+            .map(|c| format!("{} layers, hidden {}", c.num_hidden_layers, c.hidden_size))
+            .map_err(|e| e.to_string())
+    },
 };
 
 /// The folder AST is installed in.

@@ -42,19 +42,21 @@ pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::Teac
     zero_shot: false,
     raw_vocab: Some(crate::teachers::raw::AUDIOSET_527),
     devices: &["cpu", "gpu", "gpu:software", "ndarray"],
-    options: &[crate::teachers::OptionSpec {
-        name: "pooling",
-        default: "noisy_or",
-        help: "how the 527 logits of a class's bucket become its score (noisy_or, max, mean); re-pool a finished \
+    options: &[
+        crate::teachers::OptionSpec {
+            name: "pooling",
+            default: "noisy_or",
+            help: "how the 527 logits of a class's bucket become its score (noisy_or, max, mean); re-pool a finished \
                run without the model with `dams remap --run ID --option pooling=P`",
-        choices: &["noisy_or", "max", "mean"],
-    },
-    crate::teachers::OptionSpec {
-        name: "precision",
-        default: "f32",
-        help: "f16 runs weights and activations in half precision on a GPU with shader-f16 (refused elsewhere)",
-        choices: &["f32", "f16"],
-    }],
+            choices: &["noisy_or", "max", "mean"],
+        },
+        crate::teachers::OptionSpec {
+            name: "precision",
+            default: "f32",
+            help: "f16 runs weights and activations in half precision on a GPU with shader-f16 (refused elsewhere)",
+            choices: &["f32", "f16"],
+        },
+    ],
     install: Some(install::INSTALL),
     state: |ctx| match install::installed(&ctx.model_cache) {
         Some(r) => crate::teachers::InstallState::Installed(format!("sha256:{} from {}", r.sha256, r.source)),
@@ -93,11 +95,12 @@ pub fn load_installed(
             ctx.device.parse().map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
         let engine =
             crate::engine::Engine::select(choice).map_err(|detail| TeacherError::Input { id: ID.into(), detail })?;
-        let t = AstTeacher::open(&install::install_dir(&ctx.model_cache), engine, Some(format!("sha256:{}", rec.sha256)))
-            .map_err(|e| weights(e.to_string()))?
-            .with_pooling(pooling)
-            .with_precision(ctx.options.get("precision"))
-            .map_err(|e| TeacherError::Input { id: ID.into(), detail: e.to_string() })?;
+        let t =
+            AstTeacher::open(&install::install_dir(&ctx.model_cache), engine, Some(format!("sha256:{}", rec.sha256)))
+                .map_err(|e| weights(e.to_string()))?
+                .with_pooling(pooling)
+                .with_precision(ctx.options.get("precision"))
+                .map_err(|e| TeacherError::Input { id: ID.into(), detail: e.to_string() })?;
         Ok(Box::new(t))
     }
     #[cfg(not(feature = "burn"))]
@@ -116,14 +119,14 @@ mod teacher {
 
     use burn::tensor::{FloatDType, Tensor, TensorData};
 
-    use crate::teachers::weights::safetensors::Checkpoint;
+    use super::Pooling;
     use super::config::AstConfig;
     use super::features::Fbank;
     use super::model::AstModel;
     use super::{AstError, ID};
     use crate::engine::Engine;
     use crate::teachers::audioset::{N_AUDIOSET, collapse_logits};
-    use super::Pooling;
+    use crate::teachers::weights::safetensors::Checkpoint;
     use crate::teachers::{Teacher, TeacherError, TeacherOutput};
 
     /// A loaded AST checkpoint on a device.

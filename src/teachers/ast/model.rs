@@ -13,9 +13,9 @@ use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{Device, Tensor};
 
 use super::AstError;
+use super::config::AstConfig;
 use crate::teachers::weights::layers::Loader;
 use crate::teachers::weights::safetensors::Checkpoint;
-use super::config::AstConfig;
 
 const PREFIX: &str = "audio_spectrogram_transformer";
 

@@ -73,7 +73,8 @@ fn mtime_of(path: &Path) -> u64 {
 pub fn verified(id: &str, spec: &InstallSpec, model_cache: &Path) -> Result<Option<InstallRecord>, WeightsError> {
     let Some(mut rec) = installed(id, spec, model_cache) else { return Ok(None) };
     let path = install_dir(id, model_cache).join(weights_file(spec));
-    let len = std::fs::metadata(&path).map(|m| m.len()).map_err(|e| WeightsError(format!("{}: {e}", path.display())))?;
+    let len =
+        std::fs::metadata(&path).map(|m| m.len()).map_err(|e| WeightsError(format!("{}: {e}", path.display())))?;
     let mtime = mtime_of(&path);
     if len == rec.bytes && mtime == rec.mtime && rec.mtime != 0 {
         return Ok(Some(rec));

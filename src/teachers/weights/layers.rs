@@ -31,7 +31,13 @@ impl Loader<'_> {
     }
 
     /// [`linear`](Self::linear), with or without a bias (Whisper's key projection has none).
-    pub fn linear_opt_bias(&mut self, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear, WeightsError> {
+    pub fn linear_opt_bias(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear, WeightsError> {
         let w = self.ckpt.take(&format!("{name}.weight"), &[d_out, d_in])?;
         let mut t = vec![0f32; w.len()];
         for o in 0..d_out {

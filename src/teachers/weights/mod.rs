@@ -4,9 +4,9 @@
 //!
 //! Every failure is a [`WeightsError`] naming the file and, where there is one, the tensor.
 
+pub mod install;
 #[cfg(feature = "burn")]
 pub mod layers;
-pub mod install;
 pub mod safetensors;
 
 /// A checkpoint that cannot be used, with the file (and tensor) it is about.
