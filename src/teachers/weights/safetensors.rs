@@ -39,13 +39,21 @@ struct Entry {
     end: u64,
 }
 
+/// Where the bytes are: a file read tensor by tensor, or an image in memory (weights compiled into dams).
+#[derive(Debug)]
+enum Source {
+    File(File),
+    Bytes(Vec<u8>),
+}
+
 /// An opened, validated safetensors file.
 #[derive(Debug)]
 pub struct Checkpoint {
     path: PathBuf,
-    file: File,
+    source: Source,
     data_start: u64,
     entries: BTreeMap<String, Entry>,
+    metadata: BTreeMap<String, String>,
     taken: BTreeSet<String>,
 }
 
@@ -57,31 +65,33 @@ impl Checkpoint {
     /// Open and validate the header (names, dtypes, shapes, offsets inside the file, sizes matching shapes).
     pub fn open(path: &Path) -> Result<Checkpoint, WeightsError> {
         let mut file = File::open(path).map_err(|e| herr(path, format!("cannot open: {e}")))?;
-        let file_len = file.metadata().map_err(|e| herr(path, e))?.len();
-        if file_len < 8 {
-            return Err(herr(path, format!("{file_len} bytes: too short for a safetensors file (truncated?)")));
-        }
-        let mut len8 = [0u8; 8];
-        file.read_exact(&mut len8).map_err(|e| herr(path, e))?;
-        let header_len = u64::from_le_bytes(len8);
-        if header_len > MAX_HEADER || header_len > file_len - 8 {
-            return Err(herr(
-                path,
-                format!(
-                    "declares a {header_len}-byte header but the file has {file_len} bytes (truncated or not safetensors)"
-                ),
-            ));
-        }
-        let mut header = vec![0u8; header_len as usize];
-        file.read_exact(&mut header).map_err(|e| herr(path, e))?;
-        let json: serde_json::Value = serde_json::from_slice(&header)
+        let total = file.metadata().map_err(|e| herr(path, e))?.len();
+        let header = read_header(path, &mut file, total)?;
+        Self::build(path, Source::File(file), total, &header)
+    }
+
+    /// Validate a safetensors image held in memory, as [`open`](Self::open) validates a file (`name` is how
+    /// errors call it).
+    pub fn from_bytes(bytes: Vec<u8>, name: &str) -> Result<Checkpoint, WeightsError> {
+        let path = PathBuf::from(name);
+        let total = bytes.len() as u64;
+        let header = read_header(&path, &mut std::io::Cursor::new(&bytes[..]), total)?;
+        Self::build(&path, Source::Bytes(bytes), total, &header)
+    }
+
+    fn build(path: &Path, source: Source, total: u64, header: &[u8]) -> Result<Checkpoint, WeightsError> {
+        let json: serde_json::Value = serde_json::from_slice(header)
             .map_err(|e| herr(path, format!("the header is not valid JSON: {e} (not a safetensors file?)")))?;
         let obj = json.as_object().ok_or_else(|| herr(path, "the header is not a JSON object"))?;
-        let data_start = 8 + header_len;
-        let data_len = file_len - data_start;
+        let data_start = 8 + header.len() as u64;
+        let data_len = total - data_start;
         let mut entries = BTreeMap::new();
+        let mut metadata = BTreeMap::new();
         for (name, v) in obj {
             if name == "__metadata__" {
+                for (k, v) in v.as_object().into_iter().flatten() {
+                    metadata.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+                }
                 continue;
             }
             let e = parse_entry(v).map_err(|m| herr(path, format!("tensor '{name}': {m}")))?;
@@ -96,7 +106,12 @@ impl Checkpoint {
             }
             entries.insert(name.clone(), e);
         }
-        Ok(Checkpoint { path: path.to_path_buf(), file, data_start, entries, taken: BTreeSet::new() })
+        Ok(Checkpoint { path: path.to_path_buf(), source, data_start, entries, metadata, taken: BTreeSet::new() })
+    }
+
+    /// The file's `__metadata__` (string values).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
     }
 
     pub fn path(&self) -> &Path {
@@ -120,24 +135,40 @@ impl Checkpoint {
 
     /// Read tensor `name`, which must have exactly `shape`, as f32 (F16/BF16 are widened); values must be finite.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
-        let path = self.path.clone();
-        let e = self
-            .entries
-            .get(name)
-            .cloned()
-            .ok_or_else(|| herr(&path, format!("missing tensor '{name}' (expected shape {shape:?})")))?;
-        if e.shape != shape {
-            return Err(herr(
-                &path,
-                format!("tensor '{name}' has shape {:?}, but config.json implies {shape:?}", e.shape),
-            ));
+        match self.entries.get(name) {
+            None => {
+                return Err(herr(&self.path, format!("missing tensor '{name}' (expected shape {shape:?})")));
+            }
+            Some(e) if e.shape != shape => {
+                return Err(herr(
+                    &self.path,
+                    format!("tensor '{name}' has shape {:?}, but config.json implies {shape:?}", e.shape),
+                ));
+            }
+            Some(_) => {}
         }
-        let n: usize = shape.iter().product();
-        let mut bytes = vec![0u8; (e.end - e.begin) as usize];
-        self.file
-            .seek(SeekFrom::Start(self.data_start + e.begin))
-            .and_then(|_| self.file.read_exact(&mut bytes))
-            .map_err(|err| herr(&path, format!("cannot read tensor '{name}': {err} (truncated?)")))?;
+        let out = self.take_raw(name)?;
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(herr(&self.path, format!("tensor '{name}' holds a non-finite value at index {i}")));
+        }
+        Ok(out)
+    }
+
+    /// Read tensor `name` as f32 whatever its shape and values (goldens may hold −∞).
+    pub fn take_raw(&mut self, name: &str) -> Result<Vec<f32>, WeightsError> {
+        let path = self.path.clone();
+        let e = self.entries.get(name).cloned().ok_or_else(|| herr(&path, format!("missing tensor '{name}'")))?;
+        let bytes = match &mut self.source {
+            Source::File(file) => {
+                let mut bytes = vec![0u8; (e.end - e.begin) as usize];
+                file.seek(SeekFrom::Start(self.data_start + e.begin))
+                    .and_then(|_| file.read_exact(&mut bytes))
+                    .map_err(|err| herr(&path, format!("cannot read tensor '{name}': {err} (truncated?)")))?;
+                bytes
+            }
+            // Offsets were checked against the image's length when it was opened.
+            Source::Bytes(b) => b[(self.data_start + e.begin) as usize..(self.data_start + e.end) as usize].to_vec(),
+        };
         let out: Vec<f32> = match e.dtype {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             Dtype::F16 => bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
@@ -145,10 +176,6 @@ impl Checkpoint {
                 bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()
             }
         };
-        debug_assert_eq!(out.len(), n);
-        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
-            return Err(herr(&path, format!("tensor '{name}' holds a non-finite value at index {i}")));
-        }
         self.taken.insert(name.to_string());
         Ok(out)
     }
@@ -157,6 +184,27 @@ impl Checkpoint {
     pub fn unused(&self) -> Vec<String> {
         self.entries.keys().filter(|k| !self.taken.contains(*k)).cloned().collect()
     }
+}
+
+/// The JSON header after the 8-byte length, the length checked against `total` bytes before anything is allocated.
+fn read_header(path: &Path, r: &mut dyn Read, total: u64) -> Result<Vec<u8>, WeightsError> {
+    if total < 8 {
+        return Err(herr(path, format!("{total} bytes: too short for a safetensors file (truncated?)")));
+    }
+    let mut len8 = [0u8; 8];
+    r.read_exact(&mut len8).map_err(|e| herr(path, e))?;
+    let header_len = u64::from_le_bytes(len8);
+    if header_len > MAX_HEADER || header_len > total - 8 {
+        return Err(herr(
+            path,
+            format!(
+                "declares a {header_len}-byte header but the file has {total} bytes (truncated or not safetensors)"
+            ),
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    r.read_exact(&mut header).map_err(|e| herr(path, e))?;
+    Ok(header)
 }
 
 fn parse_entry(v: &serde_json::Value) -> Result<Entry, String> {
