@@ -30,7 +30,6 @@ The first run copies musanmix into tests/reference/ina/musanmix.flac (lossless);
 import argparse
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -39,6 +38,8 @@ import soundfile as sf
 import inaSpeechSegmenter
 from inaSpeechSegmenter import Segmenter
 from inaSpeechSegmenter.segmenter import _energy_activity, _get_patches, _media2feats
+
+from convert_weights import write_safetensors  # the same writer as the weights (this folder)
 
 OUT = "tests/reference/ina"
 # name -> path relative to the repository root. Demo clips are 16 kHz mono FLAC (see data/demo/ATTRIBUTION.md).
@@ -53,25 +54,6 @@ INPUTS = {
 }
 LONG = {"musanmix", "a_show01"}
 WINDOW = 300
-
-
-def write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    off = 0
-    blobs = []
-    for name, arr in tensors:
-        arr = np.ascontiguousarray(arr, dtype="<f4")
-        b = arr.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    h = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as out:
-        out.write(struct.pack("<Q", len(h)))
-        out.write(h)
-        for b in blobs:
-            out.write(b)
 
 
 def prepare_inputs(musanmix):
