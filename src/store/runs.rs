@@ -154,8 +154,21 @@ impl Store {
             ),
             ("notes", count("SELECT count(*) FROM notes WHERE ?1 IS NOT NULL")?),
             ("review flags", count("SELECT count(*) FROM review_flags WHERE ?1 IS NOT NULL")?),
-            ("teacher runs", count("SELECT count(*) FROM teacher_runs WHERE ?1 IS NOT NULL")?),
-            ("thresholds", count("SELECT count(*) FROM thresholds WHERE ?1 IS NOT NULL")?),
+            // the runs shipped with the demo (settings `"via": "demo"`) and their default thresholds are the build's
+            (
+                "teacher runs",
+                count(
+                    "SELECT count(*) FROM teacher_runs WHERE ?1 IS NOT NULL \
+                     AND json_extract(settings, '$.via') IS NOT 'demo'",
+                )?,
+            ),
+            (
+                "thresholds",
+                count(
+                    "SELECT count(*) FROM thresholds WHERE ?1 IS NOT NULL AND NOT (method = 'default' AND run_id IN \
+                     (SELECT id FROM teacher_runs WHERE json_extract(settings, '$.via') IS 'demo'))",
+                )?,
+            ),
             ("pseudo-label runs", count("SELECT count(*) FROM pseudo_runs WHERE ?1 IS NOT NULL")?),
             ("jobs", count("SELECT count(*) FROM jobs WHERE ?1 IS NOT NULL")?),
         ])

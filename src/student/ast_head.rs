@@ -826,6 +826,7 @@ impl AstHeadScorer {
             description: String::new(),
             gpu: !crate::engine::is_host_inference_device(device),
             notice: None,
+            max_binding: crate::engine::probed_max_binding(),
         };
         let (ast, _) = open_ast(&src, engine, Some(am))?;
         let net = checkpoint::load_best_into(dir, skeleton(am, Some(&ast), meta.train.seed, device)?)?.valid();

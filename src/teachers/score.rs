@@ -268,25 +268,40 @@ pub fn score_segments_with(
         return Ok(report);
     }
     if let Some(defaults) = teacher.default_thresholds() {
-        let current = store.thresholds(teacher.id())?;
-        for c in CLASSES {
-            if current[c.index()].is_none() {
-                store.save_threshold(&NewThreshold {
-                    teacher: teacher.id().to_string(),
-                    class: Some(c),
-                    value: Some(defaults[c.index()]),
-                    method: "default".into(),
-                    run_id: Some(run_id),
-                    created_by: "dams".into(),
-                    note: Some(format!("default of teacher {} ({})", teacher.id(), teacher.version())),
-                    ..Default::default()
-                })?;
-                report.default_thresholds_set = true;
-            }
-        }
+        report.default_thresholds_set =
+            store_default_thresholds(store, teacher.id(), &teacher.version(), defaults, run_id)?;
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Store `defaults` as `teacher`'s thresholds (method `default`) for the classes that have none yet in this
+/// workspace; whether any was stored.
+pub fn store_default_thresholds(
+    store: &mut Store,
+    teacher: &str,
+    version: &str,
+    defaults: [f64; 3],
+    run_id: i64,
+) -> Result<bool> {
+    let current = store.thresholds(teacher)?;
+    let mut set = false;
+    for c in CLASSES {
+        if current[c.index()].is_none() {
+            store.save_threshold(&NewThreshold {
+                teacher: teacher.to_string(),
+                class: Some(c),
+                value: Some(defaults[c.index()]),
+                method: "default".into(),
+                run_id: Some(run_id),
+                created_by: "dams".into(),
+                note: Some(format!("default of teacher {teacher} ({version})")),
+                ..Default::default()
+            })?;
+            set = true;
+        }
+    }
+    Ok(set)
 }
 
 #[cfg(test)]
