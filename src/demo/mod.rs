@@ -14,7 +14,9 @@
 //! computed from `clip_events.csv` for clips and from the show's exact `a_show01_timeline.csv`.
 //! For a clip's first window this equals the manifest's clip label. The training show's exact
 //! timeline is embedded too ([`train_show_timeline`]), to check pseudo-labels against, but is
-//! never stored as labels. Acoustic stats are computed for every window.
+//! never stored as labels. Acoustic stats are computed for every window. Finally the teacher runs shipped with
+//! the demo are stored ([`runs`]): `builtin` and `ina` scores of every window, so the disagreement browser has two
+//! real teachers on first start.
 //!
 //! Idempotent: a version stamp (`.dams-demo-version`) is written last; while it matches,
 //! [`ensure`] only opens the workspace. `reset` deletes and rebuilds it. No network is needed.
