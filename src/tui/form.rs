@@ -268,6 +268,8 @@ impl JobForm {
             Field::number("batch size", "examples per optimizer step", 16, 1, 1024),
             Field::number("width", "channels of the first conv block (the CNN doubles it twice)", 16, 2, 256),
             Field::flag("augmentation", "gain, time shift, noise mixing and hard negatives", true),
+            Field::flag("soft targets", "train on pseudo-labels' scores (e.g. label-model posteriors), not 0/1", false),
+            Field::flag("confidence weight", "weigh pseudo-labelled examples by |2q − 1| of their scores", false),
             Field::number("seed", "same seed, same data order and weights: same student", 0, 0, u32::MAX as i64),
             Field::choice("device", "auto: the GPU when one works, else the CPU", &["auto", "cpu", "gpu"], 0),
             Field::choice(
@@ -515,6 +517,10 @@ impl JobForm {
                 seed: self.number_in_range("seed")? as u64,
                 threshold: d.threshold,
                 augment: if self.flag("augmentation") { Augment::default() } else { Augment::none() },
+                targets: crate::student::data::Targets {
+                    soft: self.flag("soft targets"),
+                    confidence_weight: self.flag("confidence weight"),
+                },
             },
             width: self.number_in_range("width")? as usize,
             device: device.unwrap_or(crate::student::DeviceChoice::Auto),
@@ -669,6 +675,8 @@ mod tests {
                 "batch size",
                 "width",
                 "augmentation",
+                "soft targets",
+                "confidence weight",
                 "seed",
                 "device",
                 "kind",
