@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod labelmodel;
 pub mod labels;
 pub mod manifest;
+pub mod pool;
 pub mod pseudo;
 pub mod recovery;
 pub mod rng;

@@ -8,6 +8,7 @@ pub mod check;
 pub mod eval;
 pub mod follow;
 pub mod manifest;
+pub mod pool;
 #[cfg(feature = "burn")]
 pub mod student;
 pub mod teachers;
@@ -63,6 +64,8 @@ pub enum Command {
     Tui,
     /// Measure dams' speed against a reference (ratios in one run).
     Bench(bench::BenchArgs),
+    /// Build an unlabelled training pool of radio-like shows from speech, music and noise stems.
+    Pool(pool::PoolArgs),
     /// List teachers (installed or not); train and evaluate the built-in teacher.
     Teachers(teachers::TeachersArgs),
     /// Score segments with a teacher into a (resumable) teacher run.
@@ -182,6 +185,7 @@ pub fn run(cli: Cli) -> Result<()> {
             info(&ws)
         }
         Some(Command::Bench(a)) => bench::run(&ctx, a),
+        Some(Command::Pool(a)) => pool::run_pool(a),
         Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
         Some(Command::Score(a)) => teachers::run_score(&ctx, a),
         Some(Command::Remap(a)) => teachers::run_remap(&ctx, a),
