@@ -343,7 +343,10 @@ fn load_sources(o: &PoolOptions, overlap: &mut Vec<String>, excluded_n: &mut usi
                 "speech" => {
                     shared_speakers.insert(s.speaker.clone());
                 }
-                _ => overlap.push(format!("{} (other parts of a recording the evaluation uses)", s.file)),
+                _ if used.is_some() => {
+                    overlap.push(format!("{} (other parts of a recording the evaluation uses)", s.file))
+                }
+                _ => overlap.push(format!("{} (a recording the evaluation also uses, parts included)", s.file)),
             }
         }
         match s.kind.as_str() {
@@ -357,7 +360,14 @@ fn load_sources(o: &PoolOptions, overlap: &mut Vec<String>, excluded_n: &mut usi
         }
     }
     for sp in &shared_speakers {
-        overlap.push(format!("speaker {sp} (other utterances than the evaluation uses)"));
+        overlap.push(format!(
+            "speaker {sp} ({})",
+            if o.exclude.is_empty() {
+                "a speaker the evaluation also uses"
+            } else {
+                "other speech than the evaluation uses"
+            }
+        ));
     }
     let speakers: Vec<_> = by_speaker.into_values().collect();
     if speakers.is_empty() {

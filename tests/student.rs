@@ -965,3 +965,33 @@ mod ast_head {
         assert!(e.contains("not available"), "{e}");
     }
 }
+
+/// `dams loop` on a fresh demo, two rounds: the shipped builtin and ina runs feed the label model, a student is
+/// trained on its posteriors (soft, confidence-weighted) of the train windows only, scored, and in round 2 joins the
+/// teachers; every round is evaluated on gold dev and test and recorded in experiments/.
+#[test]
+fn a_two_round_self_training_loop_runs_on_the_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("demo");
+    dams::demo::ensure_at(&root, false).unwrap();
+    let out = dams_ok(&root, &["loop", "--rounds", "2", "--epochs", "2", "--width", "4", "--device", "cpu"]);
+    assert!(out.contains("round 1: macro F1") && out.contains("round 2: macro F1"), "{out}");
+    assert!(out.contains("student:loop0_r1") && out.contains("last round's student: student:loop0_r2"), "{out}");
+    eprintln!("{out}");
+    let exp: Vec<_> = std::fs::read_dir(dams::workspace::Workspace::open(&root).unwrap().experiments_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("loop_0_"))
+        .collect();
+    assert_eq!(exp.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(exp[0].path()).unwrap()).unwrap();
+    let rounds = v["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    assert_eq!(rounds[1]["teachers"], serde_json::json!(["builtin", "ina", "student:loop0_r1"]));
+    // Round 1 labelled the train windows (and nothing with gold); every teacher and the student have dev figures.
+    assert!(rounds[0]["pseudo_labelled"].as_u64().unwrap() > 40, "{}", rounds[0]);
+    let dev: Vec<&serde_json::Value> =
+        rounds[1]["results"].as_array().unwrap().iter().filter(|r| r["split"] == "dev").collect();
+    assert_eq!(dev.len(), 4, "{dev:?}");
+    assert!(dev.iter().all(|r| r["macro_f1"].as_f64().unwrap() > 0.0), "{dev:?}");
+}

@@ -10,6 +10,8 @@ pub mod follow;
 pub mod manifest;
 pub mod pool;
 #[cfg(feature = "burn")]
+pub mod selftrain;
+#[cfg(feature = "burn")]
 pub mod student;
 pub mod teachers;
 
@@ -64,6 +66,9 @@ pub enum Command {
     Tui,
     /// Measure dams' speed against a reference (ratios in one run).
     Bench(bench::BenchArgs),
+    /// Rounds of self-training: score → label model → train a student → score → eval, headless.
+    #[cfg(feature = "burn")]
+    Loop(selftrain::LoopArgs),
     /// Build an unlabelled training pool of radio-like shows from speech, music and noise stems.
     Pool(pool::PoolArgs),
     /// List teachers (installed or not); train and evaluate the built-in teacher.
@@ -186,6 +191,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Bench(a)) => bench::run(&ctx, a),
         Some(Command::Pool(a)) => pool::run_pool(a),
+        #[cfg(feature = "burn")]
+        Some(Command::Loop(a)) => selftrain::run_loop(&ctx, a),
         Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
         Some(Command::Score(a)) => teachers::run_score(&ctx, a),
         Some(Command::Remap(a)) => teachers::run_remap(&ctx, a),
