@@ -268,8 +268,6 @@ impl JobForm {
             Field::number("batch size", "examples per optimizer step", 16, 1, 1024),
             Field::number("width", "channels of the first conv block (the CNN doubles it twice)", 16, 2, 256),
             Field::flag("augmentation", "gain, time shift, noise mixing and hard negatives", true),
-            Field::flag("soft targets", "train on pseudo-labels' scores (e.g. label-model posteriors), not 0/1", false),
-            Field::flag("confidence weight", "weigh pseudo-labelled examples by |2q − 1| of their scores", false),
             Field::number("seed", "same seed, same data order and weights: same student", 0, 0, u32::MAX as i64),
             Field::choice("device", "auto: the GPU when one works, else the CPU", &["auto", "cpu", "gpu"], 0),
             Field::choice(
@@ -279,6 +277,8 @@ impl JobForm {
                 0,
             ),
             Field::flag("resume", "continue the student of this name from its last finished epoch", false),
+            Field::flag("soft targets", "train on pseudo-labels' scores (e.g. label-model posteriors), not 0/1", false),
+            Field::flag("confidence weight", "weigh pseudo-labelled examples by |2q − 1| of their scores", false),
         ]);
         JobForm { kind: JobKind::Train, fields, cursor: 0, students: students.to_vec(), option_fields: Vec::new() }
     }
@@ -675,12 +675,12 @@ mod tests {
                 "batch size",
                 "width",
                 "augmentation",
-                "soft targets",
-                "confidence weight",
                 "seed",
                 "device",
                 "kind",
-                "resume"
+                "resume",
+                "soft targets",
+                "confidence weight"
             ]
         );
         assert_eq!(
@@ -764,7 +764,7 @@ mod tests {
         let e = f.train_request().unwrap_err().to_string();
         assert!(e.contains("student old exists: turn resume on"), "{e}");
         assert!(f.hint().unwrap().contains("turn resume on"));
-        f.cursor = f.fields.len() - 1;
+        f.cursor = f.fields.iter().position(|x| x.name == "resume").unwrap();
         f.toggle();
         assert!(f.train_request().unwrap().resume);
         assert!(f.hint().unwrap().contains("continues after its last finished epoch"));

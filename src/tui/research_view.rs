@@ -227,6 +227,7 @@ fn order_name(o: Order) -> &'static str {
         Order::VoteEntropy => "vote entropy",
         Order::Spread => "score spread",
         Order::Gold => "disagreement with gold",
+        Order::Uncertainty => "label-model uncertainty",
     }
 }
 

@@ -556,7 +556,7 @@ fn the_train_form_fits_small_terminals_and_scrolls_to_the_selected_field() {
         app.on_key(Key::plain(KeyCode::Down));
     }
     let scr = screen(&mut app, 80, 14);
-    assert!(scr.contains("resume") && scr.contains("continue the student"), "{scr}");
+    assert!(scr.contains("confidence weig") && scr.contains("weigh pseudo-labelled examples"), "{scr}");
     for (w, h) in [(120, 40), (80, 24), (40, 10), (10, 4), (0, 0)] {
         screen(&mut app, w, h);
     }
