@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod pseudo;
 pub mod recovery;
 pub mod rng;
+pub mod slurm;
 pub mod store;
 #[cfg(feature = "burn")]
 pub mod student;

@@ -8,6 +8,7 @@ pub mod check;
 pub mod eval;
 pub mod follow;
 pub mod manifest;
+pub mod slurm;
 #[cfg(feature = "burn")]
 pub mod student;
 pub mod teachers;
@@ -67,6 +68,10 @@ pub enum Command {
     Teachers(teachers::TeachersArgs),
     /// Score segments with a teacher into a (resumable) teacher run.
     Score(teachers::ScoreArgs),
+    /// Sharded scoring on a Slurm cluster: `submit` a plan as an array job plus a merge, `status` of a run.
+    Slurm(slurm::SlurmArgs),
+    /// Import a sharded run's finished parts into the workspace (idempotent: running it again changes nothing).
+    Merge(slurm::MergeArgs),
     /// Derive a run's scores again from its stored raw outputs with other settings (e.g. `--option pooling=max`)
     /// into a new run, without the model.
     Remap(teachers::RemapArgs),
@@ -182,6 +187,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(a)) => bench::run(&ctx, a),
         Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
         Some(Command::Score(a)) => teachers::run_score(&ctx, a),
+        Some(Command::Slurm(a)) => slurm::run(&ctx, a),
+        Some(Command::Merge(a)) => slurm::run_merge(&ctx, a),
         Some(Command::Remap(a)) => teachers::run_remap(&ctx, a),
         Some(Command::ExportScores(a)) => teachers::run_export_scores(&ctx, a),
         Some(Command::SegmentLabels(a)) => teachers::run_segment_labels(&ctx, a),

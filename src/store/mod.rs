@@ -658,13 +658,23 @@ impl Store {
         Ok(())
     }
 
-    /// An unfinished run of the same teacher, checksum and settings, to resume.
+    /// An unfinished run of the same teacher, checksum and settings, to resume. A run that a sharded merge is
+    /// filling (see `crate::slurm::merge`, table `shard_runs`) is never resumed locally.
     pub fn resumable_run(&self, teacher: &str, checksum: &str, settings: &str) -> Result<Option<i64>> {
+        let sharded: bool = self.conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'shard_runs'",
+            [],
+            |r| r.get(0),
+        )?;
+        let not_sharded =
+            if sharded { " AND id NOT IN (SELECT run_id FROM shard_runs WHERE run_id IS NOT NULL)" } else { "" };
         Ok(self
             .conn
             .query_row(
-                "SELECT id FROM teacher_runs WHERE teacher = ?1 AND checksum = ?2 AND settings = ?3 \
-                 AND state IN ('running','interrupted','cancelled','failed') ORDER BY id DESC LIMIT 1",
+                &format!(
+                    "SELECT id FROM teacher_runs WHERE teacher = ?1 AND checksum = ?2 AND settings = ?3 \
+                     AND state IN ('running','interrupted','cancelled','failed'){not_sharded} ORDER BY id DESC LIMIT 1"
+                ),
                 params![teacher, checksum, settings],
                 |r| r.get(0),
             )
