@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use dams::store::Store;
@@ -247,24 +247,40 @@ fn a_half_done_part_resumes_and_parts_with_other_weights_or_plans_are_refused() 
     assert_eq!(scores(&store, run), scores(&store, local));
 }
 
-/// `SLURM_CONF` of a running Slurm, or `None` (and the reason).
+/// Whether a Slurm with a usable node answers here, or why not. Quick when there is none: no slurm.conf (at
+/// `SLURM_CONF` or /etc/slurm) is an answer, and sinfo (which retries a missing controller) gets 15 s.
 fn slurm() -> Result<(), String> {
-    let o = std::process::Command::new("sinfo").args(["-h", "-o", "%T"]).output();
-    match o {
-        Err(e) => Err(format!("sinfo cannot run: {e}; start one with tools/slurm/start.sh")),
-        Ok(o) if !o.status.success() => Err(format!(
-            "sinfo failed (SLURM_CONF={}): {}",
-            std::env::var("SLURM_CONF").unwrap_or_default(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Ok(o) => {
-            let s = String::from_utf8_lossy(&o.stdout);
-            if s.lines().any(|l| ["idle", "mixed", "allocated"].contains(&l.trim())) {
-                Ok(())
-            } else {
-                Err(format!("no usable node (sinfo: {})", s.trim()))
-            }
+    let conf = std::env::var_os("SLURM_CONF").map(PathBuf::from).unwrap_or_else(|| "/etc/slurm/slurm.conf".into());
+    if !conf.is_file() {
+        return Err(format!("no {} (SLURM_CONF); start one with tools/slurm/start.sh", conf.display()));
+    }
+    let mut child = match std::process::Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return Err(format!("sinfo cannot run: {e}")),
+    };
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed().as_secs() >= 15 {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("sinfo got no answer in 15 s (SLURM_CONF={})", conf.display()));
         }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() {
+        return Err(format!("sinfo failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
+    }
+    if s.lines().any(|l| ["idle", "mixed", "allocated"].contains(&l.trim())) {
+        Ok(())
+    } else {
+        Err(format!("no usable node (sinfo: {})", s.trim()))
     }
 }
 
@@ -391,6 +407,3 @@ fn a_merge_that_finds_the_workspace_locked_says_so_and_loses_nothing() {
     let out = d.ok(&["merge", "one"]);
     assert!(out.contains("1 part(s) imported now (46 rows") && out.contains("complete (now)"), "{out}");
 }
-
-#[allow(dead_code)]
-fn unused(_: &Path) {}

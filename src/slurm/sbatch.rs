@@ -30,6 +30,19 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// An `#SBATCH` option value: sbatch splits those lines at whitespace unless the value is in double quotes.
+fn sbatch_value(v: &str) -> String {
+    if v.chars().any(char::is_whitespace) { format!("\"{v}\"") } else { v.to_string() }
+}
+
+/// Values an `#SBATCH` line cannot carry (checked before any script is written).
+fn check_sbatch_value(what: &str, v: &str) -> Result<()> {
+    if v.contains('"') || v.contains('\n') || v.contains('\r') {
+        bail!("{what} {v:?} cannot be written into an #SBATCH line (it holds a double quote or a line break)");
+    }
+    Ok(())
+}
+
 fn header(plan: &Plan, dir: &Path, what: &str, job_name: &str, output: &str, resources: bool) -> String {
     let r = &plan.slurm;
     let mut s = String::new();
@@ -41,7 +54,7 @@ fn header(plan: &Plan, dir: &Path, what: &str, job_name: &str, output: &str, res
         plan.shards,
         plan.items.len()
     ));
-    let mut line = |k: &str, v: &str| s.push_str(&format!("#SBATCH --{k}={v}\n"));
+    let mut line = |k: &str, v: &str| s.push_str(&format!("#SBATCH --{k}={}\n", sbatch_value(v)));
     line("job-name", job_name);
     line("chdir", &dir.display().to_string());
     line("output", &dir.join("logs").join(output).display().to_string());
@@ -109,6 +122,22 @@ pub fn merge_script(plan: &Plan, dir: &Path) -> String {
 
 /// Write both scripts (executable) and the logs folder.
 pub fn write_scripts(plan: &Plan, dir: &Path) -> Result<()> {
+    let r = &plan.slurm;
+    check_sbatch_value("the run folder", &dir.display().to_string())?;
+    for (what, v) in [
+        ("--partition", &r.partition),
+        ("--account", &r.account),
+        ("--time", &r.time),
+        ("--mem", &r.mem),
+        ("--gres", &r.gres),
+    ] {
+        if let Some(v) = v {
+            check_sbatch_value(what, v)?;
+        }
+    }
+    for e in &r.extra {
+        check_sbatch_value("--sbatch-option", e)?;
+    }
     std::fs::create_dir_all(dir.join("logs"))?;
     for (name, text) in [(SCORE_SCRIPT, score_script(plan, dir)), (MERGE_SCRIPT, merge_script(plan, dir))] {
         let p = dir.join(name);
@@ -320,6 +349,81 @@ mod tests {
             missing[1].args(None),
             vec!["--array=499".to_string(), "--export=ALL,DAMS_SHARD_OFFSET=1001".into()]
         );
+    }
+
+    /// A plan with every resource set and paths that need quoting.
+    fn golden_plan() -> Plan {
+        use crate::slurm::plan::*;
+        Plan {
+            format: PLAN_FORMAT,
+            kind: "score".into(),
+            dams_version: "0.1.0".into(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            workspace: "/shared/radio archive".into(),
+            dams_bin: "/opt/dams/bin/dams".into(),
+            env: [
+                ("DAMS_CACHE_DIR".to_string(), "/shared/cache".to_string()),
+                ("DAMS_CONFIG_DIR".into(), "/home/ann/.config/dams".into()),
+                ("DAMS_DATA_DIR".into(), "/home/ann/.local/share/dams".into()),
+                ("HF_HUB_CACHE".into(), "/shared/hf hub".into()),
+            ]
+            .into(),
+            job: crate::jobs::catalog::ScoreJob {
+                teacher: "ast".into(),
+                options: [("pooling".to_string(), "max".to_string())].into(),
+                device: "gpu".into(),
+                splits: None,
+                fresh: false,
+                batch_size: Some(32),
+            },
+            teacher: TeacherInfo {
+                id: "ast".into(),
+                version: "v1".into(),
+                checksum: "sha256:abc".into(),
+                settings: "{}".into(),
+                zero_shot: false,
+                raw_vocab: Some("audioset-527".into()),
+                label_source: "ast_pseudo".into(),
+                default_thresholds: None,
+            },
+            shards: 200,
+            slurm: SlurmResources {
+                partition: Some("gpu".into()),
+                account: Some("radio-lab".into()),
+                time: Some("02:00:00".into()),
+                mem: Some("16G".into()),
+                gres: Some("gpu:1".into()),
+                cpus_per_task: Some(4),
+                max_parallel: Some(16),
+                extra: vec!["--qos=low".into()],
+            },
+            items: (0..1000).map(|i| Item { id: i + 1, path: format!("segments/s{i:04}.wav") }).collect(),
+        }
+    }
+
+    /// The generated scripts, byte for byte (`DAMS_UPDATE_GOLDEN=1` rewrites the files after a deliberate change).
+    #[test]
+    fn generated_scripts_match_their_golden_files() {
+        let plan = golden_plan();
+        let dir = Path::new("/shared/radio archive/data/metadata/experiments/slurm/20260101T000000-ast");
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/slurm");
+        let all: Vec<usize> = (0..plan.shards).collect();
+        let resubmit = resubmit_commands(&plan, dir, &[3, 7, 8, 9, 150], 100).join("\n") + "\n";
+        let submit = resubmit_commands(&plan, dir, &all, DEFAULT_MAX_ARRAY_SIZE).join("\n") + "\n";
+        for (name, text) in [
+            ("score.sbatch", score_script(&plan, dir)),
+            ("merge.sbatch", merge_script(&plan, dir)),
+            ("resubmit.sh", resubmit),
+            ("submit.sh", submit),
+        ] {
+            let path = golden.join(name);
+            if std::env::var_os("DAMS_UPDATE_GOLDEN").is_some() {
+                std::fs::create_dir_all(&golden).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(text, want, "{name} differs from {} (DAMS_UPDATE_GOLDEN=1 to accept)", path.display());
+        }
     }
 
     #[test]
