@@ -361,3 +361,248 @@ pub fn run_shard(ctx: &Ctx, plan: &Path, shard: shard::ShardArg) -> Result<()> {
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------- benchmarks
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 =
+        s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Reset the peak-RSS mark (Linux `clear_refs` 5), so the next reading covers only what follows.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn load_line() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// `dams bench merge`: merge `rows` generated score rows in `parts` part files into a fresh workspace.
+pub fn bench_merge(rows: usize, parts: usize, keep: bool) -> Result<()> {
+    use rusqlite::params;
+    use std::time::Instant;
+
+    if rows == 0 || parts == 0 || parts > rows {
+        bail!("--rows and --parts must be positive, with at most one part per row");
+    }
+    let tmp = std::env::temp_dir().join(format!("dams-bench-merge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| -> Result<()> {
+        let ws = crate::workspace::Workspace::init(tmp.join("ws"))?;
+        let t = Instant::now();
+        {
+            let mut store = ws.open_store()?;
+            let tx = store.conn_mut().transaction()?;
+            {
+                let mut stmt = tx.prepare("INSERT INTO segments (id, segment_path, raw_file, start_time, end_time, split) VALUES (?1, ?2, 'r.wav', ?3, ?4, 'unlabeled')")?;
+                for i in 0..rows {
+                    let s = i as f64 * 5.0;
+                    stmt.execute(params![i as i64 + 1, format!("segments/r_s{:07}.wav", i + 1), s, s + 10.0])?;
+                }
+            }
+            tx.commit()?;
+        }
+        let items: Vec<crate::slurm::plan::Item> = (0..rows)
+            .map(|i| crate::slurm::plan::Item { id: i as i64 + 1, path: format!("segments/r_s{:07}.wav", i + 1) })
+            .collect();
+        let plan = crate::slurm::plan::Plan {
+            format: crate::slurm::plan::PLAN_FORMAT,
+            kind: "score".into(),
+            dams_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: crate::slurm::now(),
+            workspace: ws.root().to_path_buf(),
+            dams_bin: std::env::current_exe()?,
+            env: Default::default(),
+            job: ScoreJob::new("builtin", &[], None, None, false, None)?,
+            teacher: crate::slurm::plan::TeacherInfo {
+                id: "bench".into(),
+                version: "1".into(),
+                checksum: "sha256:bench".into(),
+                settings: "{\"splits\":\"all\"}".into(),
+                zero_shot: false,
+                raw_vocab: None,
+                label_source: "bench_pseudo".into(),
+                default_thresholds: None,
+            },
+            shards: parts,
+            slurm: Default::default(),
+            items,
+        };
+        let dir = crate::slurm::runs_dir(&ws).join("bench");
+        std::fs::create_dir_all(crate::slurm::part::parts_dir(&dir))?;
+        let plan_sha = crate::slurm::plan::write(&dir, &plan)?;
+        for i in 0..parts {
+            let path = crate::slurm::part::final_path(&dir, i);
+            let mut c = crate::slurm::part::open_for_write(&path)?;
+            c.pragma_update(None, "synchronous", "OFF")?;
+            crate::slurm::part::set_meta(
+                &mut c,
+                &[
+                    ("plan_sha256", plan_sha.clone()),
+                    ("shard", i.to_string()),
+                    ("shards", parts.to_string()),
+                    ("checksum", "sha256:bench".into()),
+                    ("finished_at", crate::slurm::now()),
+                ],
+            )?;
+            let tx = c.transaction()?;
+            {
+                let mut stmt =
+                    tx.prepare("INSERT INTO scores (segment_id, speech, music, noise) VALUES (?1, ?2, ?3, ?4)")?;
+                for it in plan.shard_items(i) {
+                    let x = (it.id % 1000) as f64 / 1000.0;
+                    stmt.execute(params![it.id, x, 1.0 - x, x * 0.5])?;
+                }
+            }
+            tx.commit()?;
+        }
+        let setup = t.elapsed().as_secs_f64();
+        drop(plan);
+        let part_bytes: u64 = (0..parts)
+            .map(|i| std::fs::metadata(crate::slurm::part::final_path(&dir, i)).map(|m| m.len()).unwrap_or(0))
+            .sum();
+
+        let rss_reset = reset_peak_rss();
+        let t = Instant::now();
+        let r = crate::slurm::merge::merge(&ws, &dir, Duration::from_secs(30))?;
+        let secs = t.elapsed().as_secs_f64();
+        let peak = peak_rss_mib();
+        if !r.complete || r.rows != rows as u64 {
+            bail!("the merge imported {} of {rows} rows (complete: {})", r.rows, r.complete);
+        }
+        // What dominates: hashing every part twice (before and after import) vs SQLite's own INSERT ... SELECT.
+        let t = Instant::now();
+        for i in 0..parts {
+            crate::slurm::sha256_file(&crate::slurm::part::final_path(&dir, i))?;
+        }
+        let hash_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let r2 = crate::slurm::merge::merge(&ws, &dir, Duration::from_secs(30))?;
+        let again = t.elapsed().as_secs_f64();
+        if r2.rows != 0 || r2.already.len() != parts {
+            bail!("a second merge imported {} rows", r2.rows);
+        }
+        println!(
+            "merge of {rows} rows in {parts} parts ({:.0} MiB of parts; setup {setup:.1} s): {secs:.2} s = {:.0} rows/s; \
+             peak RSS during the merge {}; hashing all parts once {hash_s:.2} s ({:.0} MiB/s); a second merge (no-op) \
+             {again:.2} s",
+            part_bytes as f64 / 1048576.0,
+            rows as f64 / secs,
+            match (rss_reset, peak) {
+                (true, Some(p)) => format!("{p:.0} MiB"),
+                (false, Some(p)) => format!("{p:.0} MiB (process peak, incl. setup)"),
+                _ => "unknown".into(),
+            },
+            part_bytes as f64 / 1048576.0 / hash_s.max(1e-9),
+        );
+        println!("goal: >= 200,000 rows/s and < 500 MiB peak RSS; load average {}", load_line());
+        Ok(())
+    })();
+    if keep {
+        eprintln!("kept {}", tmp.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// `dams bench shards`: scoring throughput of the built-in teacher with 1 shard and with `shards` shards running
+/// at once (each a `dams score --plan --shard I` process, as array tasks on one node would be).
+pub fn bench_shards(segments: usize, shards: usize, keep: bool) -> Result<()> {
+    use std::time::Instant;
+
+    let shards = shards.max(2);
+    if segments < shards {
+        bail!("--segments must be at least --shards");
+    }
+    let tmp = std::env::temp_dir().join(format!("dams-bench-shards-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| -> Result<()> {
+        let ws = crate::workspace::Workspace::init(tmp.join("ws"))?;
+        let mut rng = crate::teachers::builtin::train::Rng::new(7);
+        let mut rows = Vec::new();
+        for i in 0..segments {
+            let rel = format!("segments/b_s{:05}.wav", i + 1);
+            let f0 = rng.range(100.0, 400.0);
+            let (wt, wn) = (rng.range(0.0, 0.3), rng.range(0.0, 0.3));
+            let x: Vec<f32> = (0..160_000)
+                .map(|k| {
+                    let t = k as f64 / 16_000.0;
+                    (wt * (2.0 * std::f64::consts::PI * f0 * t).sin() + wn * rng.range(-1.0, 1.0)) as f32
+                })
+                .collect();
+            crate::audio::write_wav_16k(&ws.abs_data_path(&rel), &x)?;
+            rows.push(crate::store::NewSegment {
+                segment_path: rel,
+                raw_file: "b.wav".into(),
+                start_time: i as f64 * 10.0,
+                end_time: i as f64 * 10.0 + 10.0,
+                split: crate::labels::Split::Unlabeled,
+                label_source: crate::labels::LabelSource::none(),
+                labels: None,
+                scores: [None; 3],
+                extra: None,
+            });
+        }
+        ws.open_store()?.upsert_segments(&rows)?;
+        let dirs = crate::config::Dirs::get();
+        let exe = std::env::current_exe()?;
+        let mut rates = Vec::new();
+        for n in [1, shards] {
+            let loaded = crate::slurm::create_score_plan(
+                &ws,
+                crate::slurm::NewScorePlan {
+                    job: ScoreJob::new("builtin", &[], Some("cpu"), None, false, None)?,
+                    shards: n,
+                    slurm: Default::default(),
+                    name: Some(format!("bench-{n}")),
+                    dams_bin: exe.clone(),
+                    dirs: &dirs,
+                },
+            )?;
+            let plan = loaded.dir.join(crate::slurm::plan::PLAN_FILE);
+            let t = Instant::now();
+            let children: Vec<_> = (0..n)
+                .map(|i| {
+                    std::process::Command::new(&exe)
+                        .args(["score", "--plan"])
+                        .arg(&plan)
+                        .args(["--shard", &i.to_string()])
+                        .stdout(std::process::Stdio::null())
+                        .spawn()
+                })
+                .collect::<std::io::Result<_>>()?;
+            for mut c in children {
+                if !c.wait()?.success() {
+                    bail!("a shard of the {n}-shard run failed");
+                }
+            }
+            let secs = t.elapsed().as_secs_f64();
+            rates.push((n, secs, segments as f64 / secs));
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        for (n, secs, rate) in &rates {
+            println!("{n} shard(s): {segments} segments of 10 s in {secs:.2} s = {rate:.1} segments/s");
+        }
+        println!(
+            "speed-up with {} shards: {:.2}x on {cores} cores (ideal {:.0}x); load average {}",
+            shards,
+            rates[1].2 / rates[0].2,
+            (shards.min(cores)) as f64,
+            load_line()
+        );
+        Ok(())
+    })();
+    if keep {
+        eprintln!("kept {}", tmp.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
