@@ -94,3 +94,85 @@ pub fn status(dir: &Path, store: Option<&crate::store::Store>) -> Result<Status>
     }
     Ok(Status { plan, shards, run_id })
 }
+
+/// A sharded run's progress as the TUI's jobs pane shows it: from the part files (and the merge's records).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunProgress {
+    pub name: String,
+    pub teacher: String,
+    pub shards: usize,
+    pub complete: usize,
+    pub partial: usize,
+    pub missing: usize,
+    pub merged: usize,
+    /// Segments scored (published parts count whole, partial parts by their rows).
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Watches the sharded runs of a workspace cheaply enough to poll from a UI thread: each plan is read once (plans
+/// never change), published parts are only `stat`ed, and only partial parts are opened (one `count(*)`).
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// Run folder → (name, teacher, shards, items, plan sha256).
+    plans: std::collections::HashMap<std::path::PathBuf, (String, String, usize, usize, String)>,
+}
+
+impl Watch {
+    /// The `limit` newest runs of `ws` (by folder name), newest first.
+    pub fn scan(
+        &mut self,
+        ws: &crate::workspace::Workspace,
+        store: Option<&crate::store::Store>,
+        limit: usize,
+    ) -> Vec<RunProgress> {
+        let Ok(rd) = std::fs::read_dir(super::runs_dir(ws)) else { return Vec::new() };
+        let mut dirs: Vec<std::path::PathBuf> =
+            rd.flatten().map(|e| e.path()).filter(|p| p.join(plan::PLAN_FILE).is_file()).collect();
+        dirs.sort();
+        dirs.reverse();
+        dirs.truncate(limit);
+        let mut out = Vec::new();
+        for dir in dirs {
+            if !self.plans.contains_key(&dir) {
+                let Ok(p) = plan::load(&dir) else { continue };
+                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                self.plans.insert(
+                    dir.clone(),
+                    (name, p.plan.teacher.id.clone(), p.plan.shards, p.plan.items.len(), p.sha256),
+                );
+            }
+            let (name, teacher, shards, items, sha) = self.plans[&dir].clone();
+            let merged = store.and_then(|s| super::merge::merged_parts(s, &sha).ok()).map(|m| m.1.len()).unwrap_or(0);
+            let mut r = RunProgress {
+                name,
+                teacher,
+                shards,
+                complete: 0,
+                partial: 0,
+                missing: 0,
+                merged,
+                done: 0,
+                total: items as u64,
+            };
+            for i in 0..shards {
+                let (lo, hi) = plan::shard_range(items, shards, i);
+                if part::final_path(&dir, i).exists() {
+                    r.complete += 1;
+                    r.done += (hi - lo) as u64;
+                } else {
+                    let partial = part::partial_path(&dir, i);
+                    if partial.exists() {
+                        r.partial += 1;
+                        r.done +=
+                            part::open_read(&partial).and_then(|c| part::counts(&c)).map(|c| c.0 + c.1).unwrap_or(0);
+                    } else {
+                        r.missing += 1;
+                    }
+                }
+            }
+            out.push(r);
+        }
+        out
+    }
+}
