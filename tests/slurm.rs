@@ -59,6 +59,7 @@ fn snapshot(store: &Store) -> String {
         "SELECT * FROM shard_parts ORDER BY 1, 2",
         "SELECT * FROM shard_runs ORDER BY 1",
         "SELECT id, teacher, class, value, method, run_id FROM thresholds ORDER BY id",
+        "SELECT model_checksum, kind, segment_id, dim, hex(vec) FROM embeddings ORDER BY 1, 2, 3",
     ] {
         let mut stmt = c.prepare(sql).unwrap();
         let n = stmt.column_count();
@@ -406,4 +407,81 @@ fn a_merge_that_finds_the_workspace_locked_says_so_and_loses_nothing() {
     drop(holder);
     let out = d.ok(&["merge", "one"]);
     assert!(out.contains("1 part(s) imported now (46 rows") && out.contains("complete (now)"), "{out}");
+}
+
+/// Embedding extraction shards the same way: the tiny AST's pooled vectors land in the workspace's embedding cache
+/// under the key a local `dams train --kind ast-head` looks them up by, bit for bit what the model gives in-process.
+#[cfg(feature = "burn")]
+#[test]
+fn sharded_embedding_extraction_fills_the_embedding_cache() {
+    let d = demo();
+    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/ast/tiny");
+    d.ok(&["teachers", "add", "ast", "--from", tiny.to_str().unwrap()]);
+    let out = d.ok(&[
+        "slurm",
+        "submit",
+        "--embed",
+        "--teacher",
+        "ast",
+        "--device",
+        "cpu",
+        "--shards",
+        "2",
+        "--split",
+        "dev",
+        "--dry-run",
+        "--name",
+        "emb",
+    ]);
+    assert!(out.contains("46 segments in 2 shards") && out.contains("embeddings of ast"), "{out}");
+    let plan = d.run_dir("emb").join("plan.json");
+    for i in ["0", "1"] {
+        let o = d.ok(&["score", "--plan", plan.to_str().unwrap(), "--shard", i]);
+        assert!(o.contains("23 embedded"), "{o}");
+    }
+    let out = d.ok(&["merge", "emb"]);
+    assert!(
+        out.contains("2 part(s) imported now (46 rows") && out.contains("embedding cache holds every segment"),
+        "{out}"
+    );
+    let checksum = dams::slurm::sha256_file(&tiny.join("model.safetensors")).unwrap();
+    let store = d.store();
+    let dev = store.segments(Some(&[dams::labels::Split::Dev])).unwrap();
+    let cached = store.embeddings(&checksum, dams::student::ast_head::EMBEDDING_KIND, 32).unwrap();
+    assert_eq!(cached.len(), 46);
+    assert!(store.runs().unwrap().is_empty(), "embeddings make no teacher run");
+    // The first batch (4 segments) of each shard, embedded in-process in the same batches.
+    let src = dams::student::ast_head::locate_ast(Some(&tiny)).unwrap();
+    assert_eq!(src.checksum, checksum);
+    let (mut ast, _) = dams::student::ast_head::open_ast(&src, dams::engine::Engine::cpu(), None).unwrap();
+    let ws = dams::workspace::Workspace::open(&d.ws).unwrap();
+    for batch in [&dev[0..4], &dev[23..27]] {
+        let waves: Vec<Vec<f32>> =
+            batch.iter().map(|s| dams::audio::load_mono_16k(&ws.abs_data_path(&s.segment_path)).unwrap()).collect();
+        let refs: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
+        let want = dams::student::ast_head::embed_waves(&mut ast, &refs).unwrap();
+        for (s, w) in batch.iter().zip(want) {
+            assert_eq!(cached[&s.id], w, "segment {}", s.segment_path);
+        }
+    }
+    drop(store);
+    // Merging again changes nothing; planning again finds nothing left to embed.
+    let before = snapshot(&d.store());
+    d.ok(&["merge", "emb"]);
+    assert_eq!(snapshot(&d.store()), before);
+    let o = d.dams(&[
+        "slurm",
+        "submit",
+        "--embed",
+        "--teacher",
+        "ast",
+        "--device",
+        "cpu",
+        "--shards",
+        "2",
+        "--split",
+        "dev",
+        "--dry-run",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("segments already in the embedding cache are left out"));
 }

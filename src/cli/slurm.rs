@@ -47,6 +47,10 @@ pub struct SubmitArgs {
     /// Segments per batch.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Compute the model's audio embeddings into the workspace's embedding cache instead of scores (`--teacher
+    /// ast`: the pooled vectors `dams train --kind ast-head` trains on); segments already cached are left out.
+    #[arg(long)]
+    pub embed: bool,
     /// Number of shards (array tasks).
     #[arg(long)]
     pub shards: usize,
@@ -112,36 +116,44 @@ fn run_submit(ctx: &Ctx, a: SubmitArgs) -> Result<()> {
     };
     let options = crate::teachers::TeacherOptions::parse_pairs(&a.options).map_err(anyhow::Error::msg)?;
     let job = ScoreJob::new(&a.teacher, &options, a.device.as_deref(), splits.as_deref(), false, a.batch_size)?;
-    let loaded = slurm::create_score_plan(
-        &ws,
-        slurm::NewScorePlan {
-            job,
-            shards: a.shards,
-            slurm: SlurmResources {
-                partition: a.partition,
-                account: a.account,
-                time: a.time,
-                mem: a.mem,
-                gres: a.gres,
-                cpus_per_task: a.cpus_per_task,
-                max_parallel: a.max_parallel,
-                extra: a.sbatch_options,
-            },
-            name: a.name,
-            dams_bin: std::env::current_exe()?,
-            dirs: &ctx.dirs,
+    let new = slurm::NewScorePlan {
+        job,
+        shards: a.shards,
+        slurm: SlurmResources {
+            partition: a.partition,
+            account: a.account,
+            time: a.time,
+            mem: a.mem,
+            gres: a.gres,
+            cpus_per_task: a.cpus_per_task,
+            max_parallel: a.max_parallel,
+            extra: a.sbatch_options,
         },
-    )?;
+        name: a.name,
+        dams_bin: std::env::current_exe()?,
+        dirs: &ctx.dirs,
+    };
+    let loaded = if a.embed {
+        #[cfg(feature = "burn")]
+        {
+            slurm::embed::create_embed_plan(&ws, new)?
+        }
+        #[cfg(not(feature = "burn"))]
+        bail!("this build of dams has no model engine (cargo feature `burn`): --embed is not available")
+    } else {
+        slurm::create_score_plan(&ws, new)?
+    };
     let dir = &loaded.dir;
     let p = &loaded.plan;
     println!(
-        "plan {} ({}): {} segments in {} shards of {}-{} segments, teacher {} ({})",
+        "plan {} ({}): {} segments in {} shards of {}-{} segments, {} {} ({})",
         dir.display(),
         loaded.sha256,
         p.items.len(),
         p.shards,
         p.items.len() / p.shards,
         p.items.len().div_ceil(p.shards),
+        if p.kind == slurm::plan::KIND_EMBED { "embeddings of" } else { "teacher" },
         p.teacher.id,
         p.teacher.checksum
     );
@@ -207,8 +219,9 @@ fn print_status(st: &status::Status, dir: &Path) {
     let p = &st.plan.plan;
     let (done, total) = st.progress();
     println!(
-        "run {}: teacher {} over {} segments in {} shards; {done}/{total} segments scored",
+        "run {}: {} {} over {} segments in {} shards; {done}/{total} segments done",
         dir.display(),
+        if p.kind == crate::slurm::plan::KIND_EMBED { "embeddings of" } else { "teacher" },
         p.teacher.id,
         p.items.len(),
         p.shards
@@ -299,6 +312,9 @@ pub fn run_merge(ctx: &Ctx, a: MergeArgs) -> Result<()> {
     for f in &r.refused {
         println!("refused shard {} ({}): {}", f.shard, f.part.display(), f.reason);
     }
+    if r.run_id.is_none() && r.complete && slurm::plan::load(&dir)?.plan.kind == slurm::plan::KIND_EMBED {
+        println!("the embedding cache holds every segment of the plan{}", if r.completed_now { " (now)" } else { "" });
+    }
     if let Some(run) = r.run_id {
         if r.complete {
             println!("teacher run #{run} is complete{}", if r.completed_now { " (now)" } else { "" });
@@ -345,8 +361,9 @@ pub fn run_shard(ctx: &Ctx, plan: &Path, shard: shard::ShardArg) -> Result<()> {
     for (p, e) in &r.failed {
         eprintln!("skipped {p}: {e}");
     }
+    let what = if r.kind == slurm::plan::KIND_EMBED { "embedded" } else { "scored" };
     println!(
-        "shard {} of {}{}: {} scored, {} already scored, {} failed of {} in {:.1} s on {} ({}); published {}",
+        "shard {} of {}{}: {} {what}, {} already {what}, {} failed of {} in {:.1} s on {} ({}); published {}",
         r.shard,
         r.shards,
         if r.resumed { " (resumed)" } else { "" },
@@ -414,6 +431,7 @@ pub fn bench_merge(rows: usize, parts: usize, keep: bool) -> Result<()> {
         let plan = crate::slurm::plan::Plan {
             format: crate::slurm::plan::PLAN_FORMAT,
             kind: "score".into(),
+            embedding: None,
             dams_version: env!("CARGO_PKG_VERSION").into(),
             created_at: crate::slurm::now(),
             workspace: ws.root().to_path_buf(),

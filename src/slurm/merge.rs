@@ -182,7 +182,7 @@ fn merge_into(store: &mut Store, loaded: &LoadedPlan, started: Instant) -> Resul
         }
         match import_part(store, loaded, i, &path, &sha)? {
             Ok((run, rows, failed)) => {
-                report.run_id = Some(run);
+                report.run_id = (run != 0).then_some(run).or(report.run_id);
                 report.imported.push((i, rows));
                 report.rows += rows;
                 report.failed_total += failed;
@@ -192,6 +192,13 @@ fn merge_into(store: &mut Store, loaded: &LoadedPlan, started: Instant) -> Resul
     }
     let (_, recorded) = merged_parts(store, plan_sha)?;
     report.complete = recorded.len() == plan.shards && report.refused.is_empty();
+    if plan.kind == super::plan::KIND_EMBED && recorded.len() == plan.shards {
+        let n = store.conn().execute(
+            "UPDATE shard_runs SET completed_at = ?1 WHERE plan_sha256 = ?2 AND completed_at IS NULL",
+            params![super::now(), plan_sha],
+        )?;
+        report.completed_now = n > 0;
+    }
     if let Some(run) = report.run_id
         && recorded.len() == plan.shards
     {
@@ -295,8 +302,10 @@ fn import_part(
     // Its rows are exactly segments of its own shard (both sides sorted by id).
     let items = plan.shard_items(i);
     {
-        let mut stmt =
-            conn.prepare("SELECT segment_id FROM scores UNION ALL SELECT segment_id FROM failed ORDER BY 1")?;
+        let mut stmt = conn.prepare(
+            "SELECT segment_id FROM scores UNION ALL SELECT segment_id FROM embeddings \
+             UNION ALL SELECT segment_id FROM failed ORDER BY 1",
+        )?;
         let mut rows = stmt.query([])?;
         let mut k = 0usize;
         let mut n = 0usize;
@@ -340,13 +349,22 @@ fn import_part(
                 }));
             }
             let run_id = ensure_run(store, loaded)?;
-            let inserted = store.conn().execute(
-                "INSERT INTO teacher_scores (run_id, segment_id, speech, music, noise, logits) \
-                 SELECT ?1, segment_id, speech, music, noise, raw FROM part.scores",
-                [run_id],
-            );
+            let inserted = if plan.kind == super::plan::KIND_EMBED {
+                // Vectors already in the cache (a local computation with the same weights) are the same vectors.
+                store.conn().execute(
+                    "INSERT OR IGNORE INTO embeddings (model_checksum, kind, segment_id, dim, vec) \
+                     SELECT ?1, ?2, segment_id, dim, vec FROM part.embeddings",
+                    params![plan.teacher.checksum, plan.embedding.as_deref().unwrap_or_default()],
+                )
+            } else {
+                store.conn().execute(
+                    "INSERT INTO teacher_scores (run_id, segment_id, speech, music, noise, logits) \
+                     SELECT ?1, segment_id, speech, music, noise, raw FROM part.scores",
+                    [run_id],
+                )
+            };
             match inserted {
-                Ok(n) if n as u64 == rows => {}
+                Ok(n) if n as u64 == rows || (plan.kind == super::plan::KIND_EMBED && n as u64 <= rows) => {}
                 Ok(n) => return Ok(Err(format!("{n} of its {rows} rows could be imported"))),
                 Err(e) => {
                     return Ok(Err(format!("its rows cannot be imported: {e} (a segment deleted since the plan?)")));
@@ -391,6 +409,7 @@ fn import_part(
 }
 
 /// The teacher run of this plan: created (state `interrupted`) with the first part.
+/// (An embedding plan has no teacher run: `Ok(0)`, and only its `shard_runs` row is written.)
 fn ensure_run(store: &mut Store, loaded: &LoadedPlan) -> Result<i64> {
     let LoadedPlan { plan, sha256: plan_sha, dir } = loaded;
     let existing: Option<Option<i64>> = store
@@ -399,6 +418,15 @@ fn ensure_run(store: &mut Store, loaded: &LoadedPlan) -> Result<i64> {
         .optional()?;
     if let Some(Some(id)) = existing {
         return Ok(id);
+    }
+    if plan.kind == super::plan::KIND_EMBED {
+        // The embedding cache is not a teacher run: only the record of the sharded run.
+        store.conn().execute(
+            "INSERT OR IGNORE INTO shard_runs (plan_sha256, run_dir, kind, run_id, shards, created_at) \
+             VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
+            params![plan_sha, dir.display().to_string(), plan.kind, plan.shards as i64, super::now()],
+        )?;
+        return Ok(0);
     }
     let t = &plan.teacher;
     let id = store

@@ -17,6 +17,8 @@
 //! The same `--shard` command line serves Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX`) and GNU parallel
 //! (`--shard {}`); see docs/slurm.md. Nothing here knows a terminal exists.
 
+#[cfg(feature = "burn")]
+pub mod embed;
 pub mod merge;
 pub mod part;
 pub mod plan;
@@ -157,13 +159,8 @@ pub struct NewScorePlan<'a> {
 /// Freeze a scoring job into a new run folder: open the teacher once (weights checksum, settings, version), list
 /// the segments, write `plan.json` and the sbatch scripts. Reads the workspace database, writes nothing in it.
 pub fn create_score_plan(ws: &crate::workspace::Workspace, p: NewScorePlan<'_>) -> Result<plan::LoadedPlan> {
-    let job = p.job;
-    if p.shards == 0 {
-        bail!("--shards must be at least 1");
-    }
-    if p.slurm.max_parallel == Some(0) {
-        bail!("--max-parallel must be at least 1");
-    }
+    check_counts(&p)?;
+    let job = &p.job;
     let splits: Option<Vec<crate::labels::Split>> = match &job.splits {
         Some(v) => Some(v.iter().map(|s| s.parse().map_err(anyhow::Error::msg)).collect::<Result<_>>()?),
         None => None,
@@ -174,15 +171,6 @@ pub fn create_score_plan(ws: &crate::workspace::Workspace, p: NewScorePlan<'_>) 
         .with_device(job.device.clone())
         .with_options(options);
     let teacher = crate::catalog::open(&job.teacher, &ctx)?;
-    let store = ws.open_store()?;
-    let segments = store.segments(splits.as_deref())?;
-    drop(store);
-    if segments.is_empty() {
-        bail!("no segments to score (import a manifest or cut recordings with `dams segment` first)");
-    }
-    if p.shards > segments.len() {
-        bail!("{} shards for {} segments: use at most one shard per segment", p.shards, segments.len());
-    }
     let teacher_info = plan::TeacherInfo {
         id: teacher.id().to_string(),
         version: teacher.version(),
@@ -193,6 +181,49 @@ pub fn create_score_plan(ws: &crate::workspace::Workspace, p: NewScorePlan<'_>) 
         label_source: teacher.label_source().as_str().to_string(),
         default_thresholds: teacher.default_thresholds(),
     };
+    drop(teacher);
+    write_plan(ws, p, plan::KIND_SCORE, None, teacher_info, |_| true)
+}
+
+fn check_counts(p: &NewScorePlan<'_>) -> Result<()> {
+    if p.shards == 0 {
+        bail!("--shards must be at least 1");
+    }
+    if p.slurm.max_parallel == Some(0) {
+        bail!("--max-parallel must be at least 1");
+    }
+    Ok(())
+}
+
+/// Write the run folder of a plan of `kind` over the segments of the job's splits that `keep` keeps.
+pub(crate) fn write_plan(
+    ws: &crate::workspace::Workspace,
+    p: NewScorePlan<'_>,
+    kind: &str,
+    embedding: Option<String>,
+    teacher_info: plan::TeacherInfo,
+    keep: impl Fn(&crate::store::Segment) -> bool,
+) -> Result<plan::LoadedPlan> {
+    check_counts(&p)?;
+    let job = p.job;
+    let splits: Option<Vec<crate::labels::Split>> = match &job.splits {
+        Some(v) => Some(v.iter().map(|s| s.parse().map_err(anyhow::Error::msg)).collect::<Result<_>>()?),
+        None => None,
+    };
+    let store = ws.open_store()?;
+    let segments: Vec<crate::store::Segment> =
+        store.segments(splits.as_deref())?.into_iter().filter(|s| keep(s)).collect();
+    drop(store);
+    if segments.is_empty() {
+        bail!(
+            "no segments to {} (import a manifest or cut recordings with `dams segment` first{})",
+            if kind == plan::KIND_SCORE { "score" } else { "embed" },
+            if kind == plan::KIND_SCORE { "" } else { "; segments already in the embedding cache are left out" }
+        );
+    }
+    if p.shards > segments.len() {
+        bail!("{} shards for {} segments: use at most one shard per segment", p.shards, segments.len());
+    }
     let created_at = now();
     let name = match p.name {
         Some(n) => {
@@ -226,7 +257,8 @@ pub fn create_score_plan(ws: &crate::workspace::Workspace, p: NewScorePlan<'_>) 
         .collect();
     let plan = plan::Plan {
         format: plan::PLAN_FORMAT,
-        kind: "score".into(),
+        kind: kind.into(),
+        embedding,
         dams_version: env!("CARGO_PKG_VERSION").into(),
         created_at,
         workspace: std::path::absolute(ws.root())?,

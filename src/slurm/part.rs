@@ -6,7 +6,8 @@
 //! which it never changes; the merge records its sha256 and refuses it if it does.
 //!
 //! Tables: `meta(key, value)` (plan sha256, shard, shards, teacher, weights checksum, device, host, job id,
-//! times, counts), `scores(segment_id, speech, music, noise, raw)` and `failed(segment_id, path, error)`.
+//! times, counts), `scores(segment_id, speech, music, noise, raw)` (a scoring plan) or `embeddings(segment_id, dim,
+//! vec)` (an embedding plan), and `failed(segment_id, path, error)`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,11 @@ CREATE TABLE IF NOT EXISTS scores (
     music  REAL NOT NULL,
     noise  REAL NOT NULL,
     raw    BLOB                      -- the teacher's raw output, little-endian f32
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    segment_id INTEGER PRIMARY KEY,
+    dim INTEGER NOT NULL,
+    vec BLOB NOT NULL                -- dim little-endian f32
 );
 CREATE TABLE IF NOT EXISTS failed (segment_id INTEGER PRIMARY KEY, path TEXT NOT NULL, error TEXT NOT NULL);
 ";
@@ -80,9 +86,10 @@ pub fn set_meta(conn: &mut Connection, kv: &[(&str, String)]) -> Result<()> {
     Ok(())
 }
 
-/// `(scored, failed)` rows in a part.
+/// `(rows, failed)` of a part: rows are scores or embeddings (a part holds one or the other).
 pub fn counts(conn: &Connection) -> Result<(u64, u64)> {
-    let s: i64 = conn.query_row("SELECT count(*) FROM scores", [], |r| r.get(0))?;
+    let s: i64 =
+        conn.query_row("SELECT (SELECT count(*) FROM scores) + (SELECT count(*) FROM embeddings)", [], |r| r.get(0))?;
     let f: i64 = conn.query_row("SELECT count(*) FROM failed", [], |r| r.get(0))?;
     Ok((s as u64, f as u64))
 }

@@ -17,6 +17,10 @@ use crate::jobs::catalog::ScoreJob;
 pub const PLAN_FORMAT: u32 = 1;
 /// The plan's file name in a run folder.
 pub const PLAN_FILE: &str = "plan.json";
+/// A plan whose shards score segments with a teacher into a teacher run.
+pub const KIND_SCORE: &str = "score";
+/// A plan whose shards compute a model's audio embeddings into the workspace's embedding cache.
+pub const KIND_EMBED: &str = "embed";
 
 /// What the teacher was at planning time (the merge creates the teacher run from it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,8 +63,11 @@ pub struct Item {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub format: u32,
-    /// What the shards do: `score`.
+    /// What the shards do: [`KIND_SCORE`] or [`KIND_EMBED`].
     pub kind: String,
+    /// For [`KIND_EMBED`]: the embedding kind of the cache (`ast-pooled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<String>,
     pub dams_version: String,
     pub created_at: String,
     /// The workspace (absolute): shards read audio under its `data/`, the merge writes its database.
@@ -89,8 +96,11 @@ impl Plan {
         if self.format != PLAN_FORMAT {
             bail!("plan format {} is not the one this dams reads ({PLAN_FORMAT})", self.format);
         }
-        if self.kind != "score" {
-            bail!("plan kind '{}' is unknown to this dams (it runs 'score' plans)", self.kind);
+        match self.kind.as_str() {
+            KIND_SCORE => {}
+            KIND_EMBED if self.embedding.is_some() => {}
+            KIND_EMBED => bail!("an embedding plan without its embedding kind"),
+            k => bail!("plan kind '{k}' is unknown to this dams (it runs '{KIND_SCORE}' and '{KIND_EMBED}' plans)"),
         }
         if self.shards == 0 {
             bail!("a plan needs at least one shard");

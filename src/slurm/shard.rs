@@ -10,8 +10,8 @@ use rusqlite::params;
 use super::part;
 use super::plan::{self, LoadedPlan};
 use crate::store::f32s_to_bytes;
-use crate::teachers::OpenContext;
-use crate::teachers::score::score_batches;
+use crate::teachers::score::{BatchOutcome, score_batches};
+use crate::teachers::{OpenContext, Teacher};
 use crate::workspace::Workspace;
 
 /// Test hook: a comma-separated list of shard indices that fail on purpose (exit non-zero before writing
@@ -68,6 +68,8 @@ pub fn resolve(arg: ShardArg, env: impl Fn(&str) -> Option<String>) -> Result<us
 /// What a shard did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardReport {
+    /// The plan's kind (`score`, `embed`).
+    pub kind: String,
     pub shard: usize,
     pub shards: usize,
     /// The part was already published: nothing was done.
@@ -110,6 +112,7 @@ pub fn run_shard(
     let final_path = part::final_path(&dir, i);
     let partial_path = part::partial_path(&dir, i);
     let base = ShardReport {
+        kind: plan.kind.clone(),
         shard: i,
         shards: plan.shards,
         already_done: false,
@@ -126,20 +129,17 @@ pub fn run_shard(
     }
     std::fs::create_dir_all(part::parts_dir(&dir))?;
 
-    // The teacher, opened the way a local `dams score` opens it; the weights are re-hashed on open.
+    // The model, opened the way a local run opens it; the weights are re-hashed on open.
     let ws = Workspace::open(&plan.workspace)
         .with_context(|| format!("the plan's workspace {}", plan.workspace.display()))?;
-    let d = crate::catalog::find(&plan.job.teacher)?;
-    let options = d.parse_options(plan.job.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let ctx = OpenContext::for_workspace(dirs, Some(&ws)).with_device(plan.job.device.clone()).with_options(options);
-    let mut teacher = crate::catalog::open(&plan.job.teacher, &ctx)?;
-    if teacher.checksum() != plan.teacher.checksum {
+    let mut worker = open_worker(&plan, &ws, dirs)?;
+    if worker.checksum() != plan.teacher.checksum {
         bail!(
-            "the weights of teacher {} on {} ({}) are not the plan's ({}): install the same weights on every node, \
+            "the weights of {} on {} ({}) are not the plan's ({}): install the same weights on every node, \
              or plan again",
             plan.job.teacher,
             super::hostname(),
-            teacher.checksum(),
+            worker.checksum(),
             plan.teacher.checksum
         );
     }
@@ -158,13 +158,14 @@ pub fn run_shard(
     let sessions: u64 = meta.get("sessions").and_then(|s| s.parse().ok()).unwrap_or(0) + 1;
     let mut kv = vec![
         ("format", part::PART_FORMAT.to_string()),
+        ("kind", plan.kind.clone()),
         ("plan_sha256", plan_sha.clone()),
         ("shard", i.to_string()),
         ("shards", plan.shards.to_string()),
         ("items", items.len().to_string()),
         ("teacher", plan.job.teacher.clone()),
-        ("checksum", teacher.checksum().to_string()),
-        ("teacher_settings", teacher.settings_json()),
+        ("checksum", worker.checksum()),
+        ("teacher_settings", worker.settings()),
         ("device", plan.job.device.clone()),
         ("host", super::hostname()),
         ("job_id", super::job_id()),
@@ -172,7 +173,7 @@ pub fn run_shard(
         ("sessions", sessions.to_string()),
         ("session_started_at", super::now()),
     ];
-    if let Some(n) = teacher.notice() {
+    if let Some(n) = worker.notice() {
         kv.push(("notice", n));
     }
     if !meta.contains_key("started_at") {
@@ -183,42 +184,51 @@ pub fn run_shard(
     conn.execute("DELETE FROM failed", [])?;
 
     let done: HashSet<i64> = {
-        let mut stmt = conn.prepare("SELECT segment_id FROM scores")?;
+        let mut stmt = conn.prepare("SELECT segment_id FROM scores UNION ALL SELECT segment_id FROM embeddings")?;
         stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
     };
     let todo: Vec<(i64, &str)> =
         items.iter().filter(|it| !done.contains(&it.id)).map(|it| (it.id, it.path.as_str())).collect();
     let already = items.len() - todo.len();
-    let batch = plan.job.batch_size.unwrap_or_else(|| teacher.batch_size()).max(1);
     let total = items.len();
-    let outcome = score_batches(
-        &ws,
-        teacher.as_mut(),
-        &todo,
-        batch,
-        || false,
-        |rows| {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO scores (segment_id, speech, music, noise, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for r in rows {
-                    let blob = r.raw.as_ref().map(|l| f32s_to_bytes(l));
-                    stmt.execute(params![
-                        r.segment_id,
-                        r.scores[0] as f64,
-                        r.scores[1] as f64,
-                        r.scores[2] as f64,
-                        blob
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        },
-        |handled, _| progress(already + handled, total),
-    )?;
+    let outcome = match &mut worker {
+        Worker::Score(teacher) => {
+            let batch = plan.job.batch_size.unwrap_or_else(|| teacher.batch_size()).max(1);
+            score_batches(
+                &ws,
+                teacher.as_mut(),
+                &todo,
+                batch,
+                || false,
+                |rows| {
+                    let tx = conn.transaction()?;
+                    {
+                        let mut stmt = tx.prepare_cached(
+                            "INSERT OR REPLACE INTO scores (segment_id, speech, music, noise, raw) \
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?;
+                        for r in rows {
+                            let blob = r.raw.as_ref().map(|l| f32s_to_bytes(l));
+                            stmt.execute(params![
+                                r.segment_id,
+                                r.scores[0] as f64,
+                                r.scores[1] as f64,
+                                r.scores[2] as f64,
+                                blob
+                            ])?;
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(())
+                },
+                |handled, _| progress(already + handled, total),
+            )?
+        }
+        #[cfg(feature = "burn")]
+        Worker::Embed(ast) => embed_batches(&ws, ast, &todo, plan.job.batch_size, &mut conn, |handled| {
+            progress(already + handled, total)
+        })?,
+    };
     {
         let tx = conn.transaction()?;
         for (id, path, e) in &outcome.failed {
@@ -247,6 +257,101 @@ pub fn run_shard(
         elapsed_s: started.elapsed().as_secs_f64(),
         ..base
     })
+}
+
+/// What a shard runs: a teacher (a scoring plan) or a model's embedding (an embedding plan).
+enum Worker {
+    Score(Box<dyn Teacher>),
+    #[cfg(feature = "burn")]
+    Embed(crate::teachers::ast::AstTeacher),
+}
+
+impl Worker {
+    fn checksum(&self) -> String {
+        match self {
+            Worker::Score(t) => t.checksum().to_string(),
+            #[cfg(feature = "burn")]
+            Worker::Embed(a) => a.checksum().to_string(),
+        }
+    }
+    fn settings(&self) -> String {
+        match self {
+            Worker::Score(t) => t.settings_json(),
+            #[cfg(feature = "burn")]
+            Worker::Embed(a) => a.settings_json(),
+        }
+    }
+    fn notice(&self) -> Option<String> {
+        match self {
+            Worker::Score(t) => t.notice(),
+            #[cfg(feature = "burn")]
+            Worker::Embed(a) => a.notice(),
+        }
+    }
+}
+
+fn open_worker(plan: &plan::Plan, ws: &Workspace, dirs: &crate::config::Dirs) -> Result<Worker> {
+    match plan.kind.as_str() {
+        plan::KIND_SCORE => {
+            let d = crate::catalog::find(&plan.job.teacher)?;
+            let options = d.parse_options(plan.job.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+            let ctx =
+                OpenContext::for_workspace(dirs, Some(ws)).with_device(plan.job.device.clone()).with_options(options);
+            Ok(Worker::Score(crate::catalog::open(&plan.job.teacher, &ctx)?))
+        }
+        #[cfg(feature = "burn")]
+        plan::KIND_EMBED => Ok(Worker::Embed(super::embed::open_model(&plan.job.teacher, &plan.job.device, dirs)?)),
+        k => bail!("this build of dams cannot run '{k}' shards"),
+    }
+}
+
+/// The embedding loop of a shard: decode a batch, embed it, commit its vectors to the part.
+#[cfg(feature = "burn")]
+fn embed_batches(
+    ws: &Workspace,
+    ast: &mut crate::teachers::ast::AstTeacher,
+    todo: &[(i64, &str)],
+    batch: Option<usize>,
+    conn: &mut rusqlite::Connection,
+    mut progress: impl FnMut(usize),
+) -> Result<BatchOutcome> {
+    let batch = batch.unwrap_or(if ast.engine().gpu { 16 } else { 4 }).max(1);
+    let mut out = BatchOutcome::default();
+    let mut handled = 0;
+    progress(0);
+    for chunk in todo.chunks(batch) {
+        let mut ids = Vec::new();
+        let mut waves = Vec::new();
+        for &(id, path) in chunk {
+            let loaded = ws
+                .resolve_data_path(path)
+                .map_err(|e| e.to_string())
+                .and_then(|p| crate::audio::load_mono_16k(&p).map_err(|e| e.to_string()));
+            match loaded {
+                Ok(x) if x.iter().all(|v| v.is_finite()) => {
+                    ids.push(id);
+                    waves.push(x);
+                }
+                Ok(_) => out.failed.push((id, path.to_string(), "non-finite samples".into())),
+                Err(e) => out.failed.push((id, path.to_string(), e)),
+            }
+        }
+        let refs: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
+        let vecs = crate::student::ast_head::embed_waves(ast, &refs)?;
+        let tx = conn.transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("INSERT OR REPLACE INTO embeddings (segment_id, dim, vec) VALUES (?1, ?2, ?3)")?;
+            for (id, v) in ids.iter().zip(&vecs) {
+                stmt.execute(params![id, v.len() as i64, f32s_to_bytes(v)])?;
+            }
+        }
+        tx.commit()?;
+        out.scored += vecs.len();
+        handled += chunk.len();
+        progress(handled);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
