@@ -18,7 +18,7 @@ mod tui;
 
 pub use tui::BrowseRow;
 
-pub use audio::RawFile;
+pub use audio::{RawFile, add_segmented_file_in};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -982,7 +982,7 @@ impl Store {
 
 /// Upsert segments inside an existing transaction (the manifest importer uses this so a whole
 /// file is one transaction).
-pub fn upsert_segments_tx(tx: &rusqlite::Transaction<'_>, rows: &[NewSegment]) -> Result<(usize, usize)> {
+pub fn upsert_segments_tx(tx: &rusqlite::Connection, rows: &[NewSegment]) -> Result<(usize, usize)> {
     let mut exists = tx.prepare_cached("SELECT 1 FROM segments WHERE segment_path = ?1")?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO segments (segment_path, raw_file, start_time, end_time, split, label_source, \
