@@ -485,3 +485,91 @@ fn sharded_embedding_extraction_fills_the_embedding_cache() {
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("segments already in the embedding cache are left out"));
 }
+
+/// Segmentation shards by recording: the same windows (byte for byte), segment rows and raw_files rows as one
+/// `dams segment` of the same files.
+#[test]
+fn sharded_segmentation_gives_what_dams_segment_gives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo");
+    let files: Vec<String> = ["a_show01.flac", "train_show01.flac", "a002.mp3", "a003.flac", "a005.flac"]
+        .iter()
+        .map(|f| data.join(f).to_str().unwrap().to_string())
+        .collect();
+    let run = |ws: &std::path::Path, args: &[&str]| {
+        let o = common::dams(&home).arg("--workspace").arg(ws).args(args).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{args:?}: {out}\n{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let local = tmp.path().join("local");
+    let sharded = tmp.path().join("sharded");
+    for ws in [&local, &sharded] {
+        common::dams(&home).arg("init").arg(ws).output().unwrap();
+    }
+    let mut args = vec!["segment", "--split", "train"];
+    args.extend(files.iter().map(String::as_str));
+    run(&local, &args);
+
+    let mut args =
+        vec!["slurm", "submit", "--shards", "2", "--split", "train", "--dry-run", "--name", "cut", "--segment"];
+    args.extend(files.iter().map(String::as_str));
+    let out = run(&sharded, &args);
+    assert!(out.contains("5 recordings in 2 shards"), "{out}");
+    let plan = sharded.join("data/metadata/experiments/slurm/cut/plan.json");
+    let o0 = run(&sharded, &["score", "--plan", plan.to_str().unwrap(), "--shard", "0"]);
+    assert!(o0.contains("2 recordings cut"), "{o0}");
+    run(&sharded, &["score", "--plan", plan.to_str().unwrap(), "--shard", "1"]);
+    let out = run(&sharded, &["merge", "cut"]);
+    assert!(out.contains("every recording of the plan is segmented (now)"), "{out}");
+
+    let rows = |ws: &std::path::Path| {
+        let s = Store::open(ws.join("data/metadata/dams.sqlite")).unwrap();
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT segment_path, raw_file, start_time, end_time, split, label_source FROM segments ORDER BY segment_path",
+            "SELECT path, duration, sample_rate, channels FROM raw_files ORDER BY path",
+        ] {
+            let mut stmt = s.conn().prepare(sql).unwrap();
+            let n = stmt.column_count();
+            let r = stmt
+                .query_map([], |r| {
+                    Ok((0..n).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))
+                })
+                .unwrap();
+            out.extend(r.map(|x| x.unwrap()));
+        }
+        out
+    };
+    let want = rows(&local);
+    assert!(want.len() > 100, "{}", want.len());
+    assert_eq!(rows(&sharded), want);
+    let files_of = |ws: &std::path::Path| {
+        let mut v: Vec<(String, String)> = Vec::new();
+        for sub in ["data/segments", "data/raw"] {
+            for e in std::fs::read_dir(ws.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                v.push((p.file_name().unwrap().to_string_lossy().into_owned(), dams::slurm::sha256_file(&p).unwrap()));
+            }
+        }
+        v.sort();
+        v
+    };
+    assert_eq!(files_of(&sharded), files_of(&local));
+    // A second merge changes nothing.
+    let before = rows(&sharded);
+    let out = run(&sharded, &["merge", "cut"]);
+    assert!(out.contains("2 already in"), "{out}");
+    assert_eq!(rows(&sharded), before);
+    // Two recordings with one stem would write the same window names from two shards: refused at planning.
+    let other = tmp.path().join("a003.wav");
+    std::fs::write(&other, b"RIFF").unwrap();
+    let o = common::dams(&home)
+        .arg("--workspace")
+        .arg(&sharded)
+        .args(["slurm", "submit", "--shards", "1", "--dry-run", "--segment", other.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("would name its windows like those of a003.flac"), "{o:?}");
+}

@@ -49,8 +49,25 @@ pub struct SubmitArgs {
     pub batch_size: Option<usize>,
     /// Compute the model's audio embeddings into the workspace's embedding cache instead of scores (`--teacher
     /// ast`: the pooled vectors `dams train --kind ast-head` trains on); segments already cached are left out.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "segment")]
     pub embed: bool,
+    /// Cut these recordings (files, or folders searched for .wav .flac .ogg .oga .mp3) into windows as
+    /// `dams segment` does, sharded by recording, instead of scoring; `--split` is then the split of the new rows
+    /// (default unlabeled).
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    pub segment: Vec<PathBuf>,
+    /// With --segment: window length in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub window: f64,
+    /// With --segment: hop between window starts in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub hop: f64,
+    /// With --segment: drop windows shorter than this many seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub min_tail: f64,
+    /// With --segment: do not copy recordings from outside the workspace into data/raw/.
+    #[arg(long)]
+    pub no_copy: bool,
     /// Number of shards (array tasks).
     #[arg(long)]
     pub shards: usize,
@@ -110,12 +127,24 @@ pub fn run(ctx: &Ctx, a: SlurmArgs) -> Result<()> {
 
 fn run_submit(ctx: &Ctx, a: SubmitArgs) -> Result<()> {
     let ws = ctx.workspace()?;
+    let segmenting = !a.segment.is_empty();
     let splits = match &a.split {
-        Some(s) => Some(crate::labels::parse_splits(s).map_err(anyhow::Error::msg)?),
-        None => None,
+        Some(s) if !segmenting => Some(crate::labels::parse_splits(s).map_err(anyhow::Error::msg)?),
+        _ => None,
     };
-    let options = crate::teachers::TeacherOptions::parse_pairs(&a.options).map_err(anyhow::Error::msg)?;
-    let job = ScoreJob::new(&a.teacher, &options, a.device.as_deref(), splits.as_deref(), false, a.batch_size)?;
+    let job = if segmenting {
+        ScoreJob {
+            teacher: "segment".into(),
+            options: Default::default(),
+            device: "cpu".into(),
+            splits: None,
+            fresh: false,
+            batch_size: None,
+        }
+    } else {
+        let options = crate::teachers::TeacherOptions::parse_pairs(&a.options).map_err(anyhow::Error::msg)?;
+        ScoreJob::new(&a.teacher, &options, a.device.as_deref(), splits.as_deref(), false, a.batch_size)?
+    };
     let new = slurm::NewScorePlan {
         job,
         shards: a.shards,
@@ -133,7 +162,19 @@ fn run_submit(ctx: &Ctx, a: SubmitArgs) -> Result<()> {
         dams_bin: std::env::current_exe()?,
         dirs: &ctx.dirs,
     };
-    let loaded = if a.embed {
+    let loaded = if segmenting {
+        let split = a.split.clone().unwrap_or_else(|| "unlabeled".into());
+        split.parse::<crate::labels::Split>().map_err(anyhow::Error::msg)?;
+        let files = super::audio::collect_inputs(&a.segment);
+        let spec = slurm::plan::SegmentSpec {
+            window: a.window,
+            hop: a.hop,
+            min_tail: a.min_tail,
+            split,
+            copy_raw: !a.no_copy,
+        };
+        slurm::create_segment_plan(&ws, new, &files, spec)?
+    } else if a.embed {
         #[cfg(feature = "burn")]
         {
             slurm::embed::create_embed_plan(&ws, new)?
@@ -146,14 +187,19 @@ fn run_submit(ctx: &Ctx, a: SubmitArgs) -> Result<()> {
     let dir = &loaded.dir;
     let p = &loaded.plan;
     println!(
-        "plan {} ({}): {} segments in {} shards of {}-{} segments, {} {} ({})",
+        "plan {} ({}): {} {} in {} shards of {}-{}, {} {} ({})",
         dir.display(),
         loaded.sha256,
         p.items.len(),
+        if p.kind == slurm::plan::KIND_SEGMENT { "recordings" } else { "segments" },
         p.shards,
         p.items.len() / p.shards,
         p.items.len().div_ceil(p.shards),
-        if p.kind == slurm::plan::KIND_EMBED { "embeddings of" } else { "teacher" },
+        match p.kind.as_str() {
+            slurm::plan::KIND_EMBED => "embeddings of",
+            slurm::plan::KIND_SEGMENT => "recordings cut by",
+            _ => "teacher",
+        },
         p.teacher.id,
         p.teacher.checksum
     );
@@ -218,12 +264,16 @@ fn finish_wait(ctx: &Ctx, dir: &Path) -> Result<()> {
 fn print_status(st: &status::Status, dir: &Path) {
     let p = &st.plan.plan;
     let (done, total) = st.progress();
+    let unit = if p.kind == crate::slurm::plan::KIND_SEGMENT { "recordings" } else { "segments" };
     println!(
-        "run {}: {} {} over {} segments in {} shards; {done}/{total} segments done",
+        "run {}: {} {} over {total} {unit} in {} shards; {done}/{total} done",
         dir.display(),
-        if p.kind == crate::slurm::plan::KIND_EMBED { "embeddings of" } else { "teacher" },
+        match p.kind.as_str() {
+            crate::slurm::plan::KIND_EMBED => "embeddings of",
+            crate::slurm::plan::KIND_SEGMENT => "segmentation by",
+            _ => "teacher",
+        },
         p.teacher.id,
-        p.items.len(),
         p.shards
     );
     let complete = st.count(|s| matches!(s, status::ShardState::Complete { .. }));
@@ -312,8 +362,14 @@ pub fn run_merge(ctx: &Ctx, a: MergeArgs) -> Result<()> {
     for f in &r.refused {
         println!("refused shard {} ({}): {}", f.shard, f.part.display(), f.reason);
     }
-    if r.run_id.is_none() && r.complete && slurm::plan::load(&dir)?.plan.kind == slurm::plan::KIND_EMBED {
-        println!("the embedding cache holds every segment of the plan{}", if r.completed_now { " (now)" } else { "" });
+    let kind = slurm::plan::load(&dir)?.plan.kind;
+    if r.run_id.is_none() && r.complete && kind != slurm::plan::KIND_SCORE {
+        let what = if kind == slurm::plan::KIND_EMBED {
+            "the embedding cache holds every segment of the plan"
+        } else {
+            "every recording of the plan is segmented"
+        };
+        println!("{what}{}", if r.completed_now { " (now)" } else { "" });
     }
     if let Some(run) = r.run_id {
         if r.complete {
@@ -361,7 +417,11 @@ pub fn run_shard(ctx: &Ctx, plan: &Path, shard: shard::ShardArg) -> Result<()> {
     for (p, e) in &r.failed {
         eprintln!("skipped {p}: {e}");
     }
-    let what = if r.kind == slurm::plan::KIND_EMBED { "embedded" } else { "scored" };
+    let what = match r.kind.as_str() {
+        slurm::plan::KIND_EMBED => "embedded",
+        slurm::plan::KIND_SEGMENT => "recordings cut",
+        _ => "scored",
+    };
     println!(
         "shard {} of {}{}: {} {what}, {} already {what}, {} failed of {} in {:.1} s on {} ({}); published {}",
         r.shard,
@@ -432,6 +492,7 @@ pub fn bench_merge(rows: usize, parts: usize, keep: bool) -> Result<()> {
             format: crate::slurm::plan::PLAN_FORMAT,
             kind: "score".into(),
             embedding: None,
+            segment: None,
             dams_version: env!("CARGO_PKG_VERSION").into(),
             created_at: crate::slurm::now(),
             workspace: ws.root().to_path_buf(),

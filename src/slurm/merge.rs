@@ -192,7 +192,7 @@ fn merge_into(store: &mut Store, loaded: &LoadedPlan, started: Instant) -> Resul
     }
     let (_, recorded) = merged_parts(store, plan_sha)?;
     report.complete = recorded.len() == plan.shards && report.refused.is_empty();
-    if plan.kind == super::plan::KIND_EMBED && recorded.len() == plan.shards {
+    if plan.kind != super::plan::KIND_SCORE && recorded.len() == plan.shards {
         let n = store.conn().execute(
             "UPDATE shard_runs SET completed_at = ?1 WHERE plan_sha256 = ?2 AND completed_at IS NULL",
             params![super::now(), plan_sha],
@@ -304,7 +304,7 @@ fn import_part(
     {
         let mut stmt = conn.prepare(
             "SELECT segment_id FROM scores UNION ALL SELECT segment_id FROM embeddings \
-             UNION ALL SELECT segment_id FROM failed ORDER BY 1",
+             UNION ALL SELECT item FROM raw_files UNION ALL SELECT segment_id FROM failed ORDER BY 1",
         )?;
         let mut rows = stmt.query([])?;
         let mut k = 0usize;
@@ -349,7 +349,12 @@ fn import_part(
                 }));
             }
             let run_id = ensure_run(store, loaded)?;
-            let inserted = if plan.kind == super::plan::KIND_EMBED {
+            let inserted = if plan.kind == super::plan::KIND_SEGMENT {
+                import_windows(store, plan).map_err(|e| match e.downcast::<rusqlite::Error>() {
+                    Ok(r) => r,
+                    Err(e) => rusqlite::Error::ToSqlConversionFailure(e.into()),
+                })
+            } else if plan.kind == super::plan::KIND_EMBED {
                 // Vectors already in the cache (a local computation with the same weights) are the same vectors.
                 store.conn().execute(
                     "INSERT OR IGNORE INTO embeddings (model_checksum, kind, segment_id, dim, vec) \
@@ -364,7 +369,7 @@ fn import_part(
                 )
             };
             match inserted {
-                Ok(n) if n as u64 == rows || (plan.kind == super::plan::KIND_EMBED && n as u64 <= rows) => {}
+                Ok(n) if n as u64 == rows || (plan.kind != super::plan::KIND_SCORE && n as u64 <= rows) => {}
                 Ok(n) => return Ok(Err(format!("{n} of its {rows} rows could be imported"))),
                 Err(e) => {
                     return Ok(Err(format!("its rows cannot be imported: {e} (a segment deleted since the plan?)")));
@@ -419,8 +424,8 @@ fn ensure_run(store: &mut Store, loaded: &LoadedPlan) -> Result<i64> {
     if let Some(Some(id)) = existing {
         return Ok(id);
     }
-    if plan.kind == super::plan::KIND_EMBED {
-        // The embedding cache is not a teacher run: only the record of the sharded run.
+    if plan.kind != super::plan::KIND_SCORE {
+        // Embeddings and segments are not a teacher run: only the record of the sharded run.
         store.conn().execute(
             "INSERT OR IGNORE INTO shard_runs (plan_sha256, run_dir, kind, run_id, shards, created_at) \
              VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
@@ -446,6 +451,42 @@ fn ensure_run(store: &mut Store, loaded: &LoadedPlan) -> Result<i64> {
         params![plan_sha, dir.display().to_string(), plan.kind, id, plan.shards as i64, super::now()],
     )?;
     Ok(id)
+}
+
+/// The recordings of the attached part and their windows, each added as `dams segment` adds them (rows already
+/// there are left as they are). Returns the rows inserted.
+fn import_windows(store: &Store, plan: &super::plan::Plan) -> Result<usize> {
+    let split = plan.segment.as_ref().context("no segmentation options")?.options()?.split;
+    let conn = store.conn();
+    let files: Vec<(i64, String, f64, u32, u16)> = {
+        let mut stmt =
+            conn.prepare("SELECT item, raw_path, duration, sample_rate, channels FROM part.raw_files ORDER BY item")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut windows = conn.prepare(
+        "SELECT segment_path, raw_file, start_time, end_time FROM part.windows WHERE item = ?1 ORDER BY start_time",
+    )?;
+    let mut inserted = 0;
+    for (item, raw_path, duration, rate, channels) in files {
+        let rows: Vec<crate::store::NewSegment> = windows
+            .query_map([item], |r| {
+                Ok(crate::store::NewSegment {
+                    segment_path: r.get(0)?,
+                    raw_file: r.get(1)?,
+                    start_time: r.get(2)?,
+                    end_time: r.get(3)?,
+                    split,
+                    label_source: crate::labels::LabelSource::none(),
+                    labels: None,
+                    scores: [None; 3],
+                    extra: None,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        inserted += crate::store::add_segmented_file_in(conn, &raw_path, duration, rate, channels, &rows)?;
+    }
+    Ok(inserted)
 }
 
 /// A `file:` URI that opens `path` read-only (for ATTACH).

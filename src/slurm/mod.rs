@@ -205,24 +205,41 @@ pub(crate) fn write_plan(
     keep: impl Fn(&crate::store::Segment) -> bool,
 ) -> Result<plan::LoadedPlan> {
     check_counts(&p)?;
-    let job = p.job;
-    let splits: Option<Vec<crate::labels::Split>> = match &job.splits {
+    let splits: Option<Vec<crate::labels::Split>> = match &p.job.splits {
         Some(v) => Some(v.iter().map(|s| s.parse().map_err(anyhow::Error::msg)).collect::<Result<_>>()?),
         None => None,
     };
     let store = ws.open_store()?;
-    let segments: Vec<crate::store::Segment> =
-        store.segments(splits.as_deref())?.into_iter().filter(|s| keep(s)).collect();
+    let items: Vec<plan::Item> = store
+        .segments(splits.as_deref())?
+        .into_iter()
+        .filter(|s| keep(s))
+        .map(|s| plan::Item { id: s.id, path: s.segment_path })
+        .collect();
     drop(store);
-    if segments.is_empty() {
+    if items.is_empty() {
         bail!(
             "no segments to {} (import a manifest or cut recordings with `dams segment` first{})",
             if kind == plan::KIND_SCORE { "score" } else { "embed" },
             if kind == plan::KIND_SCORE { "" } else { "; segments already in the embedding cache are left out" }
         );
     }
-    if p.shards > segments.len() {
-        bail!("{} shards for {} segments: use at most one shard per segment", p.shards, segments.len());
+    write_items(ws, p, kind, embedding, None, teacher_info, items)
+}
+
+/// Write the run folder of a plan over `items`.
+fn write_items(
+    ws: &crate::workspace::Workspace,
+    p: NewScorePlan<'_>,
+    kind: &str,
+    embedding: Option<String>,
+    segment: Option<plan::SegmentSpec>,
+    teacher_info: plan::TeacherInfo,
+    items: Vec<plan::Item>,
+) -> Result<plan::LoadedPlan> {
+    let job = p.job;
+    if p.shards > items.len() {
+        bail!("{} shards for {} items: use at most one shard per item", p.shards, items.len());
     }
     let created_at = now();
     let name = match p.name {
@@ -259,6 +276,7 @@ pub(crate) fn write_plan(
         format: plan::PLAN_FORMAT,
         kind: kind.into(),
         embedding,
+        segment,
         dams_version: env!("CARGO_PKG_VERSION").into(),
         created_at,
         workspace: std::path::absolute(ws.root())?,
@@ -268,10 +286,70 @@ pub(crate) fn write_plan(
         teacher: teacher_info,
         shards: p.shards,
         slurm: p.slurm,
-        items: segments.into_iter().map(|s| plan::Item { id: s.id, path: s.segment_path }).collect(),
+        items,
     };
     plan.validate()?;
     sbatch::write_scripts(&plan, &dir)?;
     plan::write(&dir, &plan)?;
     plan::load(&dir)
+}
+
+/// Freeze a segmentation of `files` (recordings, one item each) into a new run folder. Refused when two files
+/// would name their windows alike (the same stem) or like windows of another recording already in the workspace:
+/// shards cut in parallel and never see each other's names.
+pub fn create_segment_plan(
+    ws: &crate::workspace::Workspace,
+    p: NewScorePlan<'_>,
+    files: &[PathBuf],
+    spec: plan::SegmentSpec,
+) -> Result<plan::LoadedPlan> {
+    check_counts(&p)?;
+    spec.options()?;
+    if files.is_empty() {
+        bail!("no audio files (.wav .flac .ogg .oga .mp3) in the given paths");
+    }
+    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut seen: std::collections::HashMap<String, &Path> = std::collections::HashMap::new();
+    for f in files {
+        if let Some(other) = seen.insert(stem(f), f) {
+            bail!(
+                "{} and {} would name their windows alike ({}_sNNNN.wav); rename one of them",
+                other.display(),
+                f.display(),
+                stem(f)
+            );
+        }
+    }
+    {
+        let store = ws.open_store()?;
+        let mut stmt = store.conn().prepare("SELECT DISTINCT raw_file FROM segments WHERE raw_file != ''")?;
+        let known: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        for k in known {
+            let ks = stem(Path::new(&k));
+            if let Some(f) = seen.get(&ks)
+                && f.file_name().map(|n| n.to_string_lossy().into_owned()).as_deref() != Some(k.as_str())
+            {
+                bail!(
+                    "{} would name its windows like those of {k} already in the workspace ({ks}_sNNNN.wav); rename it",
+                    f.display()
+                );
+            }
+        }
+    }
+    let mut items = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let abs = std::fs::canonicalize(f).with_context(|| format!("cannot read {}", f.display()))?;
+        items.push(plan::Item { id: i as i64, path: abs.display().to_string() });
+    }
+    let teacher = plan::TeacherInfo {
+        id: "segment".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        checksum: plan::segmenter_id(),
+        settings: serde_json::to_string(&spec)?,
+        zero_shot: false,
+        raw_vocab: None,
+        label_source: String::new(),
+        default_thresholds: None,
+    };
+    write_items(ws, p, plan::KIND_SEGMENT, None, Some(spec), teacher, items)
 }

@@ -33,6 +33,20 @@ CREATE TABLE IF NOT EXISTS embeddings (
     dim INTEGER NOT NULL,
     vec BLOB NOT NULL                -- dim little-endian f32
 );
+CREATE TABLE IF NOT EXISTS raw_files (   -- a segmentation plan: one row per recording cut
+    item INTEGER PRIMARY KEY,
+    raw_path TEXT NOT NULL,
+    duration REAL NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    channels INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS windows (
+    segment_path TEXT PRIMARY KEY,
+    item INTEGER NOT NULL,
+    raw_file TEXT NOT NULL,
+    start_time REAL NOT NULL,
+    end_time REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failed (segment_id INTEGER PRIMARY KEY, path TEXT NOT NULL, error TEXT NOT NULL);
 ";
 
@@ -86,10 +100,13 @@ pub fn set_meta(conn: &mut Connection, kv: &[(&str, String)]) -> Result<()> {
     Ok(())
 }
 
-/// `(rows, failed)` of a part: rows are scores or embeddings (a part holds one or the other).
+/// `(rows, failed)` of a part: rows are scores, embeddings or windows (a part holds one kind).
 pub fn counts(conn: &Connection) -> Result<(u64, u64)> {
-    let s: i64 =
-        conn.query_row("SELECT (SELECT count(*) FROM scores) + (SELECT count(*) FROM embeddings)", [], |r| r.get(0))?;
+    let s: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM scores) + (SELECT count(*) FROM embeddings) + (SELECT count(*) FROM windows)",
+        [],
+        |r| r.get(0),
+    )?;
     let f: i64 = conn.query_row("SELECT count(*) FROM failed", [], |r| r.get(0))?;
     Ok((s as u64, f as u64))
 }

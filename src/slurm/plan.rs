@@ -21,6 +21,37 @@ pub const PLAN_FILE: &str = "plan.json";
 pub const KIND_SCORE: &str = "score";
 /// A plan whose shards compute a model's audio embeddings into the workspace's embedding cache.
 pub const KIND_EMBED: &str = "embed";
+/// A plan whose shards cut recordings (one item per raw file) into windows; the merge adds their segments.
+pub const KIND_SEGMENT: &str = "segment";
+
+/// How a segmentation plan cuts recordings (`dams segment`'s options).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentSpec {
+    pub window: f64,
+    pub hop: f64,
+    pub min_tail: f64,
+    /// The split of the new segment rows.
+    pub split: String,
+    pub copy_raw: bool,
+}
+
+impl SegmentSpec {
+    pub fn options(&self) -> Result<crate::audio::segment::SegmentOptions> {
+        Ok(crate::audio::segment::SegmentOptions {
+            window: self.window,
+            hop: self.hop,
+            min_tail: self.min_tail,
+            split: self.split.parse().map_err(anyhow::Error::msg)?,
+            copy_raw: self.copy_raw,
+        })
+    }
+}
+
+/// What a segmentation shard's worker calls its "weights": the segmenter of this dams version (windows cut by
+/// another version are refused by the merge, as scores of other weights are).
+pub fn segmenter_id() -> String {
+    format!("dams-segmenter {}", env!("CARGO_PKG_VERSION"))
+}
 
 /// What the teacher was at planning time (the merge creates the teacher run from it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +99,9 @@ pub struct Plan {
     /// For [`KIND_EMBED`]: the embedding kind of the cache (`ast-pooled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<String>,
+    /// For [`KIND_SEGMENT`]: how to cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentSpec>,
     pub dams_version: String,
     pub created_at: String,
     /// The workspace (absolute): shards read audio under its `data/`, the merge writes its database.
@@ -80,7 +114,8 @@ pub struct Plan {
     pub teacher: TeacherInfo,
     pub shards: usize,
     pub slurm: SlurmResources,
-    /// The work, ordered by segment id.
+    /// The work, ordered by id: segments (score, embed) or raw files numbered from 0 with their absolute paths
+    /// (segment).
     pub items: Vec<Item>,
 }
 
@@ -100,6 +135,8 @@ impl Plan {
             KIND_SCORE => {}
             KIND_EMBED if self.embedding.is_some() => {}
             KIND_EMBED => bail!("an embedding plan without its embedding kind"),
+            KIND_SEGMENT if self.segment.is_some() => {}
+            KIND_SEGMENT => bail!("a segmentation plan without its options"),
             k => bail!("plan kind '{k}' is unknown to this dams (it runs '{KIND_SCORE}' and '{KIND_EMBED}' plans)"),
         }
         if self.shards == 0 {

@@ -358,6 +358,7 @@ mod tests {
             format: PLAN_FORMAT,
             kind: "score".into(),
             embedding: None,
+            segment: None,
             dams_version: "0.1.0".into(),
             created_at: "2026-01-01T00:00:00.000Z".into(),
             workspace: "/shared/radio archive".into(),

@@ -184,7 +184,10 @@ pub fn run_shard(
     conn.execute("DELETE FROM failed", [])?;
 
     let done: HashSet<i64> = {
-        let mut stmt = conn.prepare("SELECT segment_id FROM scores UNION ALL SELECT segment_id FROM embeddings")?;
+        let mut stmt = conn.prepare(
+            "SELECT segment_id FROM scores UNION ALL SELECT segment_id FROM embeddings \
+             UNION ALL SELECT item FROM raw_files",
+        )?;
         stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
     };
     let todo: Vec<(i64, &str)> =
@@ -224,6 +227,10 @@ pub fn run_shard(
                 |handled, _| progress(already + handled, total),
             )?
         }
+        Worker::Segment(opts) => {
+            let opts = opts.clone();
+            segment_files(&ws, &opts, &todo, &mut conn, |handled| progress(already + handled, total))?
+        }
         #[cfg(feature = "burn")]
         Worker::Embed(ast) => embed_batches(&ws, ast, &todo, plan.job.batch_size, &mut conn, |handled| {
             progress(already + handled, total)
@@ -262,6 +269,7 @@ pub fn run_shard(
 /// What a shard runs: a teacher (a scoring plan) or a model's embedding (an embedding plan).
 enum Worker {
     Score(Box<dyn Teacher>),
+    Segment(crate::audio::segment::SegmentOptions),
     #[cfg(feature = "burn")]
     Embed(crate::teachers::ast::AstTeacher),
 }
@@ -270,6 +278,7 @@ impl Worker {
     fn checksum(&self) -> String {
         match self {
             Worker::Score(t) => t.checksum().to_string(),
+            Worker::Segment(_) => plan::segmenter_id(),
             #[cfg(feature = "burn")]
             Worker::Embed(a) => a.checksum().to_string(),
         }
@@ -277,6 +286,7 @@ impl Worker {
     fn settings(&self) -> String {
         match self {
             Worker::Score(t) => t.settings_json(),
+            Worker::Segment(o) => format!("{o:?}"),
             #[cfg(feature = "burn")]
             Worker::Embed(a) => a.settings_json(),
         }
@@ -284,6 +294,7 @@ impl Worker {
     fn notice(&self) -> Option<String> {
         match self {
             Worker::Score(t) => t.notice(),
+            Worker::Segment(_) => None,
             #[cfg(feature = "burn")]
             Worker::Embed(a) => a.notice(),
         }
@@ -299,10 +310,50 @@ fn open_worker(plan: &plan::Plan, ws: &Workspace, dirs: &crate::config::Dirs) ->
                 OpenContext::for_workspace(dirs, Some(ws)).with_device(plan.job.device.clone()).with_options(options);
             Ok(Worker::Score(crate::catalog::open(&plan.job.teacher, &ctx)?))
         }
+        plan::KIND_SEGMENT => Ok(Worker::Segment(plan.segment.as_ref().context("no segmentation options")?.options()?)),
         #[cfg(feature = "burn")]
         plan::KIND_EMBED => Ok(Worker::Embed(super::embed::open_model(&plan.job.teacher, &plan.job.device, dirs)?)),
         k => bail!("this build of dams cannot run '{k}' shards"),
     }
+}
+
+/// The segmentation loop of a shard: cut each recording (one item) into its window files, then commit its
+/// `raw_files` row and its windows to the part in one transaction; a recording that fails is recorded as failed.
+fn segment_files(
+    ws: &Workspace,
+    opts: &crate::audio::segment::SegmentOptions,
+    todo: &[(i64, &str)],
+    conn: &mut rusqlite::Connection,
+    mut progress: impl FnMut(usize),
+) -> Result<BatchOutcome> {
+    let mut out = BatchOutcome::default();
+    progress(0);
+    for (k, &(item, path)) in todo.iter().enumerate() {
+        match crate::audio::segment::cut_file(ws, Path::new(path), opts, &mut |_, _| {}) {
+            Ok((report, rows)) => {
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO raw_files (item, raw_path, duration, sample_rate, channels) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![item, report.raw_path, report.duration, report.source_rate, report.source_channels],
+                )?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT OR REPLACE INTO windows (segment_path, item, raw_file, start_time, end_time) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?;
+                    for r in &rows {
+                        stmt.execute(params![r.segment_path, item, r.raw_file, r.start_time, r.end_time])?;
+                    }
+                }
+                tx.commit()?;
+                out.scored += 1;
+            }
+            Err(e) => out.failed.push((item, path.to_string(), e.to_string())),
+        }
+        progress(k + 1);
+    }
+    Ok(out)
 }
 
 /// The embedding loop of a shard: decode a batch, embed it, commit its vectors to the part.
