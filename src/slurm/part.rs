@@ -110,3 +110,14 @@ pub fn counts(conn: &Connection) -> Result<(u64, u64)> {
     let f: i64 = conn.query_row("SELECT count(*) FROM failed", [], |r| r.get(0))?;
     Ok((s as u64, f as u64))
 }
+
+/// Items of the plan a part has dealt with (scored, embedded, cut, or failed): its shard's progress.
+pub fn items_done(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM scores) + (SELECT count(*) FROM embeddings) + (SELECT count(*) FROM raw_files) \
+         + (SELECT count(*) FROM failed)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n as u64)
+}

@@ -84,9 +84,7 @@ pub fn status(dir: &Path, store: Option<&crate::store::Store>) -> Result<Status>
                 Err(_) => ShardState::Complete { rows: 0, failed: 0 },
             }
         } else if partial.exists() {
-            ShardState::Partial {
-                rows: part::open_read(&partial).and_then(|c| part::counts(&c)).ok().map(|c| c.0 + c.1),
-            }
+            ShardState::Partial { rows: part::open_read(&partial).and_then(|c| part::items_done(&c)).ok() }
         } else {
             ShardState::Missing
         };
@@ -164,8 +162,7 @@ impl Watch {
                     let partial = part::partial_path(&dir, i);
                     if partial.exists() {
                         r.partial += 1;
-                        r.done +=
-                            part::open_read(&partial).and_then(|c| part::counts(&c)).map(|c| c.0 + c.1).unwrap_or(0);
+                        r.done += part::open_read(&partial).and_then(|c| part::items_done(&c)).unwrap_or(0);
                     } else {
                         r.missing += 1;
                     }
