@@ -591,6 +591,20 @@ pub fn bench_merge(rows: usize, parts: usize, keep: bool) -> Result<()> {
     result
 }
 
+/// CPU seconds (user + system) of this process's finished children.
+fn children_cpu_s() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage fills the struct it is given.
+        if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) } == 0 {
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            return tv(u.ru_utime) + tv(u.ru_stime);
+        }
+    }
+    0.0
+}
+
 /// `dams bench shards`: scoring throughput of the built-in teacher with 1 shard and with `shards` shards running
 /// at once (each a `dams score --plan --shard I` process, as array tasks on one node would be).
 pub fn bench_shards(segments: usize, shards: usize, keep: bool) -> Result<()> {
@@ -646,6 +660,7 @@ pub fn bench_shards(segments: usize, shards: usize, keep: bool) -> Result<()> {
                 },
             )?;
             let plan = loaded.dir.join(crate::slurm::plan::PLAN_FILE);
+            let cpu0 = children_cpu_s();
             let t = Instant::now();
             let children: Vec<_> = (0..n)
                 .map(|i| {
@@ -663,11 +678,16 @@ pub fn bench_shards(segments: usize, shards: usize, keep: bool) -> Result<()> {
                 }
             }
             let secs = t.elapsed().as_secs_f64();
-            rates.push((n, secs, segments as f64 / secs));
+            rates.push((n, secs, segments as f64 / secs, children_cpu_s() - cpu0));
         }
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        for (n, secs, rate) in &rates {
-            println!("{n} shard(s): {segments} segments of 10 s in {secs:.2} s = {rate:.1} segments/s");
+        for (n, secs, rate, cpu) in &rates {
+            println!(
+                "{n} shard(s): {segments} segments of 10 s in {secs:.2} s = {rate:.1} segments/s; CPU {cpu:.2} s \
+                 ({:.1} ms per segment, {:.0} % of {n} core(s) busy)",
+                cpu / segments as f64 * 1000.0,
+                cpu / (secs * *n as f64) * 100.0
+            );
         }
         println!(
             "speed-up with {} shards: {:.2}x on {cores} cores (ideal {:.0}x); load average {}",
