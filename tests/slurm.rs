@@ -95,6 +95,7 @@ fn shards_run_by_hand_merge_into_exactly_the_unsharded_scores_and_a_second_merge
     let reference = reference_run(&d);
     let want = scores(&d.store(), reference);
     assert_eq!(want.len(), 143);
+    let runs_before = d.store().runs().unwrap().len();
 
     let out = d.ok(&["slurm", "submit", "--teacher", "builtin", "--shards", "4", "--dry-run", "--name", "p4"]);
     assert!(out.contains("143 segments in 4 shards") && out.contains("--array=0-3 "), "{out}");
@@ -115,7 +116,7 @@ fn shards_run_by_hand_merge_into_exactly_the_unsharded_scores_and_a_second_merge
     let again = d.ok(&["score", "--plan", plan_s, "--shard", "1"]);
     assert!(again.contains("already complete"), "{again}");
     // Shards never write the workspace database: no run yet.
-    assert_eq!(d.store().runs().unwrap().len(), 1);
+    assert_eq!(d.store().runs().unwrap().len(), runs_before);
 
     // Three of four parts: the merge imports them, the run is not complete, exit status 3 (partial).
     let o = d.dams(&["merge", "p4"]);
@@ -417,6 +418,7 @@ fn sharded_embedding_extraction_fills_the_embedding_cache() {
     let d = demo();
     let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/ast/tiny");
     d.ok(&["teachers", "add", "ast", "--from", tiny.to_str().unwrap()]);
+    let runs_before = d.store().runs().unwrap().len();
     let out = d.ok(&[
         "slurm",
         "submit",
@@ -449,7 +451,7 @@ fn sharded_embedding_extraction_fills_the_embedding_cache() {
     let dev = store.segments(Some(&[dams::labels::Split::Dev])).unwrap();
     let cached = store.embeddings(&checksum, dams::student::ast_head::EMBEDDING_KIND, 32).unwrap();
     assert_eq!(cached.len(), 46);
-    assert!(store.runs().unwrap().is_empty(), "embeddings make no teacher run");
+    assert_eq!(store.runs().unwrap().len(), runs_before, "embeddings make no teacher run");
     // The first batch (4 segments) of each shard, embedded in-process in the same batches.
     let src = dams::student::ast_head::locate_ast(Some(&tiny)).unwrap();
     assert_eq!(src.checksum, checksum);
