@@ -70,11 +70,39 @@ pub struct Engine {
     pub gpu: bool,
     /// One line for the user when `auto` fell back to the CPU.
     pub notice: Option<String>,
+    /// On a GPU: the largest buffer one kernel may bind (`max_storage_buffer_binding_size`, capped by
+    /// `max_buffer_size`), as the device was created with the adapter's limits. What a batch must fit.
+    pub max_binding: Option<u64>,
 }
 
 impl Engine {
     pub fn cpu() -> Engine {
-        Engine { device: Device::flex(), description: "cpu (burn-flex)".into(), gpu: false, notice: None }
+        Engine {
+            device: Device::flex(),
+            description: "cpu (burn-flex)".into(),
+            gpu: false,
+            notice: None,
+            max_binding: None,
+        }
+    }
+
+    /// The batch size for a model whose largest single buffer grows by `bytes_per_item` per batch item: `cpu` on
+    /// the CPU; on a GPU the most items whose largest buffer fits one storage binding of this device (with 1/8
+    /// headroom), at most `cap`, at least 1. `DAMS_GPU_BATCH` overrides it on a GPU (e.g. to trade memory for
+    /// speed). wgpu does not report a device's free memory, so the binding limit is the bound dams can know; an
+    /// out-of-memory error on a smaller card is reported by the job, and `--batch-size` lowers it.
+    pub fn batch_for(&self, cpu: usize, bytes_per_item: u64, cap: usize) -> usize {
+        if !self.gpu {
+            return cpu.max(1);
+        }
+        if let Some(n) = std::env::var("DAMS_GPU_BATCH").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+            return n.max(1);
+        }
+        let fit = match self.max_binding {
+            Some(limit) if bytes_per_item > 0 => (limit - limit / 8) / bytes_per_item,
+            _ => cap as u64,
+        };
+        (fit.min(cap as u64) as usize).max(1)
     }
 
     /// burn-ndarray, when this build has it.
@@ -83,7 +111,7 @@ impl Engine {
         {
             #[allow(deprecated)]
             let device = Device::ndarray();
-            Ok(Engine { device, description: "cpu (burn-ndarray)".into(), gpu: false, notice: None })
+            Ok(Engine { device, description: "cpu (burn-ndarray)".into(), gpu: false, notice: None, max_binding: None })
         }
         #[cfg(not(feature = "ndarray"))]
         Err("this build has no burn-ndarray backend (rebuild with `--features ndarray`; `cpu` is burn-flex)".into())
@@ -146,6 +174,11 @@ pub fn is_host_inference_device(device: &Device) -> bool {
         }
     }
     false
+}
+
+/// The storage-binding limit of the GPU the probe found (see [`Engine::max_binding`]).
+pub fn probed_max_binding() -> Option<u64> {
+    probe_gpu().as_ref().ok().and_then(|p| p.engine.max_binding)
 }
 
 /// The wgpu probe, once per process.
@@ -231,8 +264,10 @@ fn probe_wgpu() -> Result<Probe, String> {
     let software = matches!(info.device_type, DeviceType::Cpu);
     let adapter = format!("{} ({:?}{})", info.name, info.backend, if software { ", software" } else { "" });
     let notice = software.then(|| format!("running on the software adapter {adapter}: correct but slow"));
+    let limits = setup.device.limits();
+    let max_binding = Some((limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size));
     Ok(Probe {
-        engine: Engine { device, description: format!("gpu ({adapter})"), gpu: true, notice },
+        engine: Engine { device, description: format!("gpu ({adapter})"), gpu: true, notice, max_binding },
         adapter,
         software,
     })
@@ -246,6 +281,20 @@ fn first_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_from_the_binding_limit() {
+        let cpu = Engine::cpu();
+        assert_eq!(cpu.batch_for(4, 1 << 30, 64), 4);
+        let gpu = |limit: u64| Engine { gpu: true, max_binding: Some(limit), ..Engine::cpu() };
+        // 128 MiB (lavapipe): AST-base's 12 × 1214² f32 attention scores (70.7 MB) fit once.
+        assert_eq!(gpu(128 << 20).batch_for(4, 12 * 1214 * 1214 * 4, 64), 1);
+        // 4 GiB − 1 (a desktop NVIDIA card): 53 of them, under the cap.
+        assert_eq!(gpu(u32::MAX as u64).batch_for(4, 12 * 1214 * 1214 * 4, 64), 53);
+        assert_eq!(gpu(u64::MAX).batch_for(4, 1, 64), 64);
+        assert_eq!(gpu(10).batch_for(4, 1 << 20, 64), 1);
+        assert_eq!(Engine { gpu: true, max_binding: None, ..Engine::cpu() }.batch_for(4, 1, 16), 16);
+    }
 
     #[test]
     fn parse_choices() {

@@ -15,6 +15,7 @@ pub mod dsp;
 pub mod engine;
 pub mod eval;
 pub mod jobs;
+pub mod labelmodel;
 pub mod labels;
 pub mod manifest;
 pub mod pseudo;

@@ -21,6 +21,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::eval::{self, EvalError};
+use crate::labelmodel::{Anchor, ClassFit, FitOptions, bin_of, fit_class};
 use crate::labels::{CLASSES, Class, LabelSet, LabelSource, Split};
 use crate::manifest::export::{manifest_path, snapshot_file_name};
 use crate::manifest::{Spelling, fmt_float};
@@ -48,6 +49,8 @@ pub enum PseudoError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
+    #[error("the label model combines teachers: name at least two (three or more identify it well)")]
+    LabelModelNeedsTeachers,
     #[error("cancelled")]
     Cancelled,
 }
@@ -100,15 +103,47 @@ pub struct Snapshot {
     pub teachers: Vec<TeacherSnapshot>,
     pub rule: &'static str,
     pub k: usize,
+    pub combine: Combine,
+    /// The fitted label model (teachers' sensitivity/specificity per class...), with `--model dawid-skene`.
+    pub label_model: Option<LabelModelReport>,
     pub splits: Vec<Split>,
     pub created_by: String,
+}
+
+/// How several teachers' scores become one label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "model")]
+pub enum Combine {
+    /// A class is on when at least `k` teachers vote for it (`Params::k`).
+    Vote,
+    /// The Dawid–Skene label model ([`crate::labelmodel`]): the posterior of each class given every teacher's
+    /// binned score, with the teachers' accuracies estimated by EM; on when the posterior is ≥ 0.5.
+    DawidSkene { bins: usize, anchor: Anchor },
+}
+
+impl Combine {
+    /// `vote`, or `dawid-skene` with 4 score bins and no gold in the fit.
+    pub fn parse(name: &str, bins: usize, anchor_gold: bool) -> std::result::Result<Combine, String> {
+        match name.trim() {
+            "vote" | "k-vote" => Ok(Combine::Vote),
+            "dawid-skene" | "ds" | "label-model" => {
+                if bins != 2 && bins != 4 {
+                    return Err(format!("--bins must be 2 (votes) or 4 (scores around the threshold), not {bins}"));
+                }
+                Ok(Combine::DawidSkene { bins, anchor: if anchor_gold { Anchor::Gold } else { Anchor::None } })
+            }
+            other => Err(format!("unknown model '{other}' (expected vote or dawid-skene)")),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Params {
     pub teachers: Vec<String>,
-    /// Minimum votes for consensus (ignored with one teacher).
+    /// Minimum votes for consensus (ignored with one teacher, and by the label model).
     pub k: usize,
+    /// How several teachers combine.
+    pub model: Combine,
     pub residual_noise: bool,
     /// Splits that receive pseudo-labels (segments with gold never do).
     pub splits: Vec<Split>,
@@ -133,6 +168,83 @@ pub struct Outcome {
     pub labels_csv: PathBuf,
     pub snapshot_csv: PathBuf,
     pub positives: [usize; 3],
+    pub label_model: Option<LabelModelReport>,
+}
+
+/// A fitted label model: per class, the fit over every segment some teacher scored; and, where those segments
+/// have gold, the label model's F1 against it (optimistic when gold anchored the fit).
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelModelReport {
+    pub teachers: Vec<String>,
+    pub bins: usize,
+    pub anchor: Anchor,
+    /// speech, music, noise.
+    pub classes: Vec<ClassFit>,
+    /// Segments with gold among those fitted.
+    pub gold_n: usize,
+    /// Per class F1 of `posterior ≥ 0.5` against gold (`None` for a class without positives or predictions).
+    pub gold_f1: [Option<f64>; 3],
+}
+
+/// Per teacher: its scores by segment and its thresholds.
+pub type TeacherInput = (HashMap<i64, [f64; 3]>, [f64; 3]);
+
+/// One teacher's observation of class `c` on a segment: its bin (see [`bin_of`]); with the residual-noise rule
+/// the noise observation is the rule's vote.
+fn observe(s: &[f64; 3], th: &[f64; 3], c: Class, bins: usize, residual_noise: bool) -> usize {
+    if residual_noise && c == Class::Noise {
+        (s[0] < th[0] && s[1] < th[1]) as usize
+    } else {
+        bin_of(s[c.index()], th[c.index()], bins)
+    }
+}
+
+/// Fit the label model over every segment at least one teacher scored; the posteriors by segment.
+pub fn fit_label_model(
+    names: &[String],
+    inputs: &[TeacherInput],
+    gold: &HashMap<i64, LabelSet>,
+    bins: usize,
+    anchor: Anchor,
+    residual_noise: bool,
+) -> (LabelModelReport, HashMap<i64, [f64; 3]>) {
+    let mut ids: Vec<i64> = inputs.iter().flat_map(|(s, _)| s.keys().copied()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut post: HashMap<i64, [f64; 3]> = ids.iter().map(|&id| (id, [0.0; 3])).collect();
+    let mut classes = Vec::with_capacity(3);
+    let mut gold_f1 = [None; 3];
+    for c in CLASSES {
+        let cb = if residual_noise && c == Class::Noise { 2 } else { bins };
+        let obs: Vec<Vec<Option<usize>>> = ids
+            .iter()
+            .map(|id| inputs.iter().map(|(sc, th)| sc.get(id).map(|s| observe(s, th, c, cb, residual_noise))).collect())
+            .collect();
+        let anchors: Vec<Option<bool>> = match anchor {
+            Anchor::Gold => ids.iter().map(|id| gold.get(id).map(|g| g.get(c))).collect(),
+            Anchor::None => Vec::new(),
+        };
+        let fit = fit_class(&obs, &anchors, &FitOptions { bins: cb, ..FitOptions::default() });
+        let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
+        for (id, o) in ids.iter().zip(&obs) {
+            let q = fit.posterior(o);
+            if let Some(p) = post.get_mut(id) {
+                p[c.index()] = q;
+            }
+            if let Some(g) = gold.get(id) {
+                match (q >= 0.5, g.get(c)) {
+                    (true, true) => tp += 1,
+                    (true, false) => fp += 1,
+                    (false, true) => fneg += 1,
+                    _ => {}
+                }
+            }
+        }
+        gold_f1[c.index()] = (tp + fp + fneg > 0).then(|| 2.0 * tp as f64 / (2 * tp + fp + fneg) as f64);
+        classes.push(fit);
+    }
+    let gold_n = ids.iter().filter(|id| gold.contains_key(id)).count();
+    (LabelModelReport { teachers: names.to_vec(), bins, anchor, classes, gold_n, gold_f1 }, post)
 }
 
 /// Compute, store and write a pseudo-labelling run.
@@ -140,37 +252,22 @@ pub fn run(ws: &Workspace, store: &mut Store, p: &Params) -> Result<Outcome> {
     run_with(ws, store, p, None)
 }
 
-/// [`run`] inside a [`crate::jobs::JobRunner`] job: the runner owns the `jobs` row (its id is
-/// the outcome's `job_id`); progress goes to the job's view and cancellation is honoured
-/// between segments (nothing is written before the labels are complete).
-pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crate::jobs::JobCtx>) -> Result<Outcome> {
-    if p.teachers.is_empty() {
-        return Err(PseudoError::NoTeachers);
-    }
-    let mut seen = HashSet::new();
-    for t in &p.teachers {
-        if !seen.insert(t) {
-            return Err(PseudoError::Duplicate(t.clone()));
-        }
-    }
-    let n = p.teachers.len();
-    let k = if n == 1 { 1 } else { p.k };
-    if k == 0 || k > n {
-        return Err(PseudoError::BadK { k: p.k, n });
-    }
-    // Gather inputs.
+/// Every teacher's newest run (scores by segment) and active thresholds, with their snapshot.
+pub fn gather(
+    store: &Store,
+    teachers: &[String],
+    residual_noise: bool,
+) -> Result<(Vec<TeacherSnapshot>, Vec<TeacherInput>)> {
     let mut snaps = Vec::new();
-    // per teacher: (scores by segment, thresholds)
-    type Input = (HashMap<i64, [f64; 3]>, [f64; 3]);
-    let mut inputs: Vec<Input> = Vec::new();
-    for t in &p.teachers {
+    let mut inputs: Vec<TeacherInput> = Vec::new();
+    for t in teachers {
         let run = eval::resolve_run(store, t, None)?;
         let th = store.thresholds(t)?;
         let mut vals = [f64::INFINITY; 3];
         let mut snap_th = [None; 3];
         let mut methods: [Option<String>; 3] = [None, None, None];
         for c in CLASSES {
-            if p.residual_noise && c == Class::Noise {
+            if residual_noise && c == Class::Noise {
                 continue;
             }
             match &th[c.index()] {
@@ -193,7 +290,123 @@ pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crat
         });
         inputs.push((eval::run_scores(store, run.id)?, vals));
     }
-    let source = if n == 1 {
+    Ok((snaps, inputs))
+}
+
+/// One way of combining teachers, scored against gold.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodScore {
+    pub method: String,
+    /// Per class F1 (`None` without positives or predictions).
+    pub f1: [Option<f64>; 3],
+    pub macro_f1: f64,
+    /// Gold segments scored by every teacher (the segments every method is compared on).
+    pub n: usize,
+}
+
+/// Compare on the gold segments of `splits` that every teacher scored: each teacher's own vote, the k-vote for
+/// every k (k = ⌊n/2⌋+1 is the majority), and the label model (fitted over every scored segment; gold takes part
+/// only with `Anchor::Gold`, which makes its figure optimistic).
+pub fn compare(
+    store: &Store,
+    teachers: &[String],
+    bins: usize,
+    anchor: Anchor,
+    residual_noise: bool,
+    splits: &[Split],
+) -> Result<(LabelModelReport, Vec<MethodScore>)> {
+    if teachers.len() < 2 {
+        return Err(PseudoError::LabelModelNeedsTeachers);
+    }
+    let (_, inputs) = gather(store, teachers, residual_noise)?;
+    let index = eval::segment_index(store)?;
+    let gold = eval::gold_map(store, &index, None)?;
+    let (report, post) = fit_label_model(teachers, &inputs, &gold, bins, anchor, residual_noise);
+    let mut ids: Vec<i64> = gold
+        .keys()
+        .copied()
+        .filter(|id| index.get(id).is_some_and(|i| splits.contains(&i.split)))
+        .filter(|id| inputs.iter().all(|(sc, _)| sc.contains_key(id)))
+        .collect();
+    ids.sort_unstable();
+    let score = |method: String, pred: &dyn Fn(i64) -> LabelSet| -> MethodScore {
+        let mut f1 = [None; 3];
+        for c in CLASSES {
+            let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
+            for &id in &ids {
+                match (pred(id).get(c), gold[&id].get(c)) {
+                    (true, true) => tp += 1,
+                    (true, false) => fp += 1,
+                    (false, true) => fneg += 1,
+                    _ => {}
+                }
+            }
+            f1[c.index()] = (tp + fp + fneg > 0).then(|| 2.0 * tp as f64 / (2 * tp + fp + fneg) as f64);
+        }
+        let have: Vec<f64> = f1.iter().flatten().copied().collect();
+        let macro_f1 = if have.is_empty() { 0.0 } else { have.iter().sum::<f64>() / have.len() as f64 };
+        MethodScore { method, f1, macro_f1, n: ids.len() }
+    };
+    let vote = |j: usize, id: i64| {
+        let (sc, th) = &inputs[j];
+        teacher_label(&sc[&id], th, residual_noise).unwrap_or(LabelSet::EMPTY)
+    };
+    let n = teachers.len();
+    let mut out = Vec::new();
+    for (j, t) in teachers.iter().enumerate() {
+        out.push(score(format!("{t} (alone)"), &|id| vote(j, id)));
+    }
+    for k in 1..=n {
+        let name = if k == n / 2 + 1 { format!("{k}-vote (majority)") } else { format!("{k}-vote") };
+        out.push(score(name, &|id| {
+            let votes: Vec<LabelSet> = (0..n).map(|j| vote(j, id)).collect();
+            let sc: Vec<[f64; 3]> = inputs.iter().map(|(s, _)| s[&id]).collect();
+            consensus(&votes, &sc, k).0
+        }));
+    }
+    let lm = format!(
+        "label model ({} bins{})",
+        bins,
+        if anchor == Anchor::Gold { ", gold-anchored: optimistic" } else { "" }
+    );
+    out.push(score(lm, &|id| LabelSet::from_array(post[&id].map(|q| q >= 0.5))));
+    Ok((report, out))
+}
+
+/// [`run`] inside a [`crate::jobs::JobRunner`] job: the runner owns the `jobs` row (its id is
+/// the outcome's `job_id`); progress goes to the job's view and cancellation is honoured
+/// between segments (nothing is written before the labels are complete).
+pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crate::jobs::JobCtx>) -> Result<Outcome> {
+    if p.teachers.is_empty() {
+        return Err(PseudoError::NoTeachers);
+    }
+    let mut seen = HashSet::new();
+    for t in &p.teachers {
+        if !seen.insert(t) {
+            return Err(PseudoError::Duplicate(t.clone()));
+        }
+    }
+    let n = p.teachers.len();
+    let k = if n == 1 { 1 } else { p.k };
+    if matches!(p.model, Combine::Vote) && (k == 0 || k > n) {
+        return Err(PseudoError::BadK { k: p.k, n });
+    }
+    if matches!(p.model, Combine::DawidSkene { .. }) && n < 2 {
+        return Err(PseudoError::LabelModelNeedsTeachers);
+    }
+    let (snaps, inputs) = gather(store, &p.teachers, p.residual_noise)?;
+    let index = eval::segment_index(store)?;
+    let gold = eval::gold_map(store, &index, None)?;
+    let (label_model, posteriors) = match p.model {
+        Combine::Vote => (None, HashMap::new()),
+        Combine::DawidSkene { bins, anchor } => {
+            let (r, q) = fit_label_model(&p.teachers, &inputs, &gold, bins, anchor, p.residual_noise);
+            (Some(r), q)
+        }
+    };
+    let source = if label_model.is_some() {
+        LabelSource::from_raw("label_model_pseudo")
+    } else if n == 1 {
         // A registered teacher names its own label source (whisper_pseudo, clap_zero_shot...); imported runs of
         // teachers dams does not know are <name>_pseudo or <name>_zero_shot as imported.
         match crate::catalog::find(&p.teachers[0]) {
@@ -208,13 +421,13 @@ pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crat
         teachers: snaps,
         rule: if p.residual_noise { "score>=threshold; noise = not speech and not music" } else { "score>=threshold" },
         k,
+        combine: p.model,
+        label_model: label_model.clone(),
         splits: p.splits.clone(),
         created_by: p.created_by.clone(),
     };
     let config = serde_json::to_string(&snapshot).unwrap_or_else(|_| "{}".into());
 
-    let index = eval::segment_index(store)?;
-    let gold = eval::gold_map(store, &index, None)?;
     let mut candidates: Vec<i64> =
         index.iter().filter(|(_, i)| p.splits.contains(&i.split)).map(|(id, _)| *id).collect();
     candidates.sort_unstable();
@@ -242,6 +455,22 @@ pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crat
             }
             if gold.contains_key(&id) {
                 skipped_gold += 1;
+                continue;
+            }
+            if label_model.is_some() {
+                let Some(q) = posteriors.get(&id) else {
+                    unscored += 1;
+                    continue;
+                };
+                let label = LabelSet::from_array(q.map(|v| v >= 0.5));
+                if label.is_empty() {
+                    empty += 1;
+                    continue;
+                }
+                for c in CLASSES {
+                    positives[c.index()] += label.get(c) as usize;
+                }
+                rows.push((id, label, q.map(|v| v as f32)));
                 continue;
             }
             let mut votes = Vec::with_capacity(n);
@@ -298,6 +527,7 @@ pub fn run_with(ws: &Workspace, store: &mut Store, p: &Params, job: Option<&crat
             labels_csv,
             snapshot_csv,
             positives,
+            label_model: label_model.clone(),
         })
     })();
     if job.is_some() {

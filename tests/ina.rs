@@ -155,6 +155,21 @@ fn posteriors_match_ina() {
         let d = max_diff(&format!("{name}.posteriors"), &flat, gpost);
         eprintln!("{name}: {n} patches, max |posterior − TF| = {d:.2e}");
         assert!(d <= TOL, "{name}: posteriors differ by {d}");
+        // The plain path (each patch through the whole network) against the same goldens.
+        let (plain, _) = t.posteriors_per_patch(&f.mspec, &all).unwrap();
+        let flat: Vec<f32> = plain.iter().flatten().copied().collect();
+        let d = max_diff(&format!("{name}.posteriors (per patch)"), &flat, gpost);
+        assert!(d <= TOL, "{name}: per-patch posteriors differ by {d}");
+        // A scattered, unordered subset with repeats and a long gap gives each patch the same posterior.
+        let mut some: Vec<usize> = (0..n).step_by(7).chain([n - 1, 0, n / 2, n / 2]).collect();
+        some.reverse();
+        let (sub, fin) = t.posteriors(&f.mspec, &some).unwrap();
+        for (k, &p) in some.iter().enumerate() {
+            assert_eq!(fin[k], finite[p]);
+            for c in 0..3 {
+                assert!((sub[k][c] - post[p][c]).abs() <= 1e-6, "{name} patch {p}: {:?} vs {:?}", sub[k], post[p]);
+            }
+        }
     }
 }
 
@@ -423,6 +438,43 @@ fn bench_shows() {
         t.engine().description,
         audio / wall,
         audio / cpu
+    );
+    // Where the time goes, once over the two shows: the front end, the network on the shared path (what `analyze`
+    // runs) and the same patches each through the whole network (the plain path it replaced).
+    let feats: Vec<_> = sigs.iter().map(|x| t.features(x).unwrap()).collect();
+    let once = audio / repeat as f64;
+    let (w0, c0) = (std::time::Instant::now(), cpu_time());
+    for x in &sigs {
+        t.features(x).unwrap();
+    }
+    let (fw, fc) = (w0.elapsed().as_secs_f64(), cpu_time() - c0);
+    let which: Vec<Vec<usize>> = feats
+        .iter()
+        .map(|f| {
+            let e = dams::teachers::ina::viterbi::energy_activity(&f.loge);
+            (0..features::num_patches(f.frames())).filter(|&p| e[2 * p]).collect()
+        })
+        .collect();
+    let time = |plain: bool| {
+        let (w0, c0) = (std::time::Instant::now(), cpu_time());
+        for (f, w) in feats.iter().zip(&which) {
+            if plain {
+                t.posteriors_per_patch(&f.mspec, w).unwrap()
+            } else {
+                t.posteriors(&f.mspec, w).unwrap()
+            };
+        }
+        (w0.elapsed().as_secs_f64(), cpu_time() - c0)
+    };
+    let (sw, sc) = time(false);
+    let (pw, pc) = time(true);
+    eprintln!(
+        "  front end: CPU {fc:.2} s ({:.0}x per CPU-second, wall {fw:.2} s); network shared path: CPU {sc:.2} s ({:.0}x, \
+         wall {sw:.2} s); network per patch: CPU {pc:.2} s ({:.0}x, wall {pw:.2} s); shared/per-patch speed-up {:.2}x CPU",
+        once / fc,
+        once / sc,
+        once / pc,
+        pc / sc
     );
 }
 

@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Build a scratch dams workspace from the 40 real dev clips of the shared data set, with gold.
+"""Build a scratch dams workspace from the 40 real dev clips and the 2 long-form shows of the shared data set,
+with gold.
 
 Usage: tools/realdev_workspace.py REALDATA_DEV_DIR WORKSPACE_DIR [DAMS_BINARY=dams]
 
 Runs `dams init`, `dams segment clips/ --split dev` (10 s windows, 5 s hop, tails >= 1 s), exports
 the segment table, labels every window from the set's clip_events.csv with the data set's rule (a
 class is on when its layer covers >= 1.0 s of the window; for a clip's first window this is the
-manifest's clip label) and imports the labels as gold. The clips stay in the scratch workspace: some
+manifest's clip label) and imports the labels as gold. The long-form shows (`longform/*.flac`) are cut
+the same way on split `test`, their windows labelled from the set's `*_windows_10s_hop5s.csv` (same rule). The clips stay in the scratch workspace: some
 contain non-commercial sources, so nothing of it may be copied into the repository.
 
 Then, for example (a student trained elsewhere is copied in as data/models/NAME):
   dams --workspace WS score --teacher builtin
   dams --workspace WS score --teacher student:NAME --device cpu
   dams --workspace WS eval --teacher builtin,student:NAME --split dev
+  dams --workspace WS eval --teacher builtin,ina --split test      # the show windows
 """
 import csv
 import os
@@ -62,13 +65,29 @@ def main():
                 tot += cur[1] - cur[0]
             lab.append(int(tot >= 1.0 - 1e-3))
         rows.append([s["segment_path"], "dev", "gold", *lab])
+    shows = sorted(f for f in os.listdir(os.path.join(src, "longform")) if f.endswith(".flac"))
+    for show in shows:
+        run(dams, ws, "segment", os.path.join(src, "longform", show), "--split", "test")
+    gold = {}
+    for show in shows:
+        stem = show[: -len(".flac")]
+        for r in csv.DictReader(open(os.path.join(src, "longform", f"{stem}_windows_10s_hop5s.csv"))):
+            gold[(stem, round(float(r["start"]), 1))] = [int(r[c]) for c in ("speech", "music", "noise")]
+    table = run(dams, ws, "export", "-o", "-")
+    n_show = 0
+    for s in csv.DictReader(table.splitlines()):
+        stem = os.path.splitext(os.path.basename(s["raw_file"]))[0]
+        key = (stem, round(float(s["start_time"]), 1))
+        if s["split"] == "test" and key in gold:
+            rows.append([s["segment_path"], "test", "gold", *gold[key]])
+            n_show += 1
     man = os.path.join(ws, "realdev_gold.csv")
     with open(man, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["segment_path", "split", "label_source", "speech_label", "music_label", "noise_label"])
         w.writerows(rows)
     print(run(dams, ws, "import", man))
-    print(f"{len(rows)} windows of {len(events)} clips with gold in {ws}")
+    print(f"{len(rows) - n_show} windows of {len(events)} clips and {n_show} windows of {len(shows)} shows with gold in {ws}")
 
 
 if __name__ == "__main__":

@@ -572,18 +572,57 @@ pub struct PseudoArgs {
     /// Splits that receive pseudo-labels (segments with gold never do).
     #[arg(long, default_value = "train,unlabeled", value_delimiter = ',')]
     pub splits: Vec<Split>,
+    /// How several teachers combine: vote (k-vote consensus) or dawid-skene (a label model: each teacher's
+    /// accuracy per class estimated by EM without gold; labels are its posteriors ≥ 0.5, scores the posteriors).
+    #[arg(long, default_value = "vote")]
+    pub model: String,
+    /// Label model: 2 (votes) or 4 (scores binned around each threshold).
+    #[arg(long, default_value_t = 4)]
+    pub bins: usize,
+    /// Label model: fix segments with gold to their gold label while fitting (semi-supervised).
+    #[arg(long)]
+    pub anchor_gold: bool,
+}
+
+/// The fitted accuracies of a label model, one line per class and teacher.
+pub fn print_label_model(r: &crate::pseudo::LabelModelReport) {
+    println!(
+        "label model (Dawid–Skene, {} bins, {}): fitted per class",
+        r.bins,
+        if r.anchor == crate::labelmodel::Anchor::Gold { "gold anchors the fit" } else { "no gold in the fit" }
+    );
+    for (c, f) in CLASSES.iter().zip(&r.classes) {
+        println!(
+            "  {:<7} prior {:.3}  {} segments, {} EM iterations{}{}",
+            c.name(),
+            f.prior,
+            f.n,
+            f.iterations,
+            if f.converged { "" } else { " (not converged)" },
+            if f.swapped { ", swapped from the label-switched solution" } else { "" }
+        );
+        for (j, t) in r.teachers.iter().enumerate() {
+            println!("    {:<24} sensitivity {:.3}  specificity {:.3}", t, f.sensitivity[j], f.specificity[j]);
+        }
+    }
+    if r.gold_n > 0 {
+        let f = r.gold_f1.map(|x| x.map_or("-".to_string(), |v| format!("{v:.3}")));
+        println!("  against gold on {} fitted segments: F1 {} / {} / {}", r.gold_n, f[0], f[1], f[2]);
+    }
 }
 
 pub fn run_pseudo(ctx: &Ctx, a: PseudoArgs) -> Result<()> {
     let ws = ctx.workspace()?;
     let mut store = ws.open_store()?;
     let splits: Vec<Split> = a.splits.clone();
+    let model = crate::pseudo::Combine::parse(&a.model, a.bins, a.anchor_gold).map_err(anyhow::Error::msg)?;
     let o = crate::pseudo::run(
         &ws,
         &mut store,
         &crate::pseudo::Params {
             teachers: a.teacher.clone(),
             k: a.k,
+            model,
             residual_noise: a.residual_noise,
             splits,
             created_by: ctx.annotator().to_string(),
@@ -599,6 +638,60 @@ pub fn run_pseudo(ctx: &Ctx, a: PseudoArgs) -> Result<()> {
     );
     println!("  wrote {} ({} gold rows first-class)", o.labels_csv.display(), o.gold_rows);
     println!("  wrote {}", o.snapshot_csv.display());
+    if let Some(r) = &o.label_model {
+        print_label_model(r);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- label model
+
+#[derive(Debug, Args)]
+pub struct LabelModelArgs {
+    /// Teachers to combine (newest run of each; at least two). Repeat or comma-separate.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub teacher: Vec<String>,
+    /// 2 (votes) or 4 (scores binned around each threshold).
+    #[arg(long, default_value_t = 4)]
+    pub bins: usize,
+    /// Fix segments with gold to their gold label while fitting (then the label model's figure is optimistic).
+    #[arg(long)]
+    pub anchor_gold: bool,
+    /// The noise rule of the Python AST/Whisper pseudo-labels (noise = not speech and not music).
+    #[arg(long)]
+    pub residual_noise: bool,
+    /// Gold splits to compare on.
+    #[arg(long, default_value = "dev,test", value_delimiter = ',')]
+    pub split: Vec<Split>,
+    /// Also write everything as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `dams label-model`: fit the label model over the teachers and compare, on gold, each teacher alone, every
+/// k-vote and the label model. Writes nothing to the workspace.
+pub fn run_label_model(ctx: &Ctx, a: LabelModelArgs) -> Result<()> {
+    let ws = ctx.workspace()?;
+    let store = ws.open_store()?;
+    if a.bins != 2 && a.bins != 4 {
+        anyhow::bail!("--bins must be 2 or 4, not {}", a.bins);
+    }
+    let anchor = if a.anchor_gold { crate::labelmodel::Anchor::Gold } else { crate::labelmodel::Anchor::None };
+    let (report, methods) = crate::pseudo::compare(&store, &a.teacher, a.bins, anchor, a.residual_noise, &a.split)?;
+    print_label_model(&report);
+    let splits: Vec<&str> = a.split.iter().map(|s| s.as_str()).collect();
+    let n = methods.first().map_or(0, |m| m.n);
+    println!("\nagainst gold ({} segments of {} scored by every teacher): F1", n, splits.join(","));
+    println!("  {:<44} {:>7} {:>7} {:>7} {:>7}", "method", "speech", "music", "noise", "macro");
+    for m in &methods {
+        let f = m.f1.map(|x| x.map_or("-".to_string(), |v| format!("{v:.3}")));
+        println!("  {:<44} {:>7} {:>7} {:>7} {:>7.3}", m.method, f[0], f[1], f[2], m.macro_f1);
+    }
+    if let Some(path) = &a.json {
+        let v = serde_json::json!({"label_model": report, "methods": methods, "splits": splits});
+        std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(())
 }
 

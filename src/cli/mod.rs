@@ -89,6 +89,8 @@ pub enum Command {
     Thresholds(eval::ThresholdsArgs),
     /// Pseudo-label from one teacher or a consensus of several; writes blocs_smad_labels.csv.
     PseudoLabel(eval::PseudoArgs),
+    /// Fit a label model over teachers (Dawid–Skene) and compare it on gold with each teacher and every k-vote.
+    LabelModel(eval::LabelModelArgs),
     /// List segments where teachers disagree most.
     Disagreements(eval::DisagreementsArgs),
     /// Train (or resume) a student classifier on gold and pseudo-labels, as a job.
@@ -197,6 +199,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Calibrate(a)) => eval::run_calibrate(&ctx, a),
         Some(Command::Thresholds(a)) => eval::run_thresholds(&ctx, a),
         Some(Command::PseudoLabel(a)) => eval::run_pseudo(&ctx, a),
+        Some(Command::LabelModel(a)) => eval::run_label_model(&ctx, a),
         Some(Command::Disagreements(a)) => eval::run_disagreements(&ctx, a),
         #[cfg(feature = "burn")]
         Some(Command::Train(a)) => student::run_train(&ctx, a),

@@ -199,8 +199,8 @@ pub fn run_settings(teacher: &dyn Teacher, splits: Option<&[Split]>) -> String {
     serde_json::Value::Object(settings).to_string()
 }
 
-/// Store a teacher's default thresholds for the classes that have none yet (method `default`, tied to `run_id`).
-/// Returns whether any was stored.
+/// Store `defaults` as `teacher`'s thresholds (method `default`) for the classes that have none yet in this
+/// workspace; whether any was stored.
 pub fn store_default_thresholds(
     store: &mut Store,
     teacher: &str,

@@ -217,6 +217,19 @@ impl JobForm {
                         cursor: 0,
                     },
                 },
+                Field::choice(
+                    "model",
+                    "vote: k-vote consensus; dawid-skene: a label model weighs each teacher by its accuracy (EM)",
+                    &["vote", "dawid-skene"],
+                    0,
+                ),
+                Field::choice(
+                    "bins",
+                    "label model: 2 = votes, 4 = scores binned around each threshold",
+                    &["4", "2"],
+                    0,
+                ),
+                Field::flag("anchor gold", "label model: segments with gold keep it while fitting", false),
             ],
             cursor: 0,
             students: Vec::new(),
@@ -255,6 +268,8 @@ impl JobForm {
             Field::number("batch size", "examples per optimizer step", 16, 1, 1024),
             Field::number("width", "channels of the first conv block (the CNN doubles it twice)", 16, 2, 256),
             Field::flag("augmentation", "gain, time shift, noise mixing and hard negatives", true),
+            Field::flag("soft targets", "train on pseudo-labels' scores (e.g. label-model posteriors), not 0/1", false),
+            Field::flag("confidence weight", "weigh pseudo-labelled examples by |2q − 1| of their scores", false),
             Field::number("seed", "same seed, same data order and weights: same student", 0, 0, u32::MAX as i64),
             Field::choice("device", "auto: the GPU when one works, else the CPU", &["auto", "cpu", "gpu"], 0),
             Field::choice(
@@ -411,12 +426,19 @@ impl JobForm {
             bail!("choose at least one split");
         }
         let k = self.number("k").max(1) as usize;
-        if teachers.len() > 1 && k > teachers.len() {
+        let model_name = self.chosen("model").into_iter().next().unwrap_or_else(|| "vote".into());
+        let bins = self.chosen("bins").into_iter().next().and_then(|b| b.parse().ok()).unwrap_or(4);
+        let model = pseudo::Combine::parse(&model_name, bins, self.flag("anchor gold")).map_err(anyhow::Error::msg)?;
+        if model == pseudo::Combine::Vote && teachers.len() > 1 && k > teachers.len() {
             bail!("k = {k} is more than the {} chosen teachers", teachers.len());
+        }
+        if model != pseudo::Combine::Vote && teachers.len() < 2 {
+            bail!("the label model combines teachers: choose at least two");
         }
         Ok(pseudo::Params {
             teachers,
             k,
+            model,
             residual_noise: self.flag("residual noise"),
             splits,
             created_by: created_by.to_string(),
@@ -495,6 +517,10 @@ impl JobForm {
                 seed: self.number_in_range("seed")? as u64,
                 threshold: d.threshold,
                 augment: if self.flag("augmentation") { Augment::default() } else { Augment::none() },
+                targets: crate::student::data::Targets {
+                    soft: self.flag("soft targets"),
+                    confidence_weight: self.flag("confidence weight"),
+                },
             },
             width: self.number_in_range("width")? as usize,
             device: device.unwrap_or(crate::student::DeviceChoice::Auto),
@@ -549,8 +575,27 @@ mod tests {
         f.toggle(); // dev on
         let p = f.pseudo_params("me").unwrap();
         assert_eq!((p.teachers, p.k, p.residual_noise, p.splits), (vec!["b".to_string()], 1, true, vec![Split::Dev]));
+        assert_eq!(p.model, pseudo::Combine::Vote);
+        // the label model needs two teachers; with both, 2 bins and gold anchoring
         f.down();
-        assert_eq!(f.cursor, 3, "stays on the last field");
+        f.right(); // dawid-skene
+        assert!(f.pseudo_params("me").unwrap_err().to_string().contains("at least two"));
+        f.cursor = 0;
+        f.left();
+        f.toggle(); // a back on
+        f.cursor = 5;
+        f.right(); // 2 bins
+        f.down();
+        f.toggle(); // anchor gold
+        let p = f.pseudo_params("me").unwrap();
+        assert_eq!(
+            p.model,
+            pseudo::Combine::DawidSkene { bins: 2, anchor: crate::labelmodel::Anchor::Gold },
+            "{:?}",
+            f.fields
+        );
+        f.down();
+        assert_eq!(f.cursor, 6, "stays on the last field");
     }
 
     #[test]
@@ -630,6 +675,8 @@ mod tests {
                 "batch size",
                 "width",
                 "augmentation",
+                "soft targets",
+                "confidence weight",
                 "seed",
                 "device",
                 "kind",

@@ -200,7 +200,9 @@ mod teacher {
                     super::install::sha256_file(&weights).map_err(|e| AstError::Weights(e.to_string()))?
                 ),
             };
-            let batch = if engine.gpu { 16 } else { 4 };
+            // The largest buffer per segment is one layer's attention scores, heads × tokens² f32.
+            let tokens = (cfg.num_patches() + 2) as u64;
+            let batch = engine.batch_for(4, cfg.num_attention_heads as u64 * tokens * tokens * 4, 64);
             Ok(AstTeacher {
                 fbank: Fbank::new(cfg.fbank()),
                 version: format!("{} ({} layers, hidden {})", super::HF_REPO, cfg.num_hidden_layers, cfg.hidden_size),

@@ -216,6 +216,23 @@ pub fn patch_into(source: &[[f32; N_MELS]], p: usize, out: &mut [f32]) -> bool {
     debug_assert_eq!(out.len(), PATCH_LEN);
     let start = patch_window(p, source.len()) * PATCH_STEP;
     let rows = &source[start..start + PATCH_FRAMES];
+    let Some((mean, std)) = window_stats(source, start) else {
+        out.fill(0.0);
+        return false;
+    };
+    for (r, o) in rows.iter().zip(out.chunks_exact_mut(N_MELS_USED)) {
+        for (&v, o) in r[..N_MELS_USED].iter().zip(o) {
+            *o = (v - mean) / std;
+        }
+    }
+    true
+}
+
+/// The normalisation of the 68-frame window starting at frame `start` of `source`: mean and population standard
+/// deviation of its 68 × 21 values (computed in f64, used in f32 as numpy does), `None` when the window is not
+/// finite or constant (INA then gives it the posterior 0.5 for every class).
+pub fn window_stats(source: &[[f32; N_MELS]], start: usize) -> Option<(f32, f32)> {
+    let rows = &source[start..start + PATCH_FRAMES];
     let mut sum = 0f64;
     for r in rows {
         for &v in &r[..N_MELS_USED] {
@@ -232,17 +249,10 @@ pub fn patch_into(source: &[[f32; N_MELS]], p: usize, out: &mut [f32]) -> bool {
     }
     let std = (ss / PATCH_LEN as f64).sqrt();
     if !mean.is_finite() || !std.is_finite() || std == 0.0 {
-        out.fill(0.0);
-        return false;
+        return None;
     }
     // numpy subtracts and divides in f32.
-    let (mean, std) = (mean as f32, std as f32);
-    for (r, o) in rows.iter().zip(out.chunks_exact_mut(N_MELS_USED)) {
-        for (&v, o) in r[..N_MELS_USED].iter().zip(o) {
-            *o = (v - mean) / std;
-        }
-    }
-    true
+    Some((mean as f32, std as f32))
 }
 
 #[cfg(test)]

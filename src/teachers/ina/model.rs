@@ -14,10 +14,10 @@ use burn::nn::Linear;
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::InaError;
-use super::features::{N_MELS_USED, PATCH_FRAMES};
+use super::features::{N_MELS, N_MELS_USED, PATCH_FRAMES};
 use super::weights::Weights;
 
 /// Keras' BatchNormalization epsilon in this model.
@@ -128,6 +128,11 @@ impl InaCnn {
         let x = self.conv1.forward(x);
         // TF `same` pooling: 62 rows → 16 windows of 4 from row −1 (one padded row above and below).
         let x = max_pool2d(x, MaxPoolOptions::new([4, 2]).with_stride([4, 2]).with_padding_pairs([(1, 1), (0, 0)]));
+        self.tail(x)
+    }
+
+    /// Layers after the first pooling: `[B, 64, 16, 9]` → `[B, 3]` posteriors.
+    fn tail(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.conv2.forward(x);
         let x = self.conv3.forward(x);
         // 5 columns → 3 windows of 2, the last one padded on the right.
@@ -140,5 +145,84 @@ impl InaCnn {
             h = relu(d.forward(h));
         }
         softmax(self.out.forward(h), 1)
+    }
+}
+
+/// One window of the shared path: its first frame and its normalisation (`None`: not finite, any output will do).
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub start: usize,
+    pub stats: Option<(f32, f32)>,
+}
+
+impl InaCnn {
+    /// The posteriors of many overlapping 68-frame windows of one feature sequence, computing the first
+    /// convolution once per frame instead of once per window (≈ 31× less work for that layer; INA's windows overlap
+    /// by 66 frames).
+    ///
+    /// Exact rewriting, not an approximation: a window is normalised by one scalar mean `m` and standard deviation
+    /// `s`, the first convolution is linear and `valid`, so on window rows it equals `(conv(x) − m·Σw)/s + b` with
+    /// `conv` computed once over the raw frames. Then `relu` of that affine map is increasing in `conv(x)` (s > 0),
+    /// so the 4×2 max-pooling may be taken *before* it, on shared row maxima (4-row windows inside a window, the
+    /// 3-row ones at its edges where TF's `same` pooling pads). The rest of the network runs per window as in
+    /// [`forward`](Self::forward). `rows` are the source frames (see `features::patch_source`); every window must
+    /// lie inside them.
+    pub fn forward_windows(&self, rows: &[[f32; N_MELS]], windows: &[Window]) -> Tensor<2> {
+        let device = self.conv1.weight.val().device();
+        let n = windows.len();
+        assert!(n > 0, "forward_windows needs at least one window");
+        let lo = windows.iter().map(|w| w.start).min().unwrap_or(0);
+        let hi = windows.iter().map(|w| w.start).max().unwrap_or(0) + PATCH_FRAMES;
+        assert!(hi <= rows.len(), "window past the end of the features");
+        let span = &rows[lo..hi];
+        // Centre on the finite values' mean so that `conv(x) − (m − g)·Σw` does not cancel large numbers; values
+        // that are not finite only reach windows that are not finite themselves (replaced by the caller).
+        let (mut sum, mut count) = (0f64, 0usize);
+        for r in span {
+            for &v in &r[..N_MELS_USED] {
+                if v.is_finite() {
+                    sum += v as f64;
+                    count += 1;
+                }
+            }
+        }
+        let g = if count > 0 { (sum / count as f64) as f32 } else { 0.0 };
+        let mut x = Vec::with_capacity(span.len() * N_MELS_USED);
+        for r in span {
+            x.extend(r[..N_MELS_USED].iter().map(|&v| if v.is_finite() { v - g } else { 0.0 }));
+        }
+        let t = span.len();
+        let x = Tensor::<4>::from_data(TensorData::new(x, [1, 1, t, N_MELS_USED]), &device);
+        let w1 = self.conv1.weight.val();
+        let a = conv2d(x, w1.clone(), None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+        // Row maxima: 4 rows (windows 1..=14 of each window) and 3 rows (windows 0 and 15), 2 columns, stride 2.
+        let p4 = max_pool2d(a.clone(), MaxPoolOptions::new([4, 2]).with_stride([1, 2]));
+        let p3 = max_pool2d(a, MaxPoolOptions::new([3, 2]).with_stride([1, 2]));
+        let mut mid = Vec::with_capacity(n * 14);
+        let mut edge = Vec::with_capacity(n * 2);
+        let mut off = Vec::with_capacity(n);
+        let mut inv = Vec::with_capacity(n);
+        for w in windows {
+            let s = (w.start - lo) as i64;
+            mid.extend((1..15).map(|j| s + 4 * j - 1));
+            edge.extend([s, s + 59]);
+            let (m, sd) = w.stats.unwrap_or((g, 1.0));
+            off.push(m - g);
+            inv.push(1.0 / sd);
+        }
+        let mid = Tensor::<1, Int>::from_data(TensorData::new(mid, [n * 14]), &device);
+        let edge = Tensor::<1, Int>::from_data(TensorData::new(edge, [n * 2]), &device);
+        let [_, c, _, w] = p4.dims();
+        let mid = p4.select(2, mid).reshape([c, n, 14, w]).swap_dims(0, 1);
+        let edge = p3.select(2, edge).reshape([c, n, 2, w]).swap_dims(0, 1);
+        let first = edge.clone().slice([0..n, 0..c, 0..1, 0..w]);
+        let last = edge.slice([0..n, 0..c, 1..2, 0..w]);
+        let pooled = Tensor::cat(vec![first, mid, last], 2);
+        let ksum = w1.sum_dim(3).sum_dim(2).reshape([1, c, 1, 1]);
+        let off = Tensor::<4>::from_data(TensorData::new(off, [n, 1, 1, 1]), &device);
+        let inv = Tensor::<4>::from_data(TensorData::new(inv, [n, 1, 1, 1]), &device);
+        let bias = self.conv1.bias.val().reshape([1, c, 1, 1]);
+        let x = relu((pooled - off * ksum) * inv + bias);
+        self.tail(x)
     }
 }

@@ -4,19 +4,20 @@ use std::path::Path;
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::features::{FRAME_LEN, Features, Frontend, N_MELS, N_MELS_USED, PATCH_FRAMES, PATCH_LEN};
-use super::model::InaCnn;
+use super::features::{FRAME_LEN, Features, Frontend, N_MELS, N_MELS_USED, PATCH_FRAMES, PATCH_LEN, PATCH_STEP};
+use super::model::{InaCnn, Window};
 use super::weights::{self, Weights};
 use super::{Analysis, ID, InaError, Segment, VERSION, features, viterbi};
 use crate::engine::{DeviceChoice, Engine};
 use crate::teachers::{Teacher, TeacherError, TeacherOutput};
 
-/// Patches per forward pass on the CPU (and on a GPU).
+/// Windows per forward pass on the CPU.
 const CPU_BATCH: usize = 256;
-/// On wgpu the largest buffer of a batch must fit one storage-buffer binding (128 MiB on lavapipe, also wgpu's
-/// default limit): 2048 patches asked for a 171 MB buffer and failed on the parity test on lavapipe; 256 pass.
-/// Unmeasured on a real GPU, where a larger batch may be faster.
-const GPU_BATCH: usize = 256;
+/// On wgpu the largest buffer of a batch must fit one storage binding ([`Engine::batch_for`]): about 300 KB per
+/// window (the im2col matrices of convolutions 2 and 3: 98 × 576 and 60 × 1152 f32), so 128 MiB (lavapipe, and
+/// wgpu's default) holds about 380 windows; a real GPU's larger limit allows up to this cap.
+const GPU_BYTES_PER_WINDOW: u64 = 320 * 1024;
+const GPU_BATCH_CAP: usize = 2048;
 
 /// The INA speech/music/noise model, loaded on a device.
 ///
@@ -76,7 +77,7 @@ impl InaTeacher {
             }
         }
         let model = InaCnn::load(&mut w, &engine.device)?;
-        let batch = if engine.gpu { GPU_BATCH } else { CPU_BATCH };
+        let batch = engine.batch_for(CPU_BATCH, GPU_BYTES_PER_WINDOW, GPU_BATCH_CAP);
         Ok(InaTeacher {
             model,
             engine,
@@ -117,8 +118,73 @@ impl InaTeacher {
     }
 
     /// The CNN's posteriors for patches `which` of `mspec` (see [`features::patch_into`]), with whether each patch
-    /// is finite; non-finite patches get `[0.5; 3]` as in INA.
+    /// is finite; non-finite patches get `[0.5; 3]` as in INA. Runs [`InaCnn::forward_windows`]: the first layer
+    /// once per frame, each distinct window once (edge patches repeat the first and last windows).
     pub fn posteriors(&self, mspec: &[[f32; N_MELS]], which: &[usize]) -> Result<(Vec<[f32; 3]>, Vec<bool>), InaError> {
+        let source = features::patch_source(mspec);
+        let n = features::num_patches(mspec.len());
+        if let Some(&p) = which.iter().find(|&&p| p >= n) {
+            return Err(InaError::Input(format!("patch {p} of {n}")));
+        }
+        // Distinct windows in order of first use, and which one each requested patch reads.
+        let mut windows: Vec<Window> = Vec::new();
+        let mut slot = Vec::with_capacity(which.len());
+        let mut index = std::collections::HashMap::new();
+        for &p in which {
+            let start = features::patch_window(p, source.len()) * PATCH_STEP;
+            let k = *index.entry(start).or_insert_with(|| {
+                windows.push(Window { start, stats: features::window_stats(&source, start) });
+                windows.len() - 1
+            });
+            slot.push(k);
+        }
+        // Chunks: at most `batch` windows spanning few enough frames (a gap of silence starts a new chunk).
+        let max_span = 4 * self.batch * PATCH_STEP + PATCH_FRAMES;
+        let mut chunks = Vec::new();
+        let mut i = 0;
+        while i < windows.len() {
+            let first = windows[i].start;
+            let mut j = i + 1;
+            while j < windows.len()
+                && j - i < self.batch
+                && windows[j].start >= first
+                && windows[j].start + PATCH_FRAMES - first <= max_span
+            {
+                j += 1;
+            }
+            chunks.push(i..j);
+            i = j;
+        }
+        let run = |r: &std::ops::Range<usize>| -> Result<Vec<f32>, InaError> {
+            let y = self.model.forward_windows(&source, &windows[r.clone()]);
+            let data = y.try_into_data().map_err(|e| InaError::Run(format!("the device failed: {e:?}")))?;
+            data.try_into_vec::<f32>().map_err(|e| InaError::Run(format!("reading posteriors: {e:?}")))
+        };
+        // On the CPU, chunks run on all cores (burn-flex runs one chunk's layers mostly on one); a GPU queues them.
+        let outs: Vec<Vec<f32>> = if self.engine.gpu || chunks.len() < 2 {
+            chunks.iter().map(run).collect::<Result<_, _>>()?
+        } else {
+            use rayon::prelude::*;
+            chunks.par_iter().map(run).collect::<Result<_, _>>()?
+        };
+        let mut window_post = Vec::with_capacity(windows.len());
+        for (r, v) in chunks.iter().zip(outs) {
+            for (w, p) in windows[r.clone()].iter().zip(v.chunks_exact(3)) {
+                window_post.push(if w.stats.is_some() { [p[0], p[1], p[2]] } else { [0.5; 3] });
+            }
+        }
+        let post = slot.iter().map(|&k| window_post[k]).collect();
+        let finite = slot.iter().map(|&k| windows[k].stats.is_some()).collect();
+        Ok((post, finite))
+    }
+
+    /// [`posteriors`](Self::posteriors) the plain way, each patch normalised and run through the whole network
+    /// ([`InaCnn::forward`]): the reference the shared path is checked against.
+    pub fn posteriors_per_patch(
+        &self,
+        mspec: &[[f32; N_MELS]],
+        which: &[usize],
+    ) -> Result<(Vec<[f32; 3]>, Vec<bool>), InaError> {
         let source = features::patch_source(mspec);
         let n = features::num_patches(mspec.len());
         if let Some(&p) = which.iter().find(|&&p| p >= n) {

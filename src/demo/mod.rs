@@ -14,7 +14,9 @@
 //! computed from `clip_events.csv` for clips and from the show's exact `a_show01_timeline.csv`.
 //! For a clip's first window this equals the manifest's clip label. The training show's exact
 //! timeline is embedded too ([`train_show_timeline`]), to check pseudo-labels against, but is
-//! never stored as labels. Acoustic stats are computed for every window.
+//! never stored as labels. Acoustic stats are computed for every window. Finally the teacher runs shipped with
+//! the demo are stored ([`runs`]): `builtin` and `ina` scores of every window, so the disagreement browser has two
+//! real teachers on first start.
 //!
 //! Idempotent: a version stamp (`.dams-demo-version`) is written last; while it matches,
 //! [`ensure`] only opens the workspace. `reset` deletes and rebuilds it. No network is needed.
@@ -31,8 +33,10 @@ use crate::config::Dirs;
 use crate::labels::{LabelSet, Split};
 use crate::workspace::Workspace;
 
+pub mod runs;
+
 /// Bump when the embedded files or the way the demo is built change.
-pub const DEMO_VERSION: &str = "2";
+pub const DEMO_VERSION: &str = "3";
 const STAMP: &str = ".dams-demo-version";
 /// Annotator the demo's gold labels are stored under.
 pub const DEMO_ANNOTATOR: &str = "demo";
@@ -43,37 +47,37 @@ pub const DEMO_TRAIN_SHOW: &str = "train_show01.flac";
 
 /// Every file of `data/demo/`, embedded.
 pub const FILES: &[(&str, &[u8])] = &[
-    ("ATTRIBUTION.md", include_bytes!("../data/demo/ATTRIBUTION.md")),
-    ("a002.mp3", include_bytes!("../data/demo/a002.mp3")),
-    ("a003.flac", include_bytes!("../data/demo/a003.flac")),
-    ("a005.flac", include_bytes!("../data/demo/a005.flac")),
-    ("a007.flac", include_bytes!("../data/demo/a007.flac")),
-    ("a008.flac", include_bytes!("../data/demo/a008.flac")),
-    ("a009.flac", include_bytes!("../data/demo/a009.flac")),
-    ("a010.flac", include_bytes!("../data/demo/a010.flac")),
-    ("a012.flac", include_bytes!("../data/demo/a012.flac")),
-    ("a013.flac", include_bytes!("../data/demo/a013.flac")),
-    ("a014.flac", include_bytes!("../data/demo/a014.flac")),
-    ("a015.flac", include_bytes!("../data/demo/a015.flac")),
-    ("a017.flac", include_bytes!("../data/demo/a017.flac")),
-    ("a018.flac", include_bytes!("../data/demo/a018.flac")),
-    ("a019.flac", include_bytes!("../data/demo/a019.flac")),
-    ("a022.flac", include_bytes!("../data/demo/a022.flac")),
-    ("a023.flac", include_bytes!("../data/demo/a023.flac")),
-    ("a025.flac", include_bytes!("../data/demo/a025.flac")),
-    ("a026.flac", include_bytes!("../data/demo/a026.flac")),
-    ("a028.flac", include_bytes!("../data/demo/a028.flac")),
-    ("a036.flac", include_bytes!("../data/demo/a036.flac")),
-    ("a038.flac", include_bytes!("../data/demo/a038.flac")),
-    ("a_show01.flac", include_bytes!("../data/demo/a_show01.flac")),
-    ("a_show01_timeline.csv", include_bytes!("../data/demo/a_show01_timeline.csv")),
-    ("a_show01_windows_10s_hop5s.csv", include_bytes!("../data/demo/a_show01_windows_10s_hop5s.csv")),
-    ("clip_events.csv", include_bytes!("../data/demo/clip_events.csv")),
-    ("manifest.csv", include_bytes!("../data/demo/manifest.csv")),
-    ("train_show01.flac", include_bytes!("../data/demo/train_show01.flac")),
-    ("train_show01_events.csv", include_bytes!("../data/demo/train_show01_events.csv")),
-    ("train_show01_timeline.csv", include_bytes!("../data/demo/train_show01_timeline.csv")),
-    ("train_show01_windows_10s_hop5s.csv", include_bytes!("../data/demo/train_show01_windows_10s_hop5s.csv")),
+    ("ATTRIBUTION.md", include_bytes!("../../data/demo/ATTRIBUTION.md")),
+    ("a002.mp3", include_bytes!("../../data/demo/a002.mp3")),
+    ("a003.flac", include_bytes!("../../data/demo/a003.flac")),
+    ("a005.flac", include_bytes!("../../data/demo/a005.flac")),
+    ("a007.flac", include_bytes!("../../data/demo/a007.flac")),
+    ("a008.flac", include_bytes!("../../data/demo/a008.flac")),
+    ("a009.flac", include_bytes!("../../data/demo/a009.flac")),
+    ("a010.flac", include_bytes!("../../data/demo/a010.flac")),
+    ("a012.flac", include_bytes!("../../data/demo/a012.flac")),
+    ("a013.flac", include_bytes!("../../data/demo/a013.flac")),
+    ("a014.flac", include_bytes!("../../data/demo/a014.flac")),
+    ("a015.flac", include_bytes!("../../data/demo/a015.flac")),
+    ("a017.flac", include_bytes!("../../data/demo/a017.flac")),
+    ("a018.flac", include_bytes!("../../data/demo/a018.flac")),
+    ("a019.flac", include_bytes!("../../data/demo/a019.flac")),
+    ("a022.flac", include_bytes!("../../data/demo/a022.flac")),
+    ("a023.flac", include_bytes!("../../data/demo/a023.flac")),
+    ("a025.flac", include_bytes!("../../data/demo/a025.flac")),
+    ("a026.flac", include_bytes!("../../data/demo/a026.flac")),
+    ("a028.flac", include_bytes!("../../data/demo/a028.flac")),
+    ("a036.flac", include_bytes!("../../data/demo/a036.flac")),
+    ("a038.flac", include_bytes!("../../data/demo/a038.flac")),
+    ("a_show01.flac", include_bytes!("../../data/demo/a_show01.flac")),
+    ("a_show01_timeline.csv", include_bytes!("../../data/demo/a_show01_timeline.csv")),
+    ("a_show01_windows_10s_hop5s.csv", include_bytes!("../../data/demo/a_show01_windows_10s_hop5s.csv")),
+    ("clip_events.csv", include_bytes!("../../data/demo/clip_events.csv")),
+    ("manifest.csv", include_bytes!("../../data/demo/manifest.csv")),
+    ("train_show01.flac", include_bytes!("../../data/demo/train_show01.flac")),
+    ("train_show01_events.csv", include_bytes!("../../data/demo/train_show01_events.csv")),
+    ("train_show01_timeline.csv", include_bytes!("../../data/demo/train_show01_timeline.csv")),
+    ("train_show01_windows_10s_hop5s.csv", include_bytes!("../../data/demo/train_show01_windows_10s_hop5s.csv")),
 ];
 
 fn embedded(name: &str) -> Result<&'static [u8]> {
@@ -108,8 +112,15 @@ pub fn ensure_at(root: &Path, reset: bool) -> Result<Demo> {
         Err(_) => {}
     }
     let ws = Workspace::init(root)?;
-    build(&ws)?;
+    let left_out = build(&ws)?;
     std::fs::write(&stamp, DEMO_VERSION).with_context(|| format!("cannot write {}", stamp.display()))?;
+    if !left_out.is_empty() {
+        let line = format!("demo teacher runs left out: {}", left_out.join("; "));
+        notice = Some(match notice {
+            Some(n) => format!("{n}\n{line}"),
+            None => line,
+        });
+    }
     Ok(Demo { workspace: ws, notice })
 }
 
@@ -288,7 +299,8 @@ pub fn window_labels(spans: &[(f64, f64, LabelSet)], start: f64, end: f64) -> La
     LabelSet::from_array(s.map(|x| x >= 1.0 - 1e-3))
 }
 
-fn build(ws: &Workspace) -> Result<()> {
+/// Unpack, segment, label and score the demo; the shipped runs left out (see [`runs::ship`]).
+fn build(ws: &Workspace) -> Result<Vec<String>> {
     let raw = ws.raw_dir();
     let meta = ws.metadata_dir().join("demo");
     std::fs::create_dir_all(&meta)?;
@@ -330,7 +342,7 @@ fn build(ws: &Workspace) -> Result<()> {
         }
     }
     compute_workspace_stats(ws, &mut store, false, &mut |_, _| {})?;
-    Ok(())
+    runs::ship(&mut store)
 }
 
 #[cfg(test)]
