@@ -240,6 +240,18 @@ fn a_half_done_part_resumes_and_parts_with_other_weights_or_plans_are_refused() 
     // The real part of shard 1: the run completes with exactly the unsharded scores of dev + test.
     std::fs::remove_file(&p1).unwrap();
     d.ok(&["score", "--plan", &plan_s, "--shard", "1"]);
+    // A row of another shard slipped into the part: refused before anything is written.
+    let c = rusqlite::Connection::open(&p1).unwrap();
+    c.execute("INSERT INTO scores (segment_id, speech, music, noise) VALUES (?1, 0.5, 0.5, 0.5)", [whole[0].0])
+        .unwrap();
+    drop(c);
+    let o = d.dams(&["merge", "p2"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success());
+    assert!(text.contains(&format!("it holds item #{}, which is not in shard 1", whole[0].0)), "{text}");
+    let c = rusqlite::Connection::open(&p1).unwrap();
+    c.execute("DELETE FROM scores WHERE segment_id = ?1", [whole[0].0]).unwrap();
+    drop(c);
     let out = d.ok(&["merge", "p2"]);
     assert!(out.contains("is complete (now)"), "{out}");
     d.ok(&["score", "--teacher", "builtin", "--split", "dev,test"]);

@@ -299,29 +299,47 @@ fn import_part(
     if !meta.contains_key("finished_at") {
         return Ok(Err("it has no finish time (not a published part)".into()));
     }
-    // Its rows are exactly segments of its own shard (both sides sorted by id).
+    // Its rows are exactly the items of its own shard: none outside it (checked in SQLite against the shard's ids,
+    // without a per-row round trip), none twice across tables (each table is keyed by id), and as many as the shard
+    // has.
     let items = plan.shard_items(i);
     {
-        let mut stmt = conn.prepare(
-            "SELECT segment_id FROM scores UNION ALL SELECT segment_id FROM embeddings \
-             UNION ALL SELECT item FROM raw_files UNION ALL SELECT segment_id FROM failed ORDER BY 1",
-        )?;
-        let mut rows = stmt.query([])?;
-        let mut k = 0usize;
-        let mut n = 0usize;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            while k < items.len() && items[k].id < id {
-                k += 1;
+        let mut ids = String::with_capacity(items.len() * 8 + 2);
+        ids.push('[');
+        for (k, it) in items.iter().enumerate() {
+            if k > 0 {
+                ids.push(',');
             }
-            if k == items.len() || items[k].id != id {
-                return Ok(Err(format!("it holds segment #{id}, which is not in shard {i}")));
-            }
-            k += 1;
-            n += 1;
+            ids.push_str(&it.id.to_string());
         }
-        if n != items.len() {
-            return Ok(Err(format!("it covers {n} of the shard's {} segments", items.len())));
+        ids.push(']');
+        const ALL: &str = "SELECT segment_id AS id FROM scores UNION ALL SELECT segment_id FROM embeddings \
+                           UNION ALL SELECT item FROM raw_files UNION ALL SELECT segment_id FROM failed";
+        let outside: Option<i64> = conn
+            .query_row(
+                &format!("SELECT id FROM ({ALL}) WHERE id NOT IN (SELECT value FROM json_each(?1)) LIMIT 1"),
+                [&ids],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = outside {
+            return Ok(Err(format!("it holds item #{id}, which is not in shard {i}")));
+        }
+        let twice: Option<i64> = conn
+            .query_row(
+                "SELECT segment_id FROM failed WHERE segment_id IN (SELECT segment_id FROM scores) \
+                 OR segment_id IN (SELECT segment_id FROM embeddings) OR segment_id IN (SELECT item FROM raw_files) \
+                 LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = twice {
+            return Ok(Err(format!("it gives item #{id} both a result and a failure")));
+        }
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM ({ALL})"), [], |r| r.get(0))?;
+        if n as usize != items.len() {
+            return Ok(Err(format!("it covers {n} of the shard's {} items", items.len())));
         }
     }
     let (rows, failed) = part::counts(&conn)?;
