@@ -587,3 +587,22 @@ fn sharded_segmentation_gives_what_dams_segment_gives() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("would name its windows like those of a003.flac"), "{o:?}");
 }
+
+/// Without sbatch on the PATH, submitting says so and where the plan is; nothing reaches the workspace.
+#[test]
+fn submitting_without_slurm_says_what_is_missing_and_where_the_plan_is() {
+    let d = demo();
+    let o = common::dams(&d.home)
+        .arg("--workspace")
+        .arg(&d.ws)
+        .args(["slurm", "submit", "--shards", "2", "--split", "dev", "--name", "nosl"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("cannot run sbatch") && err.contains("dams slurm status"), "{err}");
+    assert!(d.run_dir("nosl").join("plan.json").is_file());
+    let st = d.ok(&["slurm", "status", "nosl"]);
+    assert!(st.contains("missing 2") && st.contains("--array=0-1 "), "{st}");
+}

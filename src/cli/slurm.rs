@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use super::Ctx;
@@ -219,7 +219,14 @@ fn run_submit(ctx: &Ctx, a: SubmitArgs) -> Result<()> {
         return Ok(());
     }
     let all: Vec<usize> = (0..p.shards).collect();
-    let sub = sbatch::submit(p, dir, &all)?;
+    let sub = sbatch::submit(p, dir, &all).with_context(|| {
+        format!(
+            "the plan and its scripts are in {} (nothing of it reached the workspace); `dams slurm status {}` prints \
+             the sbatch lines that submit it",
+            dir.display(),
+            dir.display()
+        )
+    })?;
     for (id, c) in &sub.arrays {
         println!("submitted array job {id} (sbatch {})", c.args(p.slurm.max_parallel).join(" "));
     }
