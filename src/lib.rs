@@ -22,6 +22,7 @@ pub mod pool;
 pub mod pseudo;
 pub mod recovery;
 pub mod rng;
+pub mod slurm;
 pub mod store;
 #[cfg(feature = "burn")]
 pub mod student;

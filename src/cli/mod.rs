@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod pool;
 #[cfg(feature = "burn")]
 pub mod selftrain;
+pub mod slurm;
 #[cfg(feature = "burn")]
 pub mod student;
 pub mod teachers;
@@ -75,6 +76,10 @@ pub enum Command {
     Teachers(teachers::TeachersArgs),
     /// Score segments with a teacher into a (resumable) teacher run.
     Score(teachers::ScoreArgs),
+    /// Sharded scoring on a Slurm cluster: `submit` a plan as an array job plus a merge, `status` of a run.
+    Slurm(slurm::SlurmArgs),
+    /// Import a sharded run's finished parts into the workspace (idempotent: running it again changes nothing).
+    Merge(slurm::MergeArgs),
     /// Derive a run's scores again from its stored raw outputs with other settings (e.g. `--option pooling=max`)
     /// into a new run, without the model.
     Remap(teachers::RemapArgs),
@@ -195,6 +200,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Loop(a)) => selftrain::run_loop(&ctx, a),
         Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
         Some(Command::Score(a)) => teachers::run_score(&ctx, a),
+        Some(Command::Slurm(a)) => slurm::run(&ctx, a),
+        Some(Command::Merge(a)) => slurm::run_merge(&ctx, a),
         Some(Command::Remap(a)) => teachers::run_remap(&ctx, a),
         Some(Command::ExportScores(a)) => teachers::run_export_scores(&ctx, a),
         Some(Command::SegmentLabels(a)) => teachers::run_segment_labels(&ctx, a),

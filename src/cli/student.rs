@@ -174,6 +174,8 @@ pub fn run_score_student(ctx: &Ctx, a: ScoreStudentArgs) -> Result<()> {
             batch_size: None,
             weights: None,
             pooling: None,
+            plan: None,
+            shard: None,
         },
     )
 }

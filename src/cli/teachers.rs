@@ -134,6 +134,13 @@ pub struct ScoreArgs {
     /// Shorthand for `--option pooling=P` (AudioSet taggers: noisy_or, max or mean).
     #[arg(long)]
     pub pooling: Option<Pooling>,
+    /// Score one shard of a plan (`dams slurm submit` writes plans) into its own part file, without touching the
+    /// workspace database; the teacher and its options come from the plan. Needs --shard.
+    #[arg(long, value_name = "PLAN", requires = "shard", conflicts_with_all = ["teacher", "options", "split", "device", "fresh", "batch_size", "weights", "pooling"])]
+    pub plan: Option<PathBuf>,
+    /// With --plan: the shard index, or `auto` (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or DAMS_SHARD_INDEX).
+    #[arg(long, value_name = "I|auto", requires = "plan")]
+    pub shard: Option<crate::slurm::shard::ShardArg>,
 }
 
 #[derive(Debug, Args)]
@@ -459,6 +466,9 @@ fn option_pairs(options: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
+    if let (Some(plan), Some(shard)) = (&a.plan, a.shard) {
+        return super::slurm::run_shard(ctx, plan, shard);
+    }
     let ws = ctx.workspace()?;
     let splits = match &a.split {
         Some(s) => Some(parse_splits(s).map_err(anyhow::Error::msg)?),
