@@ -9,9 +9,9 @@ What it does
     fixture small; the port reads that width from the tensors);
   * perturbs EVERY parameter and buffer with N(0, 0.2) (LayerNorm weights are not 1, biases not 0, the
     positional embedding is not the sinusoid table, so the port must read it from the checkpoint);
-  * saves them in the published formats: `whisper_tiny.pt` = torch.save({'dims': dict, 'model_state_dict': ...})
-    with every tensor in fp16, like OpenAI's `large-v2.pt` (decoder included), and `whisper_tiny_at.pth` /
-    `whisper_tiny_at_low.pth` = torch.save of the flat `at_model.*` state dict in fp32, like `large-v2_ori.pth`;
+  * saves them in the published formats: `whisper.pt` = torch.save({'dims': dict, 'model_state_dict': ...})
+    with every tensor in fp16, like OpenAI's `large-v2.pt` (decoder included), and `whisper_at.pth` /
+    `whisper_at_low.pth` = torch.save of the flat `at_model.*` state dict in fp32, like `large-v2_ori.pth`;
   * reloads the model from those files exactly as `whisper_at.load_model` does (`load_state_dict(strict=True)` of
     the merged dicts: fp16 values in an fp32 model) and writes goldens for real clips in both contexts:
       - context 30 = what `transcribe(at_time_res=10, fp16=False)` computes at seek 0 (the Python project):
@@ -41,6 +41,7 @@ import json
 import math
 import os
 import wave
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -128,19 +129,27 @@ def build(size, seed, decoder=True):
 
 
 def save(out, stem, dims, model, low):
+    # State dicts as `state_dict()` returns them (OrderedDict with its `_metadata` attribute, which the pickle
+    # restores with BUILD), like the published files.
     sd = model.state_dict()
-    whisper_sd = {k: v.half().contiguous() for k, v in sd.items() if not k.startswith("at_model.")}
-    torch.save({"dims": dims.__dict__, "model_state_dict": whisper_sd}, os.path.join(out, f"{stem}.pt"))
-    at_sd = {k: v.float().contiguous() for k, v in sd.items() if k.startswith("at_model.")}
-    torch.save(at_sd, os.path.join(out, f"{stem}_at.pth"))
-    low_sd = {f"at_model.{k}": v.float().contiguous() for k, v in low.state_dict().items()}
-    torch.save(low_sd, os.path.join(out, f"{stem}_at_low.pth"))
+
+    def subset(keep, cast, rename=lambda k: k, src=sd):
+        out = OrderedDict((rename(k), cast(v).contiguous()) for k, v in src.items() if keep(k))
+        out._metadata = src._metadata
+        return out
+
+    whisper_sd = subset(lambda k: not k.startswith("at_model."), lambda v: v.half())
+    torch.save({"dims": dims.__dict__, "model_state_dict": whisper_sd}, os.path.join(out, "whisper.pt"))
+    at_sd = subset(lambda k: k.startswith("at_model."), lambda v: v.float())
+    torch.save(at_sd, os.path.join(out, "whisper_at.pth"))
+    low_sd = subset(lambda k: True, lambda v: v.float(), rename=lambda k: f"at_model.{k}", src=low.state_dict())
+    torch.save(low_sd, os.path.join(out, "whisper_at_low.pth"))
 
 
 def load(out, stem, low_width):
     """As whisper_at.load_model: merge the two state dicts into a fresh model, strict."""
-    ckpt = torch.load(os.path.join(out, f"{stem}.pt"), map_location="cpu")
-    at = torch.load(os.path.join(out, f"{stem}_at.pth"), map_location="cpu")
+    ckpt = torch.load(os.path.join(out, "whisper.pt"), map_location="cpu")
+    at = torch.load(os.path.join(out, "whisper_at.pth"), map_location="cpu")
     dims = ModelDimensions(**ckpt["dims"])
     model = Whisper(dims)
     merged = {}
@@ -148,7 +157,7 @@ def load(out, stem, low_width):
     merged.update(at)
     model.load_state_dict(merged, strict=True)
     low = ATModel(n_layer=dims.n_audio_layer, rep_dim=dims.n_audio_state, mode=f"tl_down_tr_{low_width}_1_8")
-    low_sd = torch.load(os.path.join(out, f"{stem}_at_low.pth"), map_location="cpu")
+    low_sd = torch.load(os.path.join(out, "whisper_at_low.pth"), map_location="cpu")
     low.load_state_dict({k[len("at_model."):]: v for k, v in low_sd.items()}, strict=True)
     return model.eval(), low.eval()
 
