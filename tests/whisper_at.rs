@@ -107,11 +107,11 @@ mod model {
     }
 
     /// Pooled features, logits of both heads and noisy-OR scores against the goldens, every clip of one batch.
-    fn check(engine: Engine, cpu_kernels: bool, tol: f32) {
+    fn check(engine: Engine, cpu_kernels: bool, tol: f32, heads: &[(&str, &str)]) {
         let meta = meta();
         let clips = clips();
         let batch: Vec<&[f32]> = clips.iter().map(|(_, x)| x.as_slice()).collect();
-        for (head, logits_key) in [("whisper_at.pth", "logits"), ("whisper_at_low.pth", "logits_low")] {
+        for &(head, logits_key) in heads {
             let dir = folder(head);
             let mut t = WhisperAtTeacher::open(dir.path(), engine.clone(), None).unwrap().with_cpu_kernels(cpu_kernels);
             assert_eq!(t.dims().n_audio_layer, 3);
@@ -153,25 +153,28 @@ mod model {
         }
     }
 
+    const BOTH: [(&str, &str); 2] = [("whisper_at.pth", "logits"), ("whisper_at_low.pth", "logits_low")];
+
     #[test]
     fn pooled_features_and_logits_match_whisper_at_on_the_cpu() {
-        check(Engine::cpu(), true, 1e-4);
+        check(Engine::cpu(), true, 1e-4, &BOTH);
     }
 
     #[test]
     fn burn_softmax_and_gelu_match_too() {
         // The path a GPU takes (burn's softmax and GELU), on the CPU.
-        check(Engine::cpu(), false, 1e-4);
+        check(Engine::cpu(), false, 1e-4, &BOTH);
     }
 
     /// The GPU path on whatever Vulkan adapter there is (Mesa's lavapipe where there is no GPU): same goldens, same
-    /// bound. Skipped, saying so, where there is no Vulkan adapter.
+    /// bound (measured on lavapipe: pooled ≤ 1.1e-5, logits ≤ 1.8e-6). The TL-TR head only (the low head runs the same
+    /// block code; lavapipe takes ~90 s per head). Skipped, saying so, where there is no Vulkan adapter.
     #[test]
     fn logits_match_whisper_at_on_wgpu() {
         match Engine::select(dams::engine::DeviceChoice::GpuSoftware) {
             Ok(e) => {
                 eprintln!("wgpu parity on {}", e.description);
-                check(e, false, 1e-4)
+                check(e, false, 1e-4, &BOTH[..1])
             }
             Err(e) => eprintln!("SKIPPED logits_match_whisper_at_on_wgpu: {e}"),
         }

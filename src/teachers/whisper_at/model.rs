@@ -74,16 +74,43 @@ impl Block {
         let q = split(self.query.forward(h.clone()));
         let k = split(self.key.forward(h.clone()));
         let v = split(self.value.forward(h));
-        let ctx = if cpu {
-            cpu_attention(q, k, v)
-        } else {
-            attention(q, k, v, None, None, AttentionModuleOptions::default())
-        };
+        let ctx = if cpu { cpu_attention(q, k, v) } else { chunked_attention(q, k, v) };
         let x = x + self.out.forward(ctx.swap_dims(1, 2).reshape([b, n, d]));
         let y = self.mlp0.forward(self.mlp_ln.forward(x.clone()));
         let y = if cpu { cpu_gelu(y) } else { gelu(y) };
         x + self.mlp2.forward(y)
     }
+}
+
+/// Largest attention-score tensor one call builds on a GPU (bytes): adapters cap a storage buffer (lavapipe and many
+/// cards at 128 MiB), and large-v2 at 1500 tokens has 20 × 1500² scores per segment (180 MB).
+const MAX_SCORES_BYTES: usize = 64 << 20;
+
+/// `softmax(q·kᵀ/√d_h)·v` through burn, over blocks of queries so that no score tensor exceeds
+/// [`MAX_SCORES_BYTES`] (each query row's softmax is independent: the result is the same).
+fn chunked_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [b, h, n, _] = q.dims();
+    let m = k.dims()[2];
+    let per_row = b * h * m * 4;
+    let rows = (MAX_SCORES_BYTES / per_row.max(1)).max(1);
+    if rows >= n {
+        return attention(q, k, v, None, None, AttentionModuleOptions::default());
+    }
+    let mut parts = Vec::with_capacity(n.div_ceil(rows));
+    let mut start = 0;
+    while start < n {
+        let len = rows.min(n - start);
+        parts.push(attention(
+            q.clone().narrow(2, start, len),
+            k.clone(),
+            v.clone(),
+            None,
+            None,
+            AttentionModuleOptions::default(),
+        ));
+        start += len;
+    }
+    Tensor::cat(parts, 2)
 }
 
 /// Whisper's audio encoder, returning every block's pooled output.
