@@ -180,3 +180,261 @@ mod model {
         }
     }
 }
+
+mod hostile {
+    use super::*;
+    use dams::teachers::weights::torch::TorchCheckpoint;
+    use dams::teachers::whisper_at::install::check_folder;
+
+    /// A folder with `whisper.pt` = `pt` and the fixture head.
+    fn folder_with(pt: &[u8]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("whisper.pt"), pt).unwrap();
+        std::fs::copy(fixtures().join("whisper_at.pth"), d.path().join("whisper_at.pth")).unwrap();
+        d
+    }
+
+    fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        assert_eq!(from.len(), to.len(), "same length keeps the zip offsets");
+        let i = bytes.windows(from.len()).position(|w| w == from).expect("pattern in the fixture");
+        let mut b = bytes.to_vec();
+        b[i..i + to.len()].copy_from_slice(to);
+        b
+    }
+
+    #[test]
+    fn the_fixture_folder_checks_and_the_decoder_is_never_read() {
+        let d = folder_with(&std::fs::read(fixtures().join("whisper.pt")).unwrap());
+        let s = check_folder(d.path()).unwrap();
+        assert!(s.contains("3 layers, width 32") && s.contains("tl_tr head"), "{s}");
+        let pt = TorchCheckpoint::open_state_dict(&fixtures().join("whisper.pt"), Some("model_state_dict")).unwrap();
+        assert!(pt.names().any(|n| n.starts_with("decoder.")), "the fixture has a decoder to skip");
+    }
+
+    #[test]
+    fn truncated_files_are_clear_errors() {
+        let pt = std::fs::read(fixtures().join("whisper.pt")).unwrap();
+        for cut in [0, 10, 100, 5_000, pt.len() / 2, pt.len() - 30, pt.len() - 1] {
+            let d = folder_with(&pt[..cut]);
+            let e = check_folder(d.path()).unwrap_err().to_string();
+            assert!(
+                e.contains("whisper.pt") && (e.contains("truncated") || e.contains("not a PyTorch zip")),
+                "cut {cut}: {e}"
+            );
+        }
+        // Not a checkpoint at all.
+        let flac =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ex_16k_mono.flac")).unwrap();
+        let e = check_folder(folder_with(&flac).path()).unwrap_err().to_string();
+        assert!(e.contains("not a PyTorch zip checkpoint"), "{e}");
+    }
+
+    #[test]
+    fn unknown_pickle_globals_are_refused_by_name() {
+        let pt = std::fs::read(fixtures().join("whisper.pt")).unwrap();
+        let evil = replace(&pt, b"collections\nOrderedDict", b"subprocess\ncheck_output");
+        let e = check_folder(folder_with(&evil).path()).unwrap_err().to_string();
+        assert!(e.contains("'subprocess.check_output'") && e.contains("never imports or runs pickled code"), "{e}");
+    }
+
+    #[test]
+    fn dims_that_do_not_match_the_weights_are_named() {
+        let pt = std::fs::read(fixtures().join("whisper.pt")).unwrap();
+        // n_audio_state 32 → 48: every shape is off; the first checked is named with both shapes.
+        let wide = replace(&pt, b"n_audio_stateq\x05K\x20", b"n_audio_stateq\x05K\x30");
+        let e = check_folder(folder_with(&wide).path()).unwrap_err().to_string();
+        assert!(e.contains("has shape [32") && e.contains("imply [48"), "{e}");
+        // n_audio_layer 3 → 2: block 2 is left over.
+        let short = replace(&pt, b"n_audio_layerq\x07K\x03", b"n_audio_layerq\x07K\x02");
+        let e = check_folder(folder_with(&short).path()).unwrap_err().to_string();
+        assert!(e.contains("unexpected tensor 'encoder.blocks.2."), "{e}");
+        // n_audio_layer 3 → 4: block 3 is missing.
+        let long = replace(&pt, b"n_audio_layerq\x07K\x03", b"n_audio_layerq\x07K\x04");
+        let e = check_folder(folder_with(&long).path()).unwrap_err().to_string();
+        assert!(e.contains("missing tensor 'encoder.blocks.3."), "{e}");
+        // 128 mel bins (large-v3): refused with the reason.
+        let v3 = replace(&pt, b"n_melsq\x03KP", b"n_melsq\x03K\x80");
+        let e = check_folder(folder_with(&v3).path()).unwrap_err().to_string();
+        assert!(e.contains("128 mel bins"), "{e}");
+    }
+
+    #[test]
+    fn swapped_or_foreign_files_are_named() {
+        // The head where the Whisper checkpoint belongs.
+        let head = std::fs::read(fixtures().join("whisper_at.pth")).unwrap();
+        let e = check_folder(folder_with(&head).path()).unwrap_err().to_string();
+        assert!(e.contains("no 'dims'"), "{e}");
+        // The Whisper checkpoint where the head belongs.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::copy(fixtures().join("whisper.pt"), d.path().join("whisper.pt")).unwrap();
+        std::fs::copy(fixtures().join("whisper.pt"), d.path().join("whisper_at.pth")).unwrap();
+        let e = check_folder(d.path()).unwrap_err().to_string();
+        assert!(e.contains("whisper_at.pth") && e.contains("not a tensor"), "{e}");
+    }
+
+    #[test]
+    fn corrupted_bytes_never_panic() {
+        // Flip bytes all over both files (pickle, zip headers, directory, tensor data): every outcome is Ok or a
+        // WeightsError, never a panic. A flip inside tensor data can leave a valid checkpoint.
+        for name in ["whisper.pt", "whisper_at.pth"] {
+            let orig = std::fs::read(fixtures().join(name)).unwrap();
+            let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join(name);
+            let mut errors = 0;
+            for i in 0..400 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let mut b = orig.clone();
+                // Half the flips in the first 16 KiB (the pickle), the rest anywhere, the last 40 in the directory.
+                let pos = match i % 3 {
+                    0 => (seed >> 33) as usize % 16_384.min(b.len()),
+                    1 => (seed >> 33) as usize % b.len(),
+                    _ => b.len() - 1 - (seed >> 33) as usize % 4_000.min(b.len()),
+                };
+                b[pos] ^= 1 << ((seed >> 20) % 8);
+                std::fs::write(&p, &b).unwrap();
+                match TorchCheckpoint::open(&p) {
+                    Err(_) => errors += 1,
+                    Ok(mut c) => {
+                        let key = if name.ends_with(".pt") { Some("model_state_dict") } else { None };
+                        if c.select(key).is_ok() {
+                            let names: Vec<String> = c.names().map(String::from).collect();
+                            for n in names {
+                                let _ = c.take_raw(&n);
+                            }
+                        }
+                    }
+                }
+            }
+            eprintln!("{name}: {errors} of 400 corrupted copies refused at open");
+            assert!(errors > 0);
+        }
+    }
+
+    #[cfg(feature = "burn")]
+    #[test]
+    fn loading_reads_the_encoder_only() {
+        use dams::teachers::whisper_at::install::open_checked;
+        use dams::teachers::whisper_at::model::Encoder;
+        let (mut pt, dims, _, _) =
+            open_checked(&fixtures().join("whisper.pt"), &fixtures().join("whisper_at.pth")).unwrap();
+        Encoder::load(&dims, &mut pt, &dams::engine::Engine::cpu().device).unwrap();
+        let unused = pt.unused();
+        assert!(unused.iter().any(|n| n.starts_with("decoder.")));
+        assert!(unused.iter().all(|n| n.starts_with("decoder.") || n.starts_with("encoder.ln_post.")), "{unused:?}");
+    }
+}
+
+/// `dams` with its user dirs inside `home`.
+fn dams(home: &Path) -> std::process::Command {
+    common::dams(home)
+}
+
+fn run_ok(c: &mut std::process::Command) -> String {
+    let o = c.output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{c:?} failed:\n{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn run_err(c: &mut std::process::Command) -> String {
+    let o = c.output().unwrap();
+    assert!(!o.status.success(), "{c:?} should fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[cfg(feature = "burn")]
+#[test]
+fn score_a_workspace_with_an_installed_checkpoint() {
+    use dams::labels::{LabelSource, Split};
+    use dams::store::NewSegment;
+    use dams::workspace::Workspace;
+
+    let home = tempfile::tempdir().unwrap();
+    let list = run_ok(dams(home.path()).args(["teachers"]));
+    assert!(list.contains("whisper-at") && list.contains("dams teachers add whisper-at --from DIR"), "{list}");
+    assert!(list.contains("--option context=30"), "{list}");
+    // pull says where the published files are and how to install them.
+    let e = run_err(dams(home.path()).args(["teachers", "pull", "whisper-at"]));
+    assert!(
+        e.contains("large-v2.pt") && e.contains("large-v2_ori.pth") && e.contains("teachers add whisper-at"),
+        "{e}"
+    );
+    assert!(e.contains("docs/whisper_at.md"), "{e}");
+
+    let ws_dir = home.path().join("ws");
+    let ws = Workspace::init(&ws_dir).unwrap();
+    let clips: Vec<(String, Vec<f32>)> = clips().into_iter().take(3).collect();
+    let mut rows = Vec::new();
+    for (i, (name, x)) in clips.iter().enumerate() {
+        let rel = format!("segments/{name}.wav");
+        let path = ws.abs_data_path(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        dams::audio::write_wav_16k(&path, x).unwrap();
+        rows.push(NewSegment {
+            segment_path: rel,
+            raw_file: format!("{name}.wav"),
+            start_time: 0.0,
+            end_time: x.len() as f64 / 16_000.0,
+            split: if i % 2 == 0 { Split::Train } else { Split::Unlabeled },
+            label_source: LabelSource::none(),
+            labels: None,
+            scores: [None; 3],
+            extra: None,
+        });
+    }
+    ws.open_store().unwrap().upsert_segments(&rows).unwrap();
+    let ws_arg = ws_dir.to_str().unwrap();
+    let e = run_err(dams(home.path()).args(["-w", ws_arg, "score", "--teacher", "whisper-at"]));
+    assert!(e.contains("not installed") && e.contains("teachers add whisper-at"), "{e}");
+
+    // A folder without the two files is refused; the fixture folder installs.
+    let e = run_err(dams(home.path()).args(["teachers", "add", "whisper-at", "--from", ws_arg]));
+    assert!(e.contains("whisper_at.pth"), "{e}");
+    let src = tempfile::tempdir().unwrap();
+    std::fs::copy(fixtures().join("whisper.pt"), src.path().join("whisper.pt")).unwrap();
+    std::fs::copy(fixtures().join("whisper_at.pth"), src.path().join("whisper_at.pth")).unwrap();
+    run_ok(dams(home.path()).args(["teachers", "add", "whisper-at", "--from", src.path().to_str().unwrap()]));
+    let list = run_ok(dams(home.path()).args(["teachers"]));
+    assert!(
+        list.lines().any(|l| l.starts_with("whisper-at") && l.contains("installed") && !l.contains("not installed")),
+        "{list}"
+    );
+
+    let store = ws.open_store().unwrap();
+    for (ctx, key) in CONTEXTS {
+        let out = run_ok(dams(home.path()).args([
+            "-w",
+            ws_arg,
+            "score",
+            "--teacher",
+            "whisper-at",
+            "--option",
+            &format!("context={key}"),
+        ]));
+        assert!(out.contains("3 scored"), "{out}");
+        let run = store.runs().unwrap().into_iter().rev().find(|r| r.teacher == "whisper-at").unwrap();
+        assert!(run.settings.contains(&format!("\"context\":\"{}\"", ctx.as_str())), "{run:?}");
+        assert!(run.settings.contains("\"head\":\"tl_tr\""), "{run:?}");
+        assert_eq!(run.n_scores, 3);
+        let goldens: Vec<Vec<f32>> = clips.iter().map(|(n, _)| golden(&format!("{n}.c{key}.logits"))).collect();
+        for (seg_id, scores) in store.run_scores(run.id).unwrap() {
+            let logits = store.logits(run.id, seg_id).unwrap().expect("raw logits stored");
+            assert!(goldens.iter().any(|g| max_abs_diff(g, &logits) <= 1e-4), "segment {seg_id}: logits differ");
+            let want = dams::teachers::audioset::collapse_logits(&logits, Default::default()).unwrap();
+            assert!(max_abs_diff(&scores, &want) < 1e-6);
+        }
+    }
+    // The contexts are different runs with different scores.
+    let runs: Vec<_> = store.runs().unwrap().into_iter().filter(|r| r.teacher == "whisper-at").collect();
+    assert_eq!(runs.len(), 2);
+
+    // Pseudo-labels from it carry the Python project's label source.
+    for (class, t) in [("speech", "0.6"), ("music", "0.4"), ("noise", "0.4")] {
+        run_ok(dams(home.path()).args(["-w", ws_arg, "thresholds", "set", "whisper-at", class, t]));
+    }
+    let out =
+        run_ok(dams(home.path()).args(["-w", ws_arg, "pseudo-label", "--teacher", "whisper-at", "--residual-noise"]));
+    assert!(out.contains("whisper_pseudo"), "{out}");
+    assert_eq!(dams::catalog::label_source("whisper-at").as_str(), "whisper_pseudo");
+}

@@ -286,6 +286,13 @@ pub fn run_add(ctx: &Ctx, a: AddArgs) -> Result<()> {
 /// Fill the Hugging Face cache (what is there already is used as it is), check the files like `add`, install.
 pub fn run_pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
     let (d, spec) = installable(&a.teacher)?;
+    if spec.hf_repo.is_empty() {
+        let how = match (d.state)(&crate::teachers::OpenContext::new(ctx.dirs.model_cache())) {
+            crate::teachers::InstallState::Missing(how) => how,
+            _ => format!("dams teachers add {} --from DIR", d.id),
+        };
+        bail!("'{}' has no Hugging Face repository to pull from; install it from a folder: {how}", d.id);
+    }
     let hub = crate::teachers::hub::HubCache::from_env();
     let revision = a.revision.as_deref().unwrap_or(spec.revision);
     let cached = hub.find(spec.hf_repo, revision, spec.files).is_some();

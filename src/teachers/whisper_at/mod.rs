@@ -77,7 +77,8 @@ pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::Teac
     state: |ctx| match install::installed(&ctx.model_cache) {
         Some(r) => crate::teachers::InstallState::Installed(format!("sha256:{} from {}", r.sha256, r.source)),
         None => crate::teachers::InstallState::Missing(
-            "dams teachers add whisper-at --from DIR   (DIR: whisper.pt + whisper_at.pth; see docs/whisper_at.md)"
+            "dams teachers add whisper-at --from DIR   (DIR holds OpenAI's large-v2.pt as whisper.pt and \
+             whisper-at's large-v2_ori.pth as whisper_at.pth; see docs/whisper_at.md)"
                 .into(),
         ),
     },
