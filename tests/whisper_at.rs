@@ -438,3 +438,45 @@ fn score_a_workspace_with_an_installed_checkpoint() {
     assert!(out.contains("whisper_pseudo"), "{out}");
     assert_eq!(dams::catalog::label_source("whisper-at").as_str(), "whisper_pseudo");
 }
+
+/// Full-size random weights (large-v2 dims by default: 32 layers, width 1280) against whisper-at on the 10 s clip,
+/// both contexts, both heads: `python tools/whisper_at/make_goldens.py --out DIR --size large-v2 --no-decoder`,
+/// then `DAMS_WHISPER_AT_FULL=DIR cargo test --test whisper_at -- --ignored full_size`. Bound 1e-3 (32 layers of f32
+/// rounding; measured figures in docs/whisper_at.md).
+#[cfg(feature = "burn")]
+#[test]
+#[ignore = "needs DAMS_WHISPER_AT_FULL=DIR made by tools/whisper_at/make_goldens.py --size large-v2 (2.7 GB)"]
+fn full_size_random_weights_match_whisper_at() {
+    use dams::engine::Engine;
+    use dams::teachers::whisper_at::WhisperAtTeacher;
+    let dir = PathBuf::from(std::env::var("DAMS_WHISPER_AT_FULL").expect("DAMS_WHISPER_AT_FULL=DIR"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("goldens.json")).unwrap()).unwrap();
+    let goldens = |name: &str| Checkpoint::open(&dir.join("goldens.safetensors")).unwrap().take_raw(name).unwrap();
+    let tiled = clips().pop().unwrap();
+    assert_eq!(tiled.0, "tiled10");
+    for (head, key) in [("whisper_at.pth", "logits"), ("whisper_at_low.pth", "logits_low")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let pt = tmp.path().join("whisper.pt");
+        std::os::unix::fs::symlink(dir.join("whisper.pt"), &pt).unwrap();
+        std::os::unix::fs::symlink(dir.join(head), tmp.path().join("whisper_at.pth")).unwrap();
+        let mut t = WhisperAtTeacher::open(tmp.path(), Engine::cpu(), Some("test".into())).unwrap();
+        eprintln!(
+            "{}: {} layers, width {}, {}",
+            dir.display(),
+            t.dims().n_audio_layer,
+            t.dims().n_audio_state,
+            t.head_kind().as_str()
+        );
+        assert_eq!(meta["dims"]["n_audio_layer"].as_u64().unwrap() as usize, t.dims().n_audio_layer);
+        for (ctx, c) in CONTEXTS {
+            t = t.with_context(ctx);
+            let feats = t.features(&[tiled.1.as_slice()]);
+            let (pooled, logits) = t.run_features(feats, 1).unwrap();
+            let ep = max_abs_diff(&pooled, &goldens(&format!("tiled10.c{c}.pooled")));
+            let el = max_abs_diff(&logits[0], &goldens(&format!("tiled10.c{c}.{key}")));
+            eprintln!("context {c} {head}: pooled max abs error {ep:.2e}, logits {el:.2e}");
+            assert!(ep <= 1e-3 && el <= 1e-3, "context {c} {head}: pooled {ep}, logits {el}");
+        }
+    }
+}

@@ -11,6 +11,7 @@ pub mod manifest;
 #[cfg(feature = "burn")]
 pub mod student;
 pub mod teachers;
+pub mod whisper_at;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -77,11 +77,18 @@ def read_wav_i16(path):
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
 
 
-def perturb_(module, gen, scale=0.2):
+def perturb_(module, gen, scale=0.2, fan_in=False):
+    """Add N(0, scale) to every float parameter and buffer. With `fan_in` (full-size models), matrices get
+    N(0, 1/sqrt(fan_in)) instead, the magnitude of trained weights: N(0, 0.2) on a 1280-wide, 32-layer model drives the
+    residual stream to thousands and makes the random network chaotic (f32 rounding amplified far beyond what real
+    weights do), which says nothing about the port."""
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
             if t.is_floating_point():
-                t.add_(torch.randn(t.shape, generator=gen) * scale)
+                s = scale
+                if fan_in and t.dim() >= 2:
+                    s = 1.0 / math.sqrt(t[0].numel())
+                t.add_(torch.randn(t.shape, generator=gen) * s)
 
 
 def bucket(i):
@@ -121,10 +128,10 @@ def build(size, seed, decoder=True):
     if not decoder:
         # A minimal decoder (the port never reads it): keeps the full-size file small.
         pass
-    perturb_(model, gen)
+    perturb_(model, gen, fan_in=size != "tiny-test")
     low_width = 16 if size == "tiny-test" else 512
     low = ATModel(n_layer=layers, rep_dim=d, mode=f"tl_down_tr_{low_width}_1_8")
-    perturb_(low, gen)
+    perturb_(low, gen, fan_in=size != "tiny-test")
     return dims, model, low
 
 
@@ -146,7 +153,7 @@ def save(out, stem, dims, model, low):
     torch.save(low_sd, os.path.join(out, "whisper_at_low.pth"))
 
 
-def load(out, stem, low_width):
+def load(out, stem, low_width, low_file=True):
     """As whisper_at.load_model: merge the two state dicts into a fresh model, strict."""
     ckpt = torch.load(os.path.join(out, "whisper.pt"), map_location="cpu")
     at = torch.load(os.path.join(out, "whisper_at.pth"), map_location="cpu")
@@ -156,6 +163,8 @@ def load(out, stem, low_width):
     merged.update(ckpt["model_state_dict"])
     merged.update(at)
     model.load_state_dict(merged, strict=True)
+    if not low_file:
+        return model.eval(), None
     low = ATModel(n_layer=dims.n_audio_layer, rep_dim=dims.n_audio_state, mode=f"tl_down_tr_{low_width}_1_8")
     low_sd = torch.load(os.path.join(out, "whisper_at_low.pth"), map_location="cpu")
     low.load_state_dict({k[len("at_model."):]: v for k, v in low_sd.items()}, strict=True)
