@@ -352,15 +352,8 @@ fn score_a_workspace_with_an_installed_checkpoint() {
 
     let home = tempfile::tempdir().unwrap();
     let list = run_ok(dams(home.path()).args(["teachers"]));
-    assert!(list.contains("whisper-at") && list.contains("dams teachers add whisper-at --from DIR"), "{list}");
+    assert!(list.contains("whisper-at") && list.contains("dams teachers pull whisper-at"), "{list}");
     assert!(list.contains("--option context=30"), "{list}");
-    // pull says where the published files are and how to install them.
-    let e = run_err(dams(home.path()).args(["teachers", "pull", "whisper-at"]));
-    assert!(
-        e.contains("large-v2.pt") && e.contains("large-v2_ori.pth") && e.contains("teachers add whisper-at"),
-        "{e}"
-    );
-    assert!(e.contains("docs/whisper_at.md"), "{e}");
 
     let ws_dir = home.path().join("ws");
     let ws = Workspace::init(&ws_dir).unwrap();
@@ -386,7 +379,7 @@ fn score_a_workspace_with_an_installed_checkpoint() {
     ws.open_store().unwrap().upsert_segments(&rows).unwrap();
     let ws_arg = ws_dir.to_str().unwrap();
     let e = run_err(dams(home.path()).args(["-w", ws_arg, "score", "--teacher", "whisper-at"]));
-    assert!(e.contains("not installed") && e.contains("teachers add whisper-at"), "{e}");
+    assert!(e.contains("not installed") && e.contains("teachers pull whisper-at"), "{e}");
 
     // A folder without the two files is refused; the fixture folder installs.
     let e = run_err(dams(home.path()).args(["teachers", "add", "whisper-at", "--from", ws_arg]));
@@ -479,4 +472,113 @@ fn full_size_random_weights_match_whisper_at() {
             assert!(ep <= 1e-3 && el <= 1e-3, "context {c} {head}: pooled {ep}, logits {el}");
         }
     }
+}
+
+/// A one-shot HTTP/1.1 server on 127.0.0.1 serving `files` (URL path → (body, declared length)) for `requests`
+/// requests; returns its base URL.
+fn serve(files: Vec<(String, Vec<u8>, Option<usize>)>, requests: usize) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        for _ in 0..requests {
+            let Ok((mut s, _)) = listener.accept() else { return };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            match files.iter().find(|(p, ..)| *p == path) {
+                Some((_, body, len)) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        len.unwrap_or(body.len())
+                    );
+                    let _ = s.write_all(head.as_bytes());
+                    let _ = s.write_all(body);
+                }
+                None => {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                }
+            }
+        }
+    });
+    (base, h)
+}
+
+#[test]
+fn pull_downloads_from_the_published_urls_checks_and_installs() {
+    use dams::teachers::descriptor::{InstallSpec, UrlFile};
+    use dams::teachers::weights::install::pull_urls;
+    use dams::teachers::whisper_at::install::{INSTALL, LARGE_V2_PT_SHA256};
+    let pt = std::fs::read(fixtures().join("whisper.pt")).unwrap();
+    let pth = std::fs::read(fixtures().join("whisper_at.pth")).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let installed = |home: &Path| home.join("cache/models/whisper-at/dams-install.json").is_file();
+    let files = |pt: Vec<u8>, pt_len: Option<usize>| {
+        vec![
+            ("/whisper-at/whisper_at.pth".to_string(), pth.clone(), None),
+            ("/whisper-at/whisper.pt".to_string(), pt, pt_len),
+        ]
+    };
+    // Online (the shared helper sets HF_HUB_OFFLINE), through a local mirror.
+    let pull = |base: &str| {
+        let mut c = dams(home.path());
+        c.env_remove("HF_HUB_OFFLINE").env("DAMS_PULL_MIRROR", base).args(["teachers", "pull", "whisper-at"]);
+        run_err(&mut c)
+    };
+    // The published URLs are the Python project's files; large-v2.pt is checked against the sha256 in its URL.
+    assert!(INSTALL.urls.iter().any(|u| u.url.ends_with("/large-v2.pt") && u.sha256 == Some(LARGE_V2_PT_SHA256)));
+    assert!(INSTALL.urls.iter().any(|u| u.url.contains("large-v2_ori.pth")));
+    // Offline: refused before any connection.
+    let e = run_err(dams(home.path()).args(["teachers", "pull", "whisper-at"]));
+    assert!(e.contains("HF_HUB_OFFLINE"), "{e}");
+    // The tiny files are not the published large-v2.pt: the checksum refuses it and nothing is installed.
+    let (base, h) = serve(files(pt.clone(), None), 2);
+    let e = pull(&base);
+    h.join().unwrap();
+    assert!(e.contains("checksum mismatch") && e.contains(LARGE_V2_PT_SHA256), "{e}");
+    assert!(!installed(home.path()));
+    // A cut connection installs nothing.
+    let (base, h) = serve(files(pt[..pt.len() / 2].to_vec(), Some(pt.len())), 2);
+    let e = pull(&base);
+    h.join().unwrap();
+    assert!(e.contains("whisper.pt"), "{e}");
+    assert!(!installed(home.path()));
+    // A 404 names the URL.
+    let (base, h) = serve(vec![], 1);
+    let e = pull(&base);
+    h.join().unwrap();
+    assert!(e.contains("cannot download") && e.contains("/whisper-at/whisper_at.pth"), "{e}");
+    // No partial download is left behind.
+    let dl = home.path().join("cache/models/.download-whisper-at");
+    if dl.is_dir() {
+        for f in std::fs::read_dir(&dl).unwrap() {
+            let n = f.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!n.contains("incomplete"), "partial file {n} left");
+        }
+    }
+    // The same download against the tiny files' own sha256 (a spec shaped like the published one) installs.
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&pt).iter().map(|x| format!("{x:02x}")).collect()
+    };
+    let sha: &'static str = Box::leak(sha.into_boxed_str());
+    let urls: &'static [UrlFile] = Box::leak(Box::new([
+        UrlFile { file: "whisper_at.pth", url: "unused", sha256: None },
+        UrlFile { file: "whisper.pt", url: "unused", sha256: Some(sha) },
+    ]));
+    let spec = InstallSpec { urls, ..INSTALL };
+    let cache = tempfile::tempdir().unwrap();
+    let (base, h) = serve(files(pt.clone(), None), 2);
+    let rec = pull_urls("whisper-at", &spec, cache.path(), Some(&base), |_, _, _| {}).unwrap();
+    h.join().unwrap();
+    assert!(rec.source.contains("/whisper-at/whisper.pt"), "{rec:?}");
+    assert!(dams::teachers::whisper_at::install::installed(cache.path()).is_some());
+    assert!(!cache.path().join(".download-whisper-at").exists(), "downloads removed after the install");
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::WhisperAtError;
 use super::config::{HeadKind, WhisperDims};
 use crate::teachers::audioset::N_AUDIOSET;
-use crate::teachers::descriptor::InstallSpec;
+use crate::teachers::descriptor::{InstallSpec, UrlFile};
 use crate::teachers::weights::WeightsError;
 use crate::teachers::weights::install as shared;
 pub use crate::teachers::weights::install::InstallRecord;
@@ -30,13 +30,21 @@ pub const FILES: [&str; 2] = [PTH, PT];
 pub const LARGE_V2_PT_URL: &str = "https://openaipublic.azureedge.net/main/whisper/models/81f7c96c852ee8fc832187b0132e569d6c3065a3252ed18e56effd0b6a73e524/large-v2.pt";
 pub const LARGE_V2_AT_URL: &str = "https://www.dropbox.com/s/3zxpyvdrxy22eq7/large-v2_ori.pth?dl=1";
 
-/// How Whisper-AT is installed (the descriptor's install spec). Its weights are not on the Hugging Face hub in
-/// this layout: `hf_repo` is empty and `dams teachers pull whisper-at` says where to get them.
+/// sha256 of `large-v2.pt`, as OpenAI's URL gives it.
+pub const LARGE_V2_PT_SHA256: &str = "81f7c96c852ee8fc832187b0132e569d6c3065a3252ed18e56effd0b6a73e524";
+
+/// How Whisper-AT is installed (the descriptor's install spec). Its weights are not on the Hugging Face hub in this
+/// layout: `dams teachers pull whisper-at` downloads the Python project's files from their published URLs
+/// (OpenAI's `large-v2.pt`, sha256-checked, and whisper-at's `large-v2_ori.pth`).
 pub const INSTALL: InstallSpec = InstallSpec {
     hf_repo: "",
     revision: "main",
     files: &FILES,
     check: |dir| check_folder(dir).map_err(|e| e.to_string()),
+    urls: &[
+        UrlFile { file: PTH, url: LARGE_V2_AT_URL, sha256: None },
+        UrlFile { file: PT, url: LARGE_V2_PT_URL, sha256: Some(LARGE_V2_PT_SHA256) },
+    ],
 };
 
 /// The folder Whisper-AT is installed in.

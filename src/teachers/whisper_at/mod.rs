@@ -77,8 +77,8 @@ pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::Teac
     state: |ctx| match install::installed(&ctx.model_cache) {
         Some(r) => crate::teachers::InstallState::Installed(format!("sha256:{} from {}", r.sha256, r.source)),
         None => crate::teachers::InstallState::Missing(
-            "dams teachers add whisper-at --from DIR   (DIR holds OpenAI's large-v2.pt as whisper.pt and \
-             whisper-at's large-v2_ori.pth as whisper_at.pth; see docs/whisper_at.md)"
+            "dams teachers pull whisper-at   (or: dams teachers add whisper-at --from DIR, DIR holding OpenAI's \
+             large-v2.pt as whisper.pt and whisper-at's large-v2_ori.pth as whisper_at.pth)"
                 .into(),
         ),
     },
@@ -97,7 +97,9 @@ pub fn load_installed(
     let Some(checksum) = install::verified_checksum(&ctx.model_cache).map_err(|e| weights(e.to_string()))? else {
         return Err(TeacherError::NotInstalled {
             id: ID.into(),
-            hint: "install it with `dams teachers add whisper-at --from DIR` (see docs/whisper_at.md)".into(),
+            hint: "install it with `dams teachers pull whisper-at` (or `dams teachers add whisper-at --from DIR`; see \
+                   docs/whisper_at.md)"
+                .into(),
         });
     };
     let pooling: Pooling = match ctx.options.get("pooling") {
