@@ -582,3 +582,34 @@ fn pull_downloads_from_the_published_urls_checks_and_installs() {
     assert!(dams::teachers::whisper_at::install::installed(cache.path()).is_some());
     assert!(!cache.path().join(".download-whisper-at").exists(), "downloads removed after the install");
 }
+
+/// The checkpoint reader on what `torch.save` writes beyond contiguous fp16/fp32 (`reader_cases.pt`, made by
+/// `tools/whisper_at/make_goldens.py`): strides, storage offsets, bf16, f64, parameters, ints, scalars, plain values.
+#[test]
+fn the_torch_reader_reads_views_dtypes_and_plain_values() {
+    use dams::teachers::weights::torch::{TorchCheckpoint, Value};
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reader_cases.json")).unwrap()).unwrap();
+    let mut c = TorchCheckpoint::open(&fixtures().join("reader_cases.pt")).unwrap();
+    let meta = c.root().get("meta").unwrap();
+    assert_eq!(meta.get("name"), Some(&Value::Str("cases".into())));
+    assert_eq!(meta.get("n").and_then(Value::as_int), Some(3));
+    assert!(
+        matches!(meta.get("xs"), Some(Value::Seq(v, _)) if v == &vec![Value::Float(1.5), Value::None, Value::Bool(true)])
+    );
+    c.select(Some("tensors")).unwrap();
+    for name in ["transposed", "slice", "bf16", "f64", "param", "scalar"] {
+        let shape: Vec<usize> =
+            want["shapes"][name].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        assert_eq!(c.shape(name).unwrap(), shape.as_slice(), "{name}");
+        let got = c.take(name, &shape).unwrap();
+        let exp: Vec<f32> = want[name].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(got.len(), exp.len(), "{name}");
+        let err = max_abs_diff(&got, &exp);
+        assert!(err <= 1e-6 * exp.iter().fold(1f32, |a, b| a.max(b.abs())), "{name}: {got:?} vs {exp:?}");
+    }
+    // An int tensor is not read as floats.
+    let e = c.take("ints", &[4]).unwrap_err().0;
+    assert!(e.contains("I64") && e.contains("floats"), "{e}");
+    assert_eq!(c.unused(), vec!["ints".to_string()]);
+}

@@ -194,6 +194,28 @@ def run_context(model, low, audio, context):
     return seg, pooled, logits, logits_low
 
 
+def make_reader_cases(out):
+    """`reader_cases.pt`: what `torch.save` writes beyond plain contiguous fp16/fp32 tensors, for the checkpoint
+    reader's tests (`src/teachers/weights/torch.rs`): a transposed view (strides), a slice into a shared storage
+    (offset), bf16 and f64 storages, an `nn.Parameter` (`_rebuild_parameter`), an int64 tensor, nested containers; and
+    `reader_cases.json` with the expected values."""
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(3, 4, generator=g)
+    obj = OrderedDict()
+    obj["transposed"] = base.t()  # [4, 3], strides (1, 4)
+    obj["slice"] = base[1:, 1:3]  # offset 5, strides (4, 1)
+    obj["bf16"] = torch.randn(5, generator=g).to(torch.bfloat16)
+    obj["f64"] = torch.randn(2, 2, generator=g, dtype=torch.float64)
+    obj["param"] = torch.nn.Parameter(torch.randn(3, generator=g))
+    obj["ints"] = torch.arange(4)
+    obj["scalar"] = torch.tensor(2.5)
+    torch.save({"tensors": obj, "meta": {"name": "cases", "n": 3, "xs": [1.5, None, True]}}, os.path.join(out, "reader_cases.pt"))
+    expect = {k: v.detach().double().flatten().tolist() for k, v in obj.items() if k != "ints"}
+    expect["shapes"] = {k: list(v.shape) for k, v in obj.items()}
+    with open(os.path.join(out, "reader_cases.json"), "w") as f:
+        json.dump(expect, f)
+
+
 def frames_touching_audio(n_samples):
     """Frames (hop 160, window 400 centred) whose window holds at least one clip sample."""
     return int(math.floor((n_samples - 1 + 200) / 160)) + 1
@@ -211,6 +233,8 @@ def main():
     stem = "whisper_tiny" if args.size == "tiny-test" else f"whisper_{args.size}_random"
     dims, model, low = build(args.size, args.seed, decoder=not args.no_decoder)
     save(args.out, stem, dims, model, low)
+    if args.size == "tiny-test":
+        make_reader_cases(args.out)
     low_width = 16 if args.size == "tiny-test" else 512
     model, low = load(args.out, stem, low_width)
 
