@@ -422,6 +422,13 @@ fn score_a_workspace_with_an_installed_checkpoint() {
     let runs: Vec<_> = store.runs().unwrap().into_iter().filter(|r| r.teacher == "whisper-at").collect();
     assert_eq!(runs.len(), 2);
 
+    // Re-pooling the stored logits needs no model; the context cannot be changed that way (it needs the encoder).
+    let id = runs[0].id.to_string();
+    let out = run_ok(dams(home.path()).args(["-w", ws_arg, "remap", "--run", &id, "--option", "pooling=max"]));
+    assert!(out.contains("3 segments derived again"), "{out}");
+    let e = run_err(dams(home.path()).args(["-w", ws_arg, "remap", "--run", &id, "--option", "context=10"]));
+    assert!(e.contains("context"), "{e}");
+
     // Pseudo-labels from it carry the Python project's label source.
     for (class, t) in [("speech", "0.6"), ("music", "0.4"), ("noise", "0.4")] {
         run_ok(dams(home.path()).args(["-w", ws_arg, "thresholds", "set", "whisper-at", class, t]));
