@@ -51,6 +51,21 @@ fn signal(k: usize) -> Vec<f32> {
         .collect()
 }
 
+/// CPU time (user + system, every thread) this process has used, in seconds (Linux `/proc/self/stat`): on a shared
+/// machine, wall time measures the neighbours as much as the model; CPU seconds per segment measure the work.
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    #[cfg(unix)]
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    #[cfg(not(unix))]
+    let hz = 100.0;
+    Some(ticks / if hz > 0.0 { hz } else { 100.0 })
+}
+
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MB.
 fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -105,13 +120,16 @@ pub fn bench(ctx: &Ctx, a: BenchWhisperAtArgs) -> Result<()> {
         let refs: Vec<&[f32]> = segs.iter().map(|s| s.as_slice()).collect();
         t.logits(&refs[..batch])?; // warm-up
         let t0 = Instant::now();
+        let c0 = cpu_seconds();
         for chunk in refs.chunks(batch) {
             t.logits(chunk)?;
         }
         let secs = t0.elapsed().as_secs_f64();
+        let cpu_per_seg = c0.zip(cpu_seconds()).map(|(a, b)| (b - a) / n as f64).unwrap_or(f64::NAN);
         let dams_sps = n as f64 / secs;
         println!(
-            "context {}: dams on {desc} ({}): {dams_sps:.4} segments/s (batch {batch}, {n} segments; peak RSS {:.0} MB)",
+            "context {}: dams on {desc} ({}): {dams_sps:.4} segments/s, {cpu_per_seg:.2} CPU-s per segment (batch \
+             {batch}, {n} segments; peak RSS {:.0} MB)",
             context.as_str(),
             a.precision,
             peak_rss_mb().unwrap_or(f64::NAN)
@@ -128,14 +146,21 @@ pub fn bench(ctx: &Ctx, a: BenchWhisperAtArgs) -> Result<()> {
                 let v: serde_json::Value = serde_json::from_str(text.trim().lines().last().unwrap_or(""))
                     .with_context(|| format!("unexpected output from the reference script: {text}"))?;
                 let ref_sps = v["seg_per_s"].as_f64().unwrap_or(f64::NAN);
+                let ref_cpu = v["cpu_s_per_seg"].as_f64().unwrap_or(f64::NAN);
                 println!(
-                    "context {}: pytorch {} + whisper-at 0.5 ({} threads, batch 1): {ref_sps:.4} segments/s (peak RSS {:.0} MB)",
+                    "context {}: pytorch {} + whisper-at 0.5 ({} threads, batch 1): {ref_sps:.4} segments/s, {ref_cpu:.2} \
+                     CPU-s per segment (peak RSS {:.0} MB)",
                     context.as_str(),
                     v["torch"].as_str().unwrap_or("?"),
                     v["threads"],
                     v["max_rss_mb"].as_f64().unwrap_or(f64::NAN)
                 );
-                println!("context {}: ratio (dams / pytorch): {:.2}x", context.as_str(), dams_sps / ref_sps);
+                println!(
+                    "context {}: ratio (dams / pytorch): {:.2}x segments/s, {:.2}x by CPU time (pytorch CPU-s / dams CPU-s)",
+                    context.as_str(),
+                    dams_sps / ref_sps,
+                    ref_cpu / cpu_per_seg
+                );
             }
             Ok(o) => {
                 eprintln!("reference not run ({} failed): {}", a.python, String::from_utf8_lossy(&o.stderr).trim())

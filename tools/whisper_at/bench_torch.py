@@ -64,13 +64,17 @@ def main():
     with torch.inference_mode():
         one(segs[0])  # warm-up
         t0 = time.perf_counter()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         for x in segs:
             one(x)
         secs = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     print(
         json.dumps(
             {
                 "seg_per_s": len(segs) / secs,
+                "cpu_s_per_seg": cpu / len(segs),
                 "load_s": load_s,
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
