@@ -167,7 +167,8 @@ mod model {
     }
 
     /// Half precision is for GPUs with shader-f16: refused on the CPU, saying why; on a Vulkan adapter that has it,
-    /// f16 logits stay within 5e-2 of the f32 goldens (stated bound, as for AST); skipped where none has it.
+    /// f16 logits stay within 2e-2 of the f32 goldens (stated bound, as for AST; measured on lavapipe: 5.5e-3);
+    /// skipped where none has it.
     #[test]
     fn half_precision_is_refused_on_the_cpu_and_close_on_a_gpu() {
         let dir = folder("whisper_at.pth");
@@ -186,7 +187,7 @@ mod model {
         let got = t.logits(&[clips[0].1.as_slice()]).unwrap();
         let err = max_abs_diff(&got[0], &golden(&format!("{}.c10.logits", clips[0].0)));
         eprintln!("f16 on wgpu: logits max abs error {err:.2e}");
-        assert!(err <= 5e-2, "f16 logits off by {err}");
+        assert!(err <= 2e-2, "f16 logits off by {err}");
     }
 
     /// The GPU path on whatever Vulkan adapter there is (Mesa's lavapipe where there is no GPU): same goldens, same
