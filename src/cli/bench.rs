@@ -66,6 +66,9 @@ pub enum BenchWhich {
     /// AST: forward segments/s against PyTorch + transformers on the same checkpoint, and fbank per 10 s segment
     /// against the Hugging Face extractor (the reference runs in the same invocation when python + torch exist).
     Ast(super::ast::BenchAstArgs),
+    /// Whisper-AT: encoder + head segments/s per context against PyTorch + whisper-at on the same checkpoint
+    /// (the reference runs in the same invocation when python + torch + whisper-at exist).
+    WhisperAt(super::whisper_at::BenchWhisperAtArgs),
     /// Training throughput (segments/s) of the CNN student on the CPU, vs the same net in PyTorch; with
     /// `--kind ast-head`: AST embedding rate vs its forward pass, and head training on cached embeddings.
     #[cfg(feature = "burn")]
@@ -108,6 +111,7 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         BenchWhich::Merge { rows, parts, keep } => super::slurm::bench_merge(rows, parts, keep),
         BenchWhich::Shards { segments, shards, keep } => super::slurm::bench_shards(segments, shards, keep),
         BenchWhich::Ast(b) => super::ast::bench(ctx, b),
+        BenchWhich::WhisperAt(b) => super::whisper_at::bench(ctx, b),
         #[cfg(feature = "burn")]
         BenchWhich::Student { kind: super::student::KindArg::AstHead, segments, batch, ast, .. } => {
             crate::student::bench::run_ast_head(segments, batch, ast.as_deref())

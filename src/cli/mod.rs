@@ -15,6 +15,7 @@ pub mod slurm;
 #[cfg(feature = "burn")]
 pub mod student;
 pub mod teachers;
+pub mod whisper_at;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
