@@ -183,7 +183,7 @@ pub fn run_loop(ctx: &Ctx, a: LoopArgs) -> Result<()> {
             kind: kind.clone(),
         };
         let r = run_job(ctx, &ws, JobSpec::Train(req)).with_context(|| format!("training {name}"))?;
-        eprintln!("  trained {name}: best dev macro F1 {}", r["best_metric"]);
+        eprintln!("  trained {name}: best dev macro F1 {}", r["best_dev_macro_f1"]);
         score(ctx, &ws, &format!("student:{name}"), &a.device)?;
         let store = ws.open_store()?;
         let mut results = Vec::new();
