@@ -45,6 +45,9 @@ pub enum BenchWhich {
     /// AST: forward segments/s against PyTorch + transformers on the same checkpoint, and fbank per 10 s segment
     /// against the Hugging Face extractor (the reference runs in the same invocation when python + torch exist).
     Ast(super::ast::BenchAstArgs),
+    /// CLAP: audio embedding segments/s and text ms per prompt against PyTorch + transformers on the same checkpoint
+    /// (same run), and the prompt workbench's Enter → updated F1 time at 10,000 embedded segments.
+    Clap(super::clap_teacher::BenchClapArgs),
     /// Training throughput (segments/s) of the CNN student on the CPU, vs the same net in PyTorch; with
     /// `--kind ast-head`: AST embedding rate vs its forward pass, and head training on cached embeddings.
     #[cfg(feature = "burn")]
@@ -85,6 +88,7 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         }
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
         BenchWhich::Ast(b) => super::ast::bench(ctx, b),
+        BenchWhich::Clap(b) => super::clap_teacher::bench(ctx, b),
         #[cfg(feature = "burn")]
         BenchWhich::Student { kind: super::student::KindArg::AstHead, segments, batch, ast, .. } => {
             crate::student::bench::run_ast_head(segments, batch, ast.as_deref())

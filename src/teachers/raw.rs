@@ -18,10 +18,15 @@ pub const AUDIOSET_527: &str = "audioset-527";
 /// the energy threshold, see [`crate::teachers::ina`]).
 pub const INA_PATCH_POSTERIORS: &str = "ina-patch-posteriors";
 
+/// A zero-shot teacher's cosine similarity per prompt group (CLAP: the three classes, then their negatives), the
+/// groups named by the run's `groups` setting (see [`crate::teachers::clap::scoring`]).
+pub const CLAP_PROMPT_SIMS: &str = "clap-prompt-sims";
+
 /// The run settings a re-derivation of vocabulary `vocab` reads (the options `dams remap --option` may change).
 pub fn remappable(vocab: &str) -> &'static [&'static str] {
     match vocab {
         AUDIOSET_527 => &["pooling"],
+        CLAP_PROMPT_SIMS => &["scoring"],
         _ => &[],
     }
 }
@@ -31,6 +36,8 @@ pub fn remappable(vocab: &str) -> &'static [&'static str] {
 pub fn names(vocab: &str, len: usize) -> Vec<String> {
     match vocab {
         AUDIOSET_527 if len == N_AUDIOSET => audioset::classes().iter().map(|c| c.name.clone()).collect(),
+        // The run's `groups` setting names them exactly; from the length alone: 3 classes, or 3 + 3 negatives.
+        CLAP_PROMPT_SIMS if len == 3 || len == 6 => crate::teachers::clap::scoring::group_names([len == 6; 3]),
         INA_PATCH_POSTERIORS if len % 3 == 0 => {
             (0..len / 3).flat_map(|p| ["speech", "music", "noise"].map(|c| format!("patch{p}_{c}"))).collect()
         }
@@ -47,6 +54,18 @@ pub fn rescore(vocab: &str, raw: &[f32], settings: &Map<String, Value>) -> Resul
                 None => Pooling::default(),
             };
             audioset::collapse_logits(raw, pooling)
+        }
+        CLAP_PROMPT_SIMS => {
+            use crate::teachers::clap::scoring;
+            let s: scoring::Scoring = settings.get("scoring").and_then(Value::as_str).unwrap_or("softmax").parse()?;
+            let groups: Vec<String> = match settings.get("groups").and_then(Value::as_array) {
+                Some(g) => g.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+                None => scoring::group_names([false; 3]),
+            };
+            let scale =
+                settings.get("logit_scale").and_then(Value::as_f64).ok_or("the run's settings have no logit_scale")?
+                    as f32;
+            scoring::score(raw, &groups, s, scale)
         }
         INA_PATCH_POSTERIORS => {
             // The teacher's score: the mean posterior over the energetic patches (all-zero patches are not).

@@ -218,6 +218,14 @@ pub fn score_segments_with(
                     });
                     match scored {
                         Ok(outs) => {
+                            // Embeddings the teacher computed on the way go to the shared cache (CLAP re-scores
+                            // other prompts from them without the audio tower).
+                            if let Some((checksum, kind, embs)) = teacher.take_embeddings()
+                                && embs.len() == d.ids.len()
+                            {
+                                let rows: Vec<(i64, Vec<f32>)> = d.ids.iter().copied().zip(embs).collect();
+                                store.put_embeddings(&checksum, kind, &rows)?;
+                            }
                             let mut rows: Vec<ScoreRow> = Vec::with_capacity(outs.len());
                             for ((&segment_id, o), seg) in
                                 d.ids.iter().zip(outs).zip(d.chunk.iter().filter(|s| d.ids.contains(&s.id)))
