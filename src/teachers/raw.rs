@@ -45,6 +45,17 @@ pub fn names(vocab: &str, len: usize) -> Vec<String> {
     }
 }
 
+/// A raw output of `vocab` of the length a run with `settings` stores (zeros): [`rescore`] on it checks new settings
+/// before anything is written.
+pub fn probe(vocab: &str, settings: &Map<String, Value>) -> Vec<f32> {
+    let n = match vocab {
+        AUDIOSET_527 => N_AUDIOSET,
+        CLAP_PROMPT_SIMS => settings.get("groups").and_then(Value::as_array).map_or(3, Vec::len),
+        _ => 0,
+    };
+    vec![0.0; n]
+}
+
 /// `[speech, music, noise]` from one raw output of `vocab`, with the run settings `settings`.
 pub fn rescore(vocab: &str, raw: &[f32], settings: &Map<String, Value>) -> Result<[f32; 3], String> {
     match vocab {
@@ -128,5 +139,33 @@ mod tests {
         assert!(rescore("nope", &l, &s).is_err());
         assert_eq!(names(AUDIOSET_527, N_AUDIOSET)[0], "Speech");
         assert_eq!(names("x", 2), ["out_0", "out_1"]);
+    }
+
+    #[test]
+    fn clap_similarities_rescore_by_scoring_and_probe_checks_settings() {
+        let groups = ["speech", "music", "noise", "speech_negative", "music_negative", "noise_negative"];
+        let mut s = Map::new();
+        s.insert("groups".into(), Value::from(groups.to_vec()));
+        s.insert("logit_scale".into(), Value::from(10.0));
+        s.insert("scoring".into(), Value::from("cosine"));
+        // Cosine: (s + 1) / 2 per class.
+        let raw = [0.2f32, -0.4, 0.0, 0.1, 0.3, -0.2];
+        let c = rescore(CLAP_PROMPT_SIMS, &raw, &s).unwrap();
+        assert!((c[0] - 0.6).abs() < 1e-6 && (c[1] - 0.3).abs() < 1e-6 && (c[2] - 0.5).abs() < 1e-6, "{c:?}");
+        // Pairwise: σ(10 · (0.2 − 0.1)) = σ(1) = 0.731059 for speech.
+        s.insert("scoring".into(), Value::from("pairwise"));
+        let p = rescore(CLAP_PROMPT_SIMS, &raw, &s).unwrap();
+        assert!((p[0] - 0.731_059).abs() < 1e-5, "{p:?}");
+        assert_eq!(probe(CLAP_PROMPT_SIMS, &s).len(), 6);
+        assert!(rescore(CLAP_PROMPT_SIMS, &probe(CLAP_PROMPT_SIMS, &s), &s).is_ok());
+        // A run without negative prompts cannot be re-scored pairwise; an unknown scoring is refused.
+        s.insert("groups".into(), Value::from(groups[..3].to_vec()));
+        let e = rescore(CLAP_PROMPT_SIMS, &probe(CLAP_PROMPT_SIMS, &s), &s).unwrap_err();
+        assert!(e.contains("needs negative prompts"), "{e}");
+        s.insert("scoring".into(), Value::from("magic"));
+        assert!(rescore(CLAP_PROMPT_SIMS, &probe(CLAP_PROMPT_SIMS, &s), &s).unwrap_err().contains("unknown scoring"));
+        s.remove("logit_scale");
+        s.insert("scoring".into(), Value::from("softmax"));
+        assert!(rescore(CLAP_PROMPT_SIMS, &[0.0; 3], &s).unwrap_err().contains("logit_scale"));
     }
 }

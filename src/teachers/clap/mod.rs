@@ -82,7 +82,9 @@ pub const DESCRIPTOR: crate::teachers::TeacherDescriptor = crate::teachers::Teac
         crate::teachers::OptionSpec {
             name: "adapt",
             default: "none",
-            help: "AudioText domain adaptation from the workspace's own cached embeddings (score with adapt=none                first): tgap = text-guided audio prototypes (top 35 segments per class), background = subtract τ·B,                the profile of the segments marked as background in prompts.toml",
+            help: "AudioText domain adaptation from the workspace's own cached embeddings (score with adapt=none \
+               first): tgap = text-guided audio prototypes (top 35 segments per class), background = subtract τ·B, \
+               the profile of the segments marked as background in prompts.toml",
             choices: &["none", "tgap", "background", "tgap+background"],
         },
         crate::teachers::OptionSpec {

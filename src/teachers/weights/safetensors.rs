@@ -385,7 +385,8 @@ mod tests {
             r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}}"#,
             r#"{"w":{"dtype":"F32","shape":[1000000000],"data_offsets":[0,4000000000]}}"#,
             r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[8,0]}}"#,
-            r#"{"w":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#,
+            r#"{"w":{"dtype":"I16","shape":[8],"data_offsets":[0,16]}}"#,
+            r#"{"w":{"dtype":"I64","shape":[3],"data_offsets":[0,16]}}"#,
             r#"{"w":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}}"#,
             r#"[1,2]"#,
         ] {
@@ -396,6 +397,19 @@ mod tests {
             let e = err(&p);
             assert!(e.contains("'w'") || e.contains("JSON object"), "{hdr}: {e}");
         }
+        // Integer buffers (PyTorch's `relative_position_index`, `position_ids`...) open, read as integers only.
+        let hdr = r#"{"w":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#;
+        let mut f = (hdr.len() as u64).to_le_bytes().to_vec();
+        f.extend_from_slice(hdr.as_bytes());
+        f.extend_from_slice(&7i64.to_le_bytes());
+        f.extend_from_slice(&(-3i64).to_le_bytes());
+        std::fs::write(&p, &f).unwrap();
+        let mut c = Checkpoint::open(&p).unwrap();
+        assert!(c.take("w", &[2]).unwrap_err().to_string().contains("integer tensor"));
+        assert!(c.take_i64("w", &[3]).unwrap_err().to_string().contains("expected [3]"));
+        assert_eq!(c.unused(), vec!["w".to_string()]);
+        assert_eq!(c.take_i64("w", &[2]).unwrap(), vec![7, -3]);
+        assert!(c.unused().is_empty());
         // Non-finite values are refused when read.
         write_f32(&p, &[("w", vec![2], &[1.0, f32::NAN])]).unwrap();
         let e = Checkpoint::open(&p).unwrap().take("w", &[2]).unwrap_err().to_string();
