@@ -217,6 +217,51 @@ pub fn fit_class(obs: &[Vec<Option<usize>>], anchors: &[Option<bool>], opts: &Fi
     fit
 }
 
+/// One teacher's view for [`fit_teachers`]: its scores by segment and its thresholds.
+pub type TeacherScores<'a> = (&'a std::collections::HashMap<i64, [f64; 3]>, [f64; 3]);
+
+/// Per class, a teacher's observation of class `c` on a segment: its bin; with the residual-noise rule (noise =
+/// not speech and not music) the noise observation is that vote.
+pub fn observe(s: &[f64; 3], th: &[f64; 3], c: usize, bins: usize, residual_noise: bool) -> usize {
+    if residual_noise && c == 2 { (s[0] < th[0] && s[1] < th[1]) as usize } else { bin_of(s[c], th[c], bins) }
+}
+
+/// Fit the three classes over every segment at least one teacher scored. `anchors`: per segment its gold
+/// `[speech, music, noise]` when gold anchors the fit. Returns the fits and every segment's posteriors.
+pub fn fit_teachers(
+    teachers: &[TeacherScores<'_>],
+    bins: usize,
+    anchors: Option<&std::collections::HashMap<i64, [bool; 3]>>,
+    residual_noise: bool,
+) -> (Vec<ClassFit>, std::collections::HashMap<i64, [f64; 3]>) {
+    let mut ids: Vec<i64> = teachers.iter().flat_map(|(s, _)| s.keys().copied()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut post: std::collections::HashMap<i64, [f64; 3]> = ids.iter().map(|&id| (id, [0.0; 3])).collect();
+    let mut fits = Vec::with_capacity(3);
+    for c in 0..3 {
+        let cb = if residual_noise && c == 2 { 2 } else { bins };
+        let obs: Vec<Vec<Option<usize>>> = ids
+            .iter()
+            .map(|id| {
+                teachers.iter().map(|(sc, th)| sc.get(id).map(|s| observe(s, th, c, cb, residual_noise))).collect()
+            })
+            .collect();
+        let a: Vec<Option<bool>> = match anchors {
+            Some(g) => ids.iter().map(|id| g.get(id).map(|l| l[c])).collect(),
+            None => Vec::new(),
+        };
+        let fit = fit_class(&obs, &a, &FitOptions { bins: cb, ..FitOptions::default() });
+        for (id, o) in ids.iter().zip(&obs) {
+            if let Some(p) = post.get_mut(id) {
+                p[c] = fit.posterior(o);
+            }
+        }
+        fits.push(fit);
+    }
+    (fits, post)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,9 +18,11 @@ pub mod jobs;
 pub mod labelmodel;
 pub mod labels;
 pub mod manifest;
+pub mod pool;
 pub mod pseudo;
 pub mod recovery;
 pub mod rng;
+pub mod slurm;
 pub mod store;
 #[cfg(feature = "burn")]
 pub mod student;

@@ -21,7 +21,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::eval::{self, EvalError};
-use crate::labelmodel::{Anchor, ClassFit, FitOptions, bin_of, fit_class};
+use crate::labelmodel::{Anchor, ClassFit, fit_teachers};
 use crate::labels::{CLASSES, Class, LabelSet, LabelSource, Split};
 use crate::manifest::export::{manifest_path, snapshot_file_name};
 use crate::manifest::{Spelling, fmt_float};
@@ -189,16 +189,6 @@ pub struct LabelModelReport {
 /// Per teacher: its scores by segment and its thresholds.
 pub type TeacherInput = (HashMap<i64, [f64; 3]>, [f64; 3]);
 
-/// One teacher's observation of class `c` on a segment: its bin (see [`bin_of`]); with the residual-noise rule
-/// the noise observation is the rule's vote.
-fn observe(s: &[f64; 3], th: &[f64; 3], c: Class, bins: usize, residual_noise: bool) -> usize {
-    if residual_noise && c == Class::Noise {
-        (s[0] < th[0] && s[1] < th[1]) as usize
-    } else {
-        bin_of(s[c.index()], th[c.index()], bins)
-    }
-}
-
 /// Fit the label model over every segment at least one teacher scored; the posteriors by segment.
 pub fn fit_label_model(
     names: &[String],
@@ -208,31 +198,16 @@ pub fn fit_label_model(
     anchor: Anchor,
     residual_noise: bool,
 ) -> (LabelModelReport, HashMap<i64, [f64; 3]>) {
-    let mut ids: Vec<i64> = inputs.iter().flat_map(|(s, _)| s.keys().copied()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut post: HashMap<i64, [f64; 3]> = ids.iter().map(|&id| (id, [0.0; 3])).collect();
-    let mut classes = Vec::with_capacity(3);
+    let views: Vec<crate::labelmodel::TeacherScores<'_>> = inputs.iter().map(|(s, t)| (s, *t)).collect();
+    let anchors: Option<HashMap<i64, [bool; 3]>> =
+        (anchor == Anchor::Gold).then(|| gold.iter().map(|(id, g)| (*id, g.to_array())).collect());
+    let (classes, post) = fit_teachers(&views, bins, anchors.as_ref(), residual_noise);
     let mut gold_f1 = [None; 3];
     for c in CLASSES {
-        let cb = if residual_noise && c == Class::Noise { 2 } else { bins };
-        let obs: Vec<Vec<Option<usize>>> = ids
-            .iter()
-            .map(|id| inputs.iter().map(|(sc, th)| sc.get(id).map(|s| observe(s, th, c, cb, residual_noise))).collect())
-            .collect();
-        let anchors: Vec<Option<bool>> = match anchor {
-            Anchor::Gold => ids.iter().map(|id| gold.get(id).map(|g| g.get(c))).collect(),
-            Anchor::None => Vec::new(),
-        };
-        let fit = fit_class(&obs, &anchors, &FitOptions { bins: cb, ..FitOptions::default() });
         let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
-        for (id, o) in ids.iter().zip(&obs) {
-            let q = fit.posterior(o);
-            if let Some(p) = post.get_mut(id) {
-                p[c.index()] = q;
-            }
+        for (id, q) in &post {
             if let Some(g) = gold.get(id) {
-                match (q >= 0.5, g.get(c)) {
+                match (q[c.index()] >= 0.5, g.get(c)) {
                     (true, true) => tp += 1,
                     (true, false) => fp += 1,
                     (false, true) => fneg += 1,
@@ -241,9 +216,8 @@ pub fn fit_label_model(
             }
         }
         gold_f1[c.index()] = (tp + fp + fneg > 0).then(|| 2.0 * tp as f64 / (2 * tp + fp + fneg) as f64);
-        classes.push(fit);
     }
-    let gold_n = ids.iter().filter(|id| gold.contains_key(id)).count();
+    let gold_n = post.keys().filter(|id| gold.contains_key(id)).count();
     (LabelModelReport { teachers: names.to_vec(), bins, anchor, classes, gold_n, gold_f1 }, post)
 }
 

@@ -60,6 +60,7 @@ fn core_modules_know_nothing_of_the_terminal() {
         "manifest",
         "pseudo",
         "rng",
+        "slurm",
         "store",
         "student",
         "teachers",
@@ -67,6 +68,12 @@ fn core_modules_know_nothing_of_the_terminal() {
     ]);
     let hits = uses(&core, &["ratatui", "crossterm", "crate::tui", "indicatif"]);
     assert!(hits.is_empty(), "core modules import terminal code:\n{}", hits.join("\n"));
+}
+
+#[test]
+fn the_sharding_core_does_not_reach_up_to_the_command_line() {
+    let hits = uses(&files_of(&["slurm"]), &["crate::cli", "crate::tui", "println!"]);
+    assert!(hits.is_empty(), "src/slurm reaches up to a front end:\n{}", hits.join("\n"));
 }
 
 #[test]

@@ -96,6 +96,7 @@ fn meta(ds: &Dataset, epochs: usize, seed: u64) -> Meta {
             seed,
             threshold: 0.5,
             augment: Augment { noise_prob: 0.2, ..Augment::default() },
+            targets: Default::default(),
         },
         sources: vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
         ast_head: None,
@@ -150,6 +151,26 @@ fn loss_falls_and_dev_f1_beats_chance_on_a_tiny_generated_dataset() {
     let best = st.best_metric.unwrap();
     assert!(best > chance + 0.15, "dev macro F1 {best:.3} vs chance {chance:.3}; {log:?}");
     assert!(tmp.path().join("best/model.bpk").exists());
+}
+
+/// Soft targets (pseudo-label posteriors, not 0/1) with confidence weights train too: the same tiny set with its
+/// targets blurred towards 0.5 (as a label model's posteriors are) and weights |2q − 1|, and the student still learns.
+#[test]
+fn soft_confidence_weighted_targets_converge_on_a_tiny_generated_dataset() {
+    let mut ds = tiny_dataset();
+    for (i, e) in ds.train.iter_mut().enumerate() {
+        let blur = if i % 3 == 0 { 0.35 } else { 0.1 };
+        e.target = e.target.map(|t| if t >= 0.5 { 1.0 - blur } else { blur });
+        e.weight = data::confidence(&e.target);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, st, log) = train_job(&ds, &meta(&ds, 8, 1), tmp.path(), false);
+    assert_eq!(state, JobState::Done, "{log:?}");
+    let st = st.unwrap();
+    let losses: Vec<f64> = st.history.iter().map(|h| h.loss).collect();
+    assert!(losses.last().unwrap() < &(losses[0] * 0.85), "loss did not fall: {losses:?}");
+    let best = st.best_metric.unwrap();
+    assert!(best > 0.75, "dev macro F1 {best:.3}; {log:?}");
 }
 
 /// The GPU path of training: the same few CNN epochs on wgpu (a software Vulkan adapter, lavapipe, where there is
@@ -365,6 +386,7 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
             seed: 1,
             threshold: 0.5,
             augment: Augment::none(),
+            targets: Default::default(),
         },
         width: 4,
         device: DeviceChoice::Cpu,
@@ -629,6 +651,7 @@ mod ast_head {
             seed,
             threshold: 0.5,
             augment: Augment { hard_negatives: 1, ..Augment::none() },
+            targets: Default::default(),
         };
         ah::new_meta(am, train, vec![SourceSpec { source: "gold".into(), weight: 1.0 }])
     }
@@ -847,6 +870,7 @@ mod ast_head {
                 seed: 1,
                 threshold: 0.5,
                 augment: Augment::default(),
+                targets: Default::default(),
             },
             width: 4,
             device: DeviceChoice::Cpu,
@@ -940,4 +964,34 @@ mod ast_head {
         };
         assert!(e.contains("not available"), "{e}");
     }
+}
+
+/// `dams loop` on a fresh demo, two rounds: the shipped builtin and ina runs feed the label model, a student is
+/// trained on its posteriors (soft, confidence-weighted) of the train windows only, scored, and in round 2 joins the
+/// teachers; every round is evaluated on gold dev and test and recorded in experiments/.
+#[test]
+fn a_two_round_self_training_loop_runs_on_the_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("demo");
+    dams::demo::ensure_at(&root, false).unwrap();
+    let out = dams_ok(&root, &["loop", "--rounds", "2", "--epochs", "2", "--width", "4", "--device", "cpu"]);
+    assert!(out.contains("round 1: macro F1") && out.contains("round 2: macro F1"), "{out}");
+    assert!(out.contains("student:loop0_r1") && out.contains("last round's student: student:loop0_r2"), "{out}");
+    eprintln!("{out}");
+    let exp: Vec<_> = std::fs::read_dir(dams::workspace::Workspace::open(&root).unwrap().experiments_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("loop_0_"))
+        .collect();
+    assert_eq!(exp.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(exp[0].path()).unwrap()).unwrap();
+    let rounds = v["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    assert_eq!(rounds[1]["teachers"], serde_json::json!(["builtin", "ina", "student:loop0_r1"]));
+    // Round 1 labelled the train windows (and nothing with gold); every teacher and the student have dev figures.
+    assert!(rounds[0]["pseudo_labelled"].as_u64().unwrap() > 40, "{}", rounds[0]);
+    let dev: Vec<&serde_json::Value> =
+        rounds[1]["results"].as_array().unwrap().iter().filter(|r| r["split"] == "dev").collect();
+    assert_eq!(dev.len(), 4, "{dev:?}");
+    assert!(dev.iter().all(|r| r["macro_f1"].as_f64().unwrap() > 0.0), "{dev:?}");
 }

@@ -190,33 +190,8 @@ pub fn segment_file_with_progress(
     opts: &SegmentOptions,
     progress: ProgressFn<'_>,
 ) -> Result<SegmentReport, SegmentError> {
-    opts.check()?;
-    let mut stream = DecodeStream::open(path)?;
-    let file_name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .ok_or_else(|| SegmentError::File { path: path.to_path_buf(), detail: "no file name".into() })?;
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| file_name.clone());
-    let raw_path = place_raw(ws, path, &file_name, opts.copy_raw)?;
+    let Prepared { mut stream, file_name, raw_path, stem, total_windows, mut report } = prepare(ws, path, opts)?;
     let (rate, channels) = (stream.sample_rate(), stream.channels());
-    let seg_dir = ws.segments_dir();
-    std::fs::create_dir_all(&seg_dir)
-        .map_err(|e| SegmentError::File { path: seg_dir.clone(), detail: format!("cannot create: {e}") })?;
-
-    let mut report = SegmentReport {
-        raw_file: file_name.clone(),
-        raw_path: raw_path.clone(),
-        source_rate: rate,
-        source_channels: channels,
-        ..Default::default()
-    };
-
-    // Name width from the expected length (container's frame count, or a demux-only pass).
-    let expected_n = match stream.frames_hint() {
-        Some(f) => resampled_len(f, rate, TARGET_RATE),
-        None => resampled_len(count_frames(path)?, rate, TARGET_RATE),
-    };
-    let total_windows = windows_started(expected_n, opts);
     let name_of = |index: u64| segment_name(&stem, index, total_windows);
 
     // Two recordings with the same stem (show.flac, show.mp3) would write the same window names.
@@ -259,44 +234,103 @@ pub fn segment_file_with_progress(
         }
     }
 
+    let rows = cut_windows(ws, path, opts, &mut stream, &file_name, &name_of, &mut report, progress)?;
+    report.rows_inserted = store.add_segmented_file(&raw_path, report.duration, rate, channels, &rows)?;
+    progress(report.duration, Some(report.duration));
+    Ok(report)
+}
+
+/// A recording opened and placed (copied into `data/raw/` if it must be), its windows not cut yet.
+struct Prepared {
+    stream: DecodeStream,
+    file_name: String,
+    raw_path: String,
+    stem: String,
+    total_windows: u64,
+    report: SegmentReport,
+}
+
+fn prepare(ws: &Workspace, path: &Path, opts: &SegmentOptions) -> Result<Prepared, SegmentError> {
+    opts.check()?;
+    let stream = DecodeStream::open(path)?;
+    let file_name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .ok_or_else(|| SegmentError::File { path: path.to_path_buf(), detail: "no file name".into() })?;
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| file_name.clone());
+    let raw_path = place_raw(ws, path, &file_name, opts.copy_raw)?;
+    let (rate, channels) = (stream.sample_rate(), stream.channels());
+    let seg_dir = ws.segments_dir();
+    std::fs::create_dir_all(&seg_dir)
+        .map_err(|e| SegmentError::File { path: seg_dir.clone(), detail: format!("cannot create: {e}") })?;
+    let report = SegmentReport {
+        raw_file: file_name.clone(),
+        raw_path: raw_path.clone(),
+        source_rate: rate,
+        source_channels: channels,
+        ..Default::default()
+    };
+    // Name width from the expected length (container's frame count, or a demux-only pass).
+    let expected_n = match stream.frames_hint() {
+        Some(f) => resampled_len(f, rate, TARGET_RATE),
+        None => resampled_len(count_frames(path)?, rate, TARGET_RATE),
+    };
+    let total_windows = windows_started(expected_n, opts);
+    Ok(Prepared { stream, file_name, raw_path, stem, total_windows, report })
+}
+
+/// Cut the windows of an opened recording; a recording that fails leaves no new files behind (windows already
+/// there are kept). Returns the rows to store.
+#[allow(clippy::too_many_arguments)]
+fn cut_windows(
+    ws: &Workspace,
+    path: &Path,
+    opts: &SegmentOptions,
+    stream: &mut DecodeStream,
+    file_name: &str,
+    name_of: &dyn Fn(u64) -> String,
+    report: &mut SegmentReport,
+    progress: ProgressFn<'_>,
+) -> Result<Vec<NewSegment>, SegmentError> {
     let mut written_now: Vec<PathBuf> = Vec::new();
-    let result = stream_windows(
-        ws,
-        store,
-        path,
-        opts,
-        &mut stream,
-        &file_name,
-        &raw_path,
-        &name_of,
-        &mut report,
-        &mut written_now,
-        progress,
-    );
+    let result = stream_windows(ws, path, opts, stream, file_name, name_of, report, &mut written_now, progress);
     if result.is_err() {
-        // A recording that fails leaves no new files behind (windows already there are kept).
         for p in &written_now {
             let _ = std::fs::remove_file(p);
         }
     }
-    result.map(|()| report)
+    result
+}
+
+/// A recording cut into its window files without the store (a shard of a segmentation plan, see
+/// `crate::slurm`): the report, the rows to store and the `raw_files` values. Storing them with
+/// [`crate::store::add_segmented_file_in`] gives what [`segment_file`] gives, minus its checks against the store
+/// (a shard does not open the store: the plan checks names) and its fast path (the shard's part file resumes).
+pub fn cut_file(
+    ws: &Workspace,
+    path: &Path,
+    opts: &SegmentOptions,
+    progress: ProgressFn<'_>,
+) -> Result<(SegmentReport, Vec<NewSegment>), SegmentError> {
+    let Prepared { mut stream, file_name, stem, total_windows, mut report, .. } = prepare(ws, path, opts)?;
+    let name_of = |index: u64| segment_name(&stem, index, total_windows);
+    let rows = cut_windows(ws, path, opts, &mut stream, &file_name, &name_of, &mut report, progress)?;
+    Ok((report, rows))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn stream_windows(
     ws: &Workspace,
-    store: &mut Store,
     path: &Path,
     opts: &SegmentOptions,
     stream: &mut DecodeStream,
     file_name: &str,
-    raw_path: &str,
     name_of: &dyn Fn(u64) -> String,
     report: &mut SegmentReport,
     written_now: &mut Vec<PathBuf>,
     progress: ProgressFn<'_>,
-) -> Result<(), SegmentError> {
-    let (rate, channels) = (stream.sample_rate(), stream.channels());
+) -> Result<Vec<NewSegment>, SegmentError> {
+    let rate = stream.sample_rate();
     let (win, hop, min) = opts.samples();
     let min = min.max(1);
     let mut resampler = StreamResampler::new(rate, TARGET_RATE)?;
@@ -425,9 +459,7 @@ fn stream_windows(
         next_k += 1;
     }
     report.duration = n as f64 / TARGET_RATE as f64;
-    report.rows_inserted = store.add_segmented_file(raw_path, report.duration, rate, channels, &rows)?;
-    progress(report.duration, Some(report.duration));
-    Ok(())
+    Ok(rows)
 }
 
 /// Whether `path` is a 16 kHz mono 16-bit WAV of exactly `len` samples (reads the header only).

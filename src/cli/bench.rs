@@ -42,12 +42,36 @@ pub enum BenchWhich {
         #[arg(long, default_value_t = 300)]
         frames: usize,
     },
+    /// Sharded-run merge: rows/s and peak RSS of `dams merge` over generated part files (default 1,000,000 rows
+    /// in 8 parts), and a second (no-op) merge.
+    Merge {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 8)]
+        parts: usize,
+        /// Keep the generated workspace (its path is printed).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Sharded scoring: built-in teacher throughput with 1 shard vs N shards run at once on this machine.
+    Shards {
+        /// Generated 10 s segments.
+        #[arg(long, default_value_t = 64)]
+        segments: usize,
+        #[arg(long, default_value_t = 2)]
+        shards: usize,
+        #[arg(long)]
+        keep: bool,
+    },
     /// AST: forward segments/s against PyTorch + transformers on the same checkpoint, and fbank per 10 s segment
     /// against the Hugging Face extractor (the reference runs in the same invocation when python + torch exist).
     Ast(super::ast::BenchAstArgs),
     /// CLAP: audio embedding segments/s and text ms per prompt against PyTorch + transformers on the same checkpoint
     /// (same run), and the prompt workbench's Enter → updated F1 time at 10,000 embedded segments.
     Clap(super::clap_teacher::BenchClapArgs),
+    /// Whisper-AT: encoder + head segments/s per context against PyTorch + whisper-at on the same checkpoint
+    /// (the reference runs in the same invocation when python + torch + whisper-at exist).
+    WhisperAt(super::whisper_at::BenchWhisperAtArgs),
     /// Training throughput (segments/s) of the CNN student on the CPU, vs the same net in PyTorch; with
     /// `--kind ast-head`: AST embedding rate vs its forward pass, and head training on cached embeddings.
     #[cfg(feature = "burn")]
@@ -87,8 +111,11 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
             crate::tui::bench_writes::label_during_import(keys, rows)
         }
         BenchWhich::TuiRender { rows, frames } => crate::tui::bench::render(rows, frames),
+        BenchWhich::Merge { rows, parts, keep } => super::slurm::bench_merge(rows, parts, keep),
+        BenchWhich::Shards { segments, shards, keep } => super::slurm::bench_shards(segments, shards, keep),
         BenchWhich::Ast(b) => super::ast::bench(ctx, b),
         BenchWhich::Clap(b) => super::clap_teacher::bench(ctx, b),
+        BenchWhich::WhisperAt(b) => super::whisper_at::bench(ctx, b),
         #[cfg(feature = "burn")]
         BenchWhich::Student { kind: super::student::KindArg::AstHead, segments, batch, ast, .. } => {
             crate::student::bench::run_ast_head(segments, batch, ast.as_deref())

@@ -702,7 +702,8 @@ pub struct DisagreementsArgs {
     /// Teachers to compare (default: all with scores and thresholds).
     #[arg(long, value_delimiter = ',')]
     pub teacher: Vec<String>,
-    /// entropy (vote entropy), spread (score max − min) or gold (disagreement with gold).
+    /// entropy (vote entropy), spread (score max − min), gold (disagreement with gold) or uncertainty (the
+    /// entropy of the label model's posterior: a Dawid–Skene fit over the compared teachers).
     #[arg(long, default_value = "entropy")]
     pub order: Order,
     /// Rank by one class (default: sum over classes).

@@ -9,9 +9,14 @@ pub mod clap_teacher;
 pub mod eval;
 pub mod follow;
 pub mod manifest;
+pub mod pool;
+#[cfg(feature = "burn")]
+pub mod selftrain;
+pub mod slurm;
 #[cfg(feature = "burn")]
 pub mod student;
 pub mod teachers;
+pub mod whisper_at;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,10 +69,19 @@ pub enum Command {
     Tui,
     /// Measure dams' speed against a reference (ratios in one run).
     Bench(bench::BenchArgs),
+    /// Rounds of self-training: score → label model → train a student → score → eval, headless.
+    #[cfg(feature = "burn")]
+    Loop(selftrain::LoopArgs),
+    /// Build an unlabelled training pool of radio-like shows from speech, music and noise stems.
+    Pool(pool::PoolArgs),
     /// List teachers (installed or not); train and evaluate the built-in teacher.
     Teachers(teachers::TeachersArgs),
     /// Score segments with a teacher into a (resumable) teacher run.
     Score(teachers::ScoreArgs),
+    /// Sharded scoring on a Slurm cluster: `submit` a plan as an array job plus a merge, `status` of a run.
+    Slurm(slurm::SlurmArgs),
+    /// Import a sharded run's finished parts into the workspace (idempotent: running it again changes nothing).
+    Merge(slurm::MergeArgs),
     /// Derive a run's scores again from its stored raw outputs with other settings (e.g. `--option pooling=max`)
     /// into a new run, without the model.
     Remap(teachers::RemapArgs),
@@ -183,8 +197,13 @@ pub fn run(cli: Cli) -> Result<()> {
             info(&ws)
         }
         Some(Command::Bench(a)) => bench::run(&ctx, a),
+        Some(Command::Pool(a)) => pool::run_pool(a),
+        #[cfg(feature = "burn")]
+        Some(Command::Loop(a)) => selftrain::run_loop(&ctx, a),
         Some(Command::Teachers(a)) => teachers::run_teachers(&ctx, a),
         Some(Command::Score(a)) => teachers::run_score(&ctx, a),
+        Some(Command::Slurm(a)) => slurm::run(&ctx, a),
+        Some(Command::Merge(a)) => slurm::run_merge(&ctx, a),
         Some(Command::Remap(a)) => teachers::run_remap(&ctx, a),
         Some(Command::ExportScores(a)) => teachers::run_export_scores(&ctx, a),
         Some(Command::SegmentLabels(a)) => teachers::run_segment_labels(&ctx, a),

@@ -70,6 +70,13 @@ pub struct TrainArgs {
     /// Turn off all augmentation (gain, time shift, noise mixing, hard negatives).
     #[arg(long)]
     pub no_augment: bool,
+    /// Train on pseudo-labels' stored scores (a label model's posteriors, a teacher's scores) instead of their 0/1
+    /// labels; gold stays hard.
+    #[arg(long)]
+    pub soft_targets: bool,
+    /// Weigh each pseudo-labelled example by its confidence (mean over classes of |2q − 1| of its stored scores).
+    #[arg(long)]
+    pub confidence_weight: bool,
     /// Student kind: cnn, or ast-head (a new head on the frozen AST encoder; see below).
     #[arg(long, value_enum, default_value_t = KindArg::Cnn)]
     pub kind: KindArg,
@@ -110,6 +117,7 @@ pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
             seed: a.seed,
             threshold: 0.5,
             augment: if a.no_augment { Augment::none() } else { Augment::default() },
+            targets: crate::student::data::Targets { soft: a.soft_targets, confidence_weight: a.confidence_weight },
         },
         width: a.width,
         device: a.device,
@@ -166,6 +174,8 @@ pub fn run_score_student(ctx: &Ctx, a: ScoreStudentArgs) -> Result<()> {
             batch_size: None,
             weights: None,
             pooling: None,
+            plan: None,
+            shard: None,
         },
     )
 }

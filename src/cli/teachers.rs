@@ -134,6 +134,13 @@ pub struct ScoreArgs {
     /// Shorthand for `--option pooling=P` (AudioSet taggers: noisy_or, max or mean).
     #[arg(long)]
     pub pooling: Option<Pooling>,
+    /// Score one shard of a plan (`dams slurm submit` writes plans) into its own part file, without touching the
+    /// workspace database; the teacher and its options come from the plan. Needs --shard.
+    #[arg(long, value_name = "PLAN", requires = "shard", conflicts_with_all = ["teacher", "options", "split", "device", "fresh", "batch_size", "weights", "pooling"])]
+    pub plan: Option<PathBuf>,
+    /// With --plan: the shard index, or `auto` (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or DAMS_SHARD_INDEX).
+    #[arg(long, value_name = "I|auto", requires = "plan")]
+    pub shard: Option<crate::slurm::shard::ShardArg>,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +293,37 @@ pub fn run_add(ctx: &Ctx, a: AddArgs) -> Result<()> {
 /// Fill the Hugging Face cache (what is there already is used as it is), check the files like `add`, install.
 pub fn run_pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
     let (d, spec) = installable(&a.teacher)?;
+    if !spec.urls.is_empty() {
+        if std::env::var_os("HF_HUB_OFFLINE").is_some_and(|v| v == "1" || v == "true") {
+            bail!("pull {}: downloads are off (HF_HUB_OFFLINE is set)", d.id);
+        }
+        let cache = ctx.dirs.model_cache();
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let mirror = crate::teachers::weights::install::pull_mirror();
+        let rec =
+            crate::teachers::weights::install::pull_urls(d.id, &spec, &cache, mirror.as_deref(), |f, n, total| {
+                bar.set_message(f.to_string());
+                if let Some(t) = total {
+                    bar.set_length(t);
+                }
+                bar.set_position(n);
+            });
+        bar.finish_and_clear();
+        let rec = rec?;
+        println!("installed {} from {} ({} sha256 {})", d.id, rec.source, spec.files.last().unwrap_or(&""), rec.sha256);
+        return Ok(());
+    }
+    if spec.hf_repo.is_empty() {
+        let how = match (d.state)(&crate::teachers::OpenContext::new(ctx.dirs.model_cache())) {
+            crate::teachers::InstallState::Missing(how) => how,
+            _ => format!("dams teachers add {} --from DIR", d.id),
+        };
+        bail!("'{}' has no Hugging Face repository to pull from; install it from a folder: {how}", d.id);
+    }
     let hub = crate::teachers::hub::HubCache::from_env();
     let revision = a.revision.as_deref().unwrap_or(spec.revision);
     let cached = hub.find(spec.hf_repo, revision, spec.files).is_some();
@@ -459,6 +497,9 @@ fn option_pairs(options: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 pub fn run_score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
+    if let (Some(plan), Some(shard)) = (&a.plan, a.shard) {
+        return super::slurm::run_shard(ctx, plan, shard);
+    }
     let ws = ctx.workspace()?;
     let splits = match &a.split {
         Some(s) => Some(parse_splits(s).map_err(anyhow::Error::msg)?),

@@ -41,6 +41,10 @@ pub struct Row {
     pub gold: Option<LabelSet>,
     /// Fraction of teachers whose vote differs from gold, per class (where gold exists).
     pub gold_disagreement: Option<[f64; 3]>,
+    /// The label model's uncertainty per class: the binary entropy (bits) of its posterior, fitted over these
+    /// teachers (Dawid–Skene, 4 score bins, no gold; see `crate::labelmodel`). A segment where an accurate teacher
+    /// outvotes a poor one is certain even though the votes split.
+    pub uncertainty: [f64; 3],
 }
 
 fn binary_entropy(p: f64) -> f64 {
@@ -52,6 +56,8 @@ pub fn rows(teachers: &[TeacherVotes], index: &HashMap<i64, SegInfo>, gold: &Has
     let mut ids: Vec<i64> = teachers.iter().flat_map(|t| t.scores.keys().copied()).collect();
     ids.sort_unstable();
     ids.dedup();
+    let views: Vec<crate::labelmodel::TeacherScores<'_>> = teachers.iter().map(|t| (&t.scores, t.thresholds)).collect();
+    let (_, post) = crate::labelmodel::fit_teachers(&views, 4, None, false);
     let mut out = Vec::new();
     for id in ids {
         let scored: Vec<&TeacherVotes> = teachers.iter().filter(|t| t.scores.contains_key(&id)).collect();
@@ -91,6 +97,7 @@ pub fn rows(teachers: &[TeacherVotes], index: &HashMap<i64, SegInfo>, gold: &Has
             spread,
             gold: g,
             gold_disagreement: g.map(|_| gd),
+            uncertainty: post.get(&id).map(|q| q.map(binary_entropy)).unwrap_or([0.0; 3]),
         });
     }
     out
@@ -103,6 +110,8 @@ pub enum Order {
     Spread,
     /// Disagreement with gold; segments without gold are left out.
     Gold,
+    /// The label model's uncertainty (entropy of its posterior).
+    Uncertainty,
 }
 
 impl std::str::FromStr for Order {
@@ -112,7 +121,8 @@ impl std::str::FromStr for Order {
             "entropy" | "vote-entropy" => Ok(Order::VoteEntropy),
             "spread" => Ok(Order::Spread),
             "gold" => Ok(Order::Gold),
-            o => Err(format!("unknown order '{o}' (expected entropy, spread or gold)")),
+            "uncertainty" | "label-model" => Ok(Order::Uncertainty),
+            o => Err(format!("unknown order '{o}' (expected entropy, spread, gold or uncertainty)")),
         }
     }
 }
@@ -137,6 +147,7 @@ impl Row {
             Order::VoteEntropy => Some(pick(&self.entropy)),
             Order::Spread => Some(pick(&self.spread)),
             Order::Gold => self.gold_disagreement.as_ref().map(pick),
+            Order::Uncertainty => Some(pick(&self.uncertainty)),
         }
     }
 }
@@ -214,6 +225,36 @@ mod tests {
         // split filter
         let f = Filter { class: None, splits: vec![Split::Train] };
         assert_eq!(queue(&r, Order::Spread, &f), vec![1]);
+    }
+
+    /// The label model's uncertainty: with three teachers over many segments where teacher `bad` is right only
+    /// half the time, a segment where `bad` alone dissents is certain (it is discounted), while a split between the
+    /// two good teachers is not; vote entropy ranks both the same.
+    #[test]
+    fn uncertainty_discounts_an_unreliable_teacher() {
+        let mut ga = Vec::new();
+        let mut gb = Vec::new();
+        let mut bad = Vec::new();
+        for i in 0..200i64 {
+            let y = i % 2 == 0;
+            let v = |on: bool| if on { 0.9 } else { 0.1 };
+            ga.push((i, [v(y), 0.0, 0.0]));
+            gb.push((i, [v(y), 0.0, 0.0]));
+            bad.push((i, [v((i / 2) % 2 == 0), 0.0, 0.0]));
+        }
+        // 1000: the good ones agree (on), `bad` dissents; 1001: the good ones split, `bad` says on.
+        ga.extend([(1000, [0.9, 0.0, 0.0]), (1001, [0.9, 0.0, 0.0])]);
+        gb.extend([(1000, [0.9, 0.0, 0.0]), (1001, [0.1, 0.0, 0.0])]);
+        bad.extend([(1000, [0.1, 0.0, 0.0]), (1001, [0.9, 0.0, 0.0])]);
+        let index: HashMap<i64, SegInfo> =
+            (0..200).chain([1000, 1001]).map(|i| (i, SegInfo { split: Split::Train, file: i.to_string() })).collect();
+        let r = rows(&[tv("a", &ga), tv("b", &gb), tv("bad", &bad)], &index, &HashMap::new());
+        let row = |id: i64| r.iter().find(|x| x.segment_id == id).unwrap();
+        assert_eq!(row(1000).entropy[0], row(1001).entropy[0], "votes split 2:1 in both");
+        assert!(row(1000).uncertainty[0] < 0.2, "{:?}", row(1000).uncertainty);
+        assert!(row(1001).uncertainty[0] > row(1000).uncertainty[0] + 0.3, "{:?}", row(1001).uncertainty);
+        let f = Filter { class: Some(Class::Speech), splits: vec![] };
+        assert_eq!(r[queue(&r, Order::Uncertainty, &f)[0]].segment_id, 1001);
     }
 
     #[test]

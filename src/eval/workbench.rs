@@ -261,7 +261,8 @@ impl DisagreementSession {
         self.order = match self.order {
             Order::VoteEntropy => Order::Spread,
             Order::Spread => Order::Gold,
-            Order::Gold => Order::VoteEntropy,
+            Order::Gold => Order::Uncertainty,
+            Order::Uncertainty => Order::VoteEntropy,
         };
         self.requeue();
     }

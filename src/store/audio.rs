@@ -42,23 +42,7 @@ impl Store {
         rows: &[NewSegment],
     ) -> Result<usize> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let new_rows: Vec<NewSegment> = {
-            let mut exists = tx.prepare_cached("SELECT 1 FROM segments WHERE segment_path = ?1")?;
-            let mut v = Vec::new();
-            for r in rows {
-                if !exists.exists([&r.segment_path])? {
-                    v.push(r.clone());
-                }
-            }
-            v
-        };
-        let (inserted, _) = upsert_segments_tx(&tx, &new_rows)?;
-        tx.execute(
-            "INSERT INTO raw_files (path, duration, sample_rate, channels) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(path) DO UPDATE SET duration = excluded.duration, sample_rate = excluded.sample_rate, \
-             channels = excluded.channels",
-            params![raw_path, duration, sample_rate, channels],
-        )?;
+        let inserted = add_segmented_file_in(&tx, raw_path, duration, sample_rate, channels, rows)?;
         tx.commit()?;
         Ok(inserted)
     }
@@ -76,4 +60,34 @@ impl Store {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
+}
+
+/// [`Store::add_segmented_file`] inside a transaction the caller holds (a sharded segmentation's merge imports a
+/// whole part in one): rows of segments already there are left as they are; the `raw_files` row is upserted.
+pub fn add_segmented_file_in(
+    conn: &rusqlite::Connection,
+    raw_path: &str,
+    duration: f64,
+    sample_rate: u32,
+    channels: u16,
+    rows: &[NewSegment],
+) -> Result<usize> {
+    let new_rows: Vec<NewSegment> = {
+        let mut exists = conn.prepare_cached("SELECT 1 FROM segments WHERE segment_path = ?1")?;
+        let mut v = Vec::new();
+        for r in rows {
+            if !exists.exists([&r.segment_path])? {
+                v.push(r.clone());
+            }
+        }
+        v
+    };
+    let (inserted, _) = upsert_segments_tx(conn, &new_rows)?;
+    conn.execute(
+        "INSERT INTO raw_files (path, duration, sample_rate, channels) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT(path) DO UPDATE SET duration = excluded.duration, sample_rate = excluded.sample_rate, \
+         channels = excluded.channels",
+        params![raw_path, duration, sample_rate, channels],
+    )?;
+    Ok(inserted)
 }

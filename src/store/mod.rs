@@ -18,7 +18,7 @@ mod tui;
 
 pub use tui::BrowseRow;
 
-pub use audio::RawFile;
+pub use audio::{RawFile, add_segmented_file_in};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -658,13 +658,23 @@ impl Store {
         Ok(())
     }
 
-    /// An unfinished run of the same teacher, checksum and settings, to resume.
+    /// An unfinished run of the same teacher, checksum and settings, to resume. A run that a sharded merge is
+    /// filling (see `crate::slurm::merge`, table `shard_runs`) is never resumed locally.
     pub fn resumable_run(&self, teacher: &str, checksum: &str, settings: &str) -> Result<Option<i64>> {
+        let sharded: bool = self.conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'shard_runs'",
+            [],
+            |r| r.get(0),
+        )?;
+        let not_sharded =
+            if sharded { " AND id NOT IN (SELECT run_id FROM shard_runs WHERE run_id IS NOT NULL)" } else { "" };
         Ok(self
             .conn
             .query_row(
-                "SELECT id FROM teacher_runs WHERE teacher = ?1 AND checksum = ?2 AND settings = ?3 \
-                 AND state IN ('running','interrupted','cancelled','failed') ORDER BY id DESC LIMIT 1",
+                &format!(
+                    "SELECT id FROM teacher_runs WHERE teacher = ?1 AND checksum = ?2 AND settings = ?3 \
+                     AND state IN ('running','interrupted','cancelled','failed'){not_sharded} ORDER BY id DESC LIMIT 1"
+                ),
                 params![teacher, checksum, settings],
                 |r| r.get(0),
             )
@@ -972,7 +982,7 @@ impl Store {
 
 /// Upsert segments inside an existing transaction (the manifest importer uses this so a whole
 /// file is one transaction).
-pub fn upsert_segments_tx(tx: &rusqlite::Transaction<'_>, rows: &[NewSegment]) -> Result<(usize, usize)> {
+pub fn upsert_segments_tx(tx: &rusqlite::Connection, rows: &[NewSegment]) -> Result<(usize, usize)> {
     let mut exists = tx.prepare_cached("SELECT 1 FROM segments WHERE segment_path = ?1")?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO segments (segment_path, raw_file, start_time, end_time, split, label_source, \

@@ -135,6 +135,29 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The labels and stored scores of a pseudo-labelling run (scores: the teacher's score, the consensus mean, or
+    /// the label model's posterior; `None` where the run stored none).
+    pub fn pseudo_scored_labels_of(&self, pseudo_run_id: i64) -> Result<Vec<(i64, [bool; 3], Option<[f32; 3]>)>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT segment_id, speech, music, noise, speech_score, music_score, noise_score FROM pseudo_labels \
+             WHERE pseudo_run_id = ?1",
+        )?;
+        let rows = stmt.query_map([pseudo_run_id], |r| {
+            let s: [Option<f64>; 3] = [r.get(4)?, r.get(5)?, r.get(6)?];
+            Ok((
+                r.get::<_, i64>(0)?,
+                [r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)? != 0, r.get::<_, i64>(3)? != 0],
+                match s {
+                    [Some(a), Some(b), Some(c)] if a.is_finite() && b.is_finite() && c.is_finite() => {
+                        Some([a as f32, b as f32, c as f32])
+                    }
+                    _ => None,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// What was written in a workspace by anyone but `builder` (the demo's own annotator): `(what, count)` for gold
     /// labels, label changes beyond one per labelled window, notes, review flags, runs, thresholds, pseudo-label
     /// runs and jobs.

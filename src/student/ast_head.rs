@@ -405,11 +405,12 @@ pub fn workspace_dataset(
     ws: &Workspace,
     store: &mut Store,
     sources: &[SourceSpec],
+    how: super::data::Targets,
     ast: &mut AstTeacher,
     unfreeze: usize,
     ctx: &JobCtx,
 ) -> Result<(HeadDataset, CacheStats)> {
-    let targets = training_targets(store, sources)?;
+    let targets = training_targets(store, sources, how)?;
     let gold: HashMap<i64, LabelSet> = store.resolved_gold()?.into_iter().collect();
     let segments = store.segments(None)?;
     let mut items = Vec::new();
@@ -461,8 +462,8 @@ pub fn workspace_dataset(
     let mut ds = HeadDataset::default();
     for s in &segments {
         let Some(input) = inputs.remove(&s.id) else { continue };
-        if let Some(&(labels, weight)) = targets.get(&s.id) {
-            ds.train.push(HeadExample { segment_id: s.id, input, target: bool3(labels), weight });
+        if let Some(&(target, weight)) = targets.get(&s.id) {
+            ds.train.push(HeadExample { segment_id: s.id, input, target, weight });
         } else if let Some(&labels) = gold.get(&s.id) {
             ds.dev.push(HeadExample { segment_id: s.id, input, target: bool3(labels), weight: 1.0 });
         }
@@ -780,7 +781,7 @@ pub fn run_training(
         ctx.log("note: gain, shift and noise augmentation do not apply to an ast-head student (hard negatives do)");
     }
     let mut store = ws.open_store()?;
-    let (ds, cache) = workspace_dataset(ws, &mut store, &meta.sources, &mut ast, am.unfreeze, ctx)?;
+    let (ds, cache) = workspace_dataset(ws, &mut store, &meta.sources, meta.train.targets, &mut ast, am.unfreeze, ctx)?;
     drop(store);
     if am.unfreeze == 0 {
         ctx.log(format!("embeddings: {} computed, {} from the cache", cache.computed, cache.cached));

@@ -57,6 +57,7 @@ pub fn run(segments: usize, batch: usize, width: usize, torch_script: Option<&Pa
             seed: 0,
             threshold: 0.5,
             augment: Augment::none(),
+            targets: Default::default(),
         },
         ast_head: None,
         sources: vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
@@ -184,6 +185,7 @@ pub fn run_ast_head(segments: usize, batch: usize, ast_dir: Option<&Path>) -> Re
             seed: 0,
             threshold: 0.5,
             augment: Augment::none(),
+            targets: Default::default(),
         },
         vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
     );

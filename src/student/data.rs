@@ -132,12 +132,29 @@ pub fn parse_sources(s: &str) -> Result<Vec<SourceSpec>> {
     Ok(out)
 }
 
-/// Targets for training: segment id → (labels, weight). Gold (outside dev and test) wins over
-/// pseudo-labels; among pseudo sources the first listed wins. Each pseudo source uses its latest
-/// pseudo-labelling run.
-pub fn training_targets(store: &Store, sources: &[SourceSpec]) -> Result<HashMap<i64, (LabelSet, f32)>> {
+/// How pseudo-labels become training targets.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Targets {
+    /// Train on the pseudo-labelling run's stored scores (the label model's posteriors, a teacher's score, the
+    /// consensus mean) instead of its 0/1 labels. Gold stays hard.
+    pub soft: bool,
+    /// Weigh each pseudo-labelled example by its confidence, the mean over classes of `|2q − 1|` for its stored
+    /// scores `q` (an example the teachers are unsure of counts less).
+    pub confidence_weight: bool,
+}
+
+/// Confidence of scores `q`: mean over classes of `|2q − 1|` (1 for certain, 0 for all at 0.5).
+pub fn confidence(q: &[f32; 3]) -> f32 {
+    q.iter().map(|v| (2.0 * v.clamp(0.0, 1.0) - 1.0).abs()).sum::<f32>() / 3.0
+}
+
+/// Targets for training: segment id → (target per class in [0, 1], weight). Gold (outside dev and test) wins
+/// over pseudo-labels; among pseudo sources the first listed wins. Each pseudo source uses its latest
+/// pseudo-labelling run; with [`Targets`] its stored scores become soft targets and/or confidence weights (a run
+/// without stored scores keeps hard targets and its source weight).
+pub fn training_targets(store: &Store, sources: &[SourceSpec], how: Targets) -> Result<HashMap<i64, ([f32; 3], f32)>> {
     let splits: HashMap<i64, Split> = store.segments(None)?.into_iter().map(|s| (s.id, s.split)).collect();
-    let mut out: HashMap<i64, (LabelSet, f32)> = HashMap::new();
+    let mut out: HashMap<i64, ([f32; 3], f32)> = HashMap::new();
     let mut gold_ids = std::collections::HashSet::new();
     if let Some(g) = sources.iter().find(|s| s.source == "gold") {
         for (id, labels) in store.resolved_gold()? {
@@ -145,7 +162,7 @@ pub fn training_targets(store: &Store, sources: &[SourceSpec]) -> Result<HashMap
             if matches!(splits.get(&id), Some(Split::Dev | Split::Test) | None) {
                 continue;
             }
-            out.insert(id, (labels, g.weight));
+            out.insert(id, (bool3(labels), g.weight));
         }
     } else {
         gold_ids.extend(store.resolved_gold()?.into_iter().map(|(id, _)| id));
@@ -158,12 +175,22 @@ pub fn training_targets(store: &Store, sources: &[SourceSpec]) -> Result<HashMap
                 src.source
             );
         };
-        for (id, [s, m, n]) in store.pseudo_labels_of(run)? {
+        for (id, [s, m, n], scores) in store.pseudo_scored_labels_of(run)? {
             // Never train on pseudo-labels of segments that have gold, nor of dev/test segments.
             if gold_ids.contains(&id) || matches!(splits.get(&id), Some(Split::Dev | Split::Test) | None) {
                 continue;
             }
-            out.entry(id).or_insert((LabelSet::new(s, m, n), src.weight));
+            let hard = bool3(LabelSet::new(s, m, n));
+            let (target, weight) = match scores {
+                Some(q) => {
+                    let q = q.map(|v| v.clamp(0.0, 1.0));
+                    let t = if how.soft { q } else { hard };
+                    let w = if how.confidence_weight { src.weight * confidence(&q) } else { src.weight };
+                    (t, w)
+                }
+                None => (hard, src.weight),
+            };
+            out.entry(id).or_insert((target, weight));
         }
     }
     Ok(out)
@@ -175,11 +202,12 @@ pub fn workspace_dataset(
     ws: &Workspace,
     store: &Store,
     sources: &[SourceSpec],
+    how: Targets,
     frames: usize,
     mut on_progress: impl FnMut(usize, usize),
     mut on_skip: impl FnMut(String),
 ) -> Result<Dataset> {
-    let targets = training_targets(store, sources)?;
+    let targets = training_targets(store, sources, how)?;
     let segments = store.segments(None)?;
     let gold: HashMap<i64, LabelSet> = store.resolved_gold()?.into_iter().collect();
     let mut spec = MelSpectrogrammer::new(spec_config());
@@ -206,8 +234,8 @@ pub fn workspace_dataset(
             }
         };
         let feats = log_mel(&mut spec, &samples, frames);
-        if let Some(&(labels, weight)) = targets.get(&seg.id) {
-            ds.train.push(Example { segment_id: seg.id, feats, target: bool3(labels), weight });
+        if let Some(&(target, weight)) = targets.get(&seg.id) {
+            ds.train.push(Example { segment_id: seg.id, feats, target, weight });
         } else if let Some(&labels) = gold.get(&seg.id) {
             ds.dev.push(Example { segment_id: seg.id, feats, target: bool3(labels), weight: 1.0 });
         }
@@ -358,5 +386,56 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ds.pos_weight(), [1.0 / 3.0, 3.0, 1.0]);
+    }
+}
+
+#[cfg(test)]
+mod targets_tests {
+    use super::*;
+    use crate::labels::LabelSource;
+    use crate::store::NewSegment;
+
+    fn seg(path: &str, split: Split) -> NewSegment {
+        NewSegment {
+            segment_path: path.into(),
+            raw_file: "show.wav".into(),
+            start_time: 0.0,
+            end_time: 10.0,
+            split,
+            label_source: LabelSource::none(),
+            labels: None,
+            scores: [None; 3],
+            extra: None,
+        }
+    }
+
+    /// Hard, soft and confidence-weighted targets from one pseudo-label run with stored scores; dev never trains.
+    #[test]
+    fn soft_targets_and_confidence_weights_come_from_stored_scores() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .upsert_segments(&[seg("a.wav", Split::Train), seg("b.wav", Split::Train), seg("c.wav", Split::Dev)])
+            .unwrap();
+        let ids = store.segment_ids_by_path().unwrap();
+        let (a, b, c) = (ids["a.wav"], ids["b.wav"], ids["c.wav"]);
+        let src = LabelSource::from_raw("label_model_pseudo");
+        let run = store.create_pseudo_run(&src, "{}").unwrap();
+        let rows = vec![
+            (a, LabelSet::new(true, false, false), [0.9, 0.2, 0.5]),
+            (b, LabelSet::new(false, true, true), [0.1, 1.0, 0.6]),
+            (c, LabelSet::new(true, true, true), [1.0, 1.0, 1.0]),
+        ];
+        store.put_pseudo_labels(run, &rows).unwrap();
+        let sources = [SourceSpec { source: src.to_string(), weight: 0.5 }];
+        let hard = training_targets(&store, &sources, Targets::default()).unwrap();
+        assert_eq!(hard.len(), 2, "dev is never a training target");
+        assert_eq!(hard[&a], ([1.0, 0.0, 0.0], 0.5));
+        let soft = training_targets(&store, &sources, Targets { soft: true, confidence_weight: false }).unwrap();
+        assert_eq!(soft[&b], ([0.1, 1.0, 0.6], 0.5));
+        let both = training_targets(&store, &sources, Targets { soft: true, confidence_weight: true }).unwrap();
+        // a: (|0.8| + |−0.6| + 0) / 3 = 0.4667, times 0.5
+        assert!((both[&a].1 - 0.5 * 1.4 / 3.0).abs() < 1e-6, "{:?}", both[&a]);
+        assert!((both[&b].1 - 0.5 * (0.8 + 1.0 + 0.2) / 3.0).abs() < 1e-6, "{:?}", both[&b]);
+        assert_eq!(confidence(&[0.5; 3]), 0.0);
     }
 }

@@ -206,6 +206,7 @@ pub fn run_training(ws: &Workspace, req: &TrainRequest, ctx: &JobCtx) -> Result<
         ws,
         &store,
         &meta.sources,
+        meta.train.targets,
         meta.cnn.frames,
         |i, n| ctx.progress(i as u64, Some(n as u64)),
         |msg| ctx.log(format!("skipped {msg}")),

@@ -32,6 +32,9 @@ pub struct TrainConfig {
     /// Decision threshold on sigmoid scores for dev F1.
     pub threshold: f32,
     pub augment: Augment,
+    /// Soft targets and confidence weights from pseudo-label scores (off in checkpoints written before them).
+    #[serde(default)]
+    pub targets: super::data::Targets,
 }
 
 impl Default for TrainConfig {
@@ -44,6 +47,7 @@ impl Default for TrainConfig {
             seed: 0,
             threshold: 0.5,
             augment: Augment::default(),
+            targets: super::data::Targets::default(),
         }
     }
 }

@@ -35,6 +35,18 @@ pub struct InstallSpec {
     /// Check a checkpoint folder without keeping it (config valid, tensors present with the right shapes...);
     /// returns a one-line summary.
     pub check: fn(&Path) -> Result<String, String>,
+    /// Weights published outside the Hugging Face hub: `pull` downloads these instead (empty: the hub).
+    pub urls: &'static [UrlFile],
+}
+
+/// One file of a checkpoint published at a plain URL.
+#[derive(Debug, Clone, Copy)]
+pub struct UrlFile {
+    /// The name it has in the checkpoint folder.
+    pub file: &'static str,
+    pub url: &'static str,
+    /// Its sha256 when the publisher gives one (checked after the download).
+    pub sha256: Option<&'static str>,
 }
 
 /// Whether a teacher can be opened now.

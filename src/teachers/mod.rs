@@ -17,6 +17,7 @@ pub mod raw;
 pub mod remap;
 pub mod score;
 pub mod weights;
+pub mod whisper_at;
 
 pub use descriptor::{InstallState, OpenContext, OptionSpec, TeacherDescriptor, TeacherOptions};
 

@@ -78,13 +78,7 @@ pub fn score_segments_with(
 ) -> Result<ScoreReport> {
     let started = Instant::now();
     let split_names = opts.splits.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(","));
-    let base: serde_json::Value = serde_json::from_str(&teacher.settings_json()).unwrap_or(serde_json::json!({}));
-    let mut settings = match base {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    settings.insert("splits".into(), serde_json::json!(split_names.clone().unwrap_or_else(|| "all".into())));
-    let settings = serde_json::Value::Object(settings).to_string();
+    let settings = run_settings(teacher, opts.splits.as_deref());
 
     let segments = store.segments(opts.splits.as_deref())?;
     if segments.is_empty() {
@@ -130,7 +124,7 @@ pub fn score_segments_with(
                 scores: o.scores.map(|v| v.clamp(0.0, 1.0)),
                 raw: o.raw,
             }),
-            _ => rest.push(seg),
+            _ => rest.push((seg.id, seg.segment_path.as_str())),
         }
     }
     let todo = rest;
@@ -139,7 +133,6 @@ pub fn score_segments_with(
     }
     let start_done = already + from_store.len();
     let batch = opts.batch_size.unwrap_or_else(|| teacher.batch_size()).max(1);
-    let rate_of_teacher = teacher.sample_rate();
 
     let mut report = ScoreReport {
         run_id,
@@ -151,114 +144,31 @@ pub fn score_segments_with(
         elapsed: Duration::ZERO,
         default_thresholds_set: false,
     };
-    let mut handled = 0usize;
-    let report_progress = |handled: usize, failed: usize, progress: &mut dyn FnMut(&Progress)| {
-        let secs = started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { handled as f64 / secs } else { 0.0 };
-        let left = todo.len() - handled;
-        let eta = (rate > 0.0).then(|| Duration::from_secs_f64(left as f64 / rate));
-        progress(&Progress { done: start_done + handled, total, rate, eta, failed });
-    };
-    report_progress(0, 0, &mut progress);
-
-    // Decoding runs one thread ahead of scoring (at most two batches in flight), so the two overlap.
-    struct Decoded<'s> {
-        chunk: &'s [&'s crate::store::Segment],
-        ids: Vec<i64>,
-        audio: Vec<Vec<f32>>,
-        failed: Vec<(String, String)>,
-    }
-    let decode = |seg: &crate::store::Segment| -> std::result::Result<Vec<f32>, String> {
-        let path = ws.resolve_data_path(&seg.segment_path).map_err(|e| e.to_string())?;
-        let x = crate::audio::load_mono_16k(&path).map_err(|e| e.to_string())?;
-        if rate_of_teacher == crate::audio::TARGET_RATE {
-            Ok(x)
-        } else {
-            crate::audio::resample(&x, crate::audio::TARGET_RATE, rate_of_teacher).map_err(|e| e.to_string())
-        }
-    };
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded<'_>>(1);
-    let todo_ref = &todo;
-    let outcome: Result<()> = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for chunk in todo_ref.chunks(batch) {
-                let mut d = Decoded { chunk, ids: Vec::new(), audio: Vec::new(), failed: Vec::new() };
-                for seg in chunk {
-                    match decode(seg) {
-                        Ok(x) => {
-                            d.ids.push(seg.id);
-                            d.audio.push(x);
-                        }
-                        Err(e) => d.failed.push((seg.segment_path.clone(), e)),
-                    }
-                }
-                if tx.send(d).is_err() {
-                    break; // the scorer stopped (cancelled or failed)
-                }
+    let outcome = score_batches(
+        ws,
+        teacher,
+        &todo,
+        batch,
+        cancelled,
+        |rows, embeddings| {
+            // Embeddings the teacher computed on the way go to the shared cache (CLAP re-scores other prompts from
+            // them without the audio tower).
+            if let Some(e) = embeddings {
+                store.put_embeddings(&e.checksum, e.kind, &e.rows)?;
             }
-        });
-        let result = (|| -> Result<()> {
-            for d in rx.iter() {
-                if cancelled() {
-                    report.cancelled = true;
-                    break;
-                }
-                report.failed.extend(d.failed);
-                if !d.audio.is_empty() {
-                    let refs: Vec<&[f32]> = d.audio.iter().map(|a| a.as_slice()).collect();
-                    let scored = teacher.score_batch(&refs).and_then(|outs| {
-                        if outs.len() == d.ids.len() {
-                            Ok(outs)
-                        } else {
-                            Err(super::TeacherError::Input {
-                                id: teacher.id().to_string(),
-                                detail: format!("returned {} results for {} segments", outs.len(), d.ids.len()),
-                            })
-                        }
-                    });
-                    match scored {
-                        Ok(outs) => {
-                            // Embeddings the teacher computed on the way go to the shared cache (CLAP re-scores
-                            // other prompts from them without the audio tower).
-                            if let Some((checksum, kind, embs)) = teacher.take_embeddings()
-                                && embs.len() == d.ids.len()
-                            {
-                                let rows: Vec<(i64, Vec<f32>)> = d.ids.iter().copied().zip(embs).collect();
-                                store.put_embeddings(&checksum, kind, &rows)?;
-                            }
-                            let mut rows: Vec<ScoreRow> = Vec::with_capacity(outs.len());
-                            for ((&segment_id, o), seg) in
-                                d.ids.iter().zip(outs).zip(d.chunk.iter().filter(|s| d.ids.contains(&s.id)))
-                            {
-                                if o.scores.iter().all(|v| v.is_finite()) {
-                                    let scores = o.scores.map(|v| v.clamp(0.0, 1.0));
-                                    rows.push(ScoreRow { segment_id, scores, raw: o.raw });
-                                } else {
-                                    report.failed.push((
-                                        seg.segment_path.clone(),
-                                        format!("teacher returned non-finite scores {:?}", o.scores),
-                                    ));
-                                }
-                            }
-                            store.put_scores(run_id, &rows)?;
-                            report.scored += rows.len();
-                        }
-                        Err(e) => {
-                            for seg in d.chunk.iter().filter(|s| d.ids.contains(&s.id)) {
-                                report.failed.push((seg.segment_path.clone(), e.to_string()));
-                            }
-                        }
-                    }
-                }
-                handled += d.chunk.len();
-                report_progress(handled, report.failed.len(), &mut progress);
-            }
-            Ok(())
-        })();
-        drop(rx); // unblocks and ends the decoder if scoring stopped early
-        result
-    });
-    outcome?;
+            Ok(store.put_scores(run_id, rows)?)
+        },
+        |handled, failed| {
+            let secs = started.elapsed().as_secs_f64();
+            let rate = if secs > 0.0 { handled as f64 / secs } else { 0.0 };
+            let left = todo.len() - handled;
+            let eta = (rate > 0.0).then(|| Duration::from_secs_f64(left as f64 / rate));
+            progress(&Progress { done: start_done + handled, total, rate, eta, failed });
+        },
+    )?;
+    report.scored += outcome.scored;
+    report.cancelled = outcome.cancelled;
+    report.failed = outcome.failed.into_iter().map(|(_, path, e)| (path, e)).collect();
 
     // A session that scored nothing and failed on every segment it tried leaves the run unfinished (resumable once
     // the audio is fixed), never `done` with no scores, and stores no thresholds.
@@ -281,6 +191,19 @@ pub fn score_segments_with(
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The settings that identify a run of `teacher` over `splits`: the teacher's own settings plus the splits. A
+/// sharded run (see [`crate::slurm`]) computes them the same way, so it is the same run as an unsharded one.
+pub fn run_settings(teacher: &dyn Teacher, splits: Option<&[Split]>) -> String {
+    let split_names = splits.map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(","));
+    let base: serde_json::Value = serde_json::from_str(&teacher.settings_json()).unwrap_or(serde_json::json!({}));
+    let mut settings = match base {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    settings.insert("splits".into(), serde_json::json!(split_names.unwrap_or_else(|| "all".into())));
+    serde_json::Value::Object(settings).to_string()
 }
 
 /// Store `defaults` as `teacher`'s thresholds (method `default`) for the classes that have none yet in this
@@ -310,6 +233,153 @@ pub fn store_default_thresholds(
         }
     }
     Ok(set)
+}
+
+/// What [`score_batches`] did.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutcome {
+    /// Segments whose scores were handed to `write`.
+    pub scored: usize,
+    /// `(segment id, segment path, error)` of segments that could not be read or scored.
+    pub failed: Vec<(i64, String, String)>,
+    pub cancelled: bool,
+}
+
+/// Embeddings a teacher computed while scoring one batch ([`super::Teacher::take_embeddings`]), keyed for the
+/// workspace's embedding cache.
+#[derive(Debug, Clone)]
+pub struct BatchEmbeddings {
+    pub checksum: String,
+    pub kind: &'static str,
+    /// `(segment id, embedding)` of the batch's scored segments.
+    pub rows: Vec<(i64, Vec<f32>)>,
+}
+
+/// The scoring loop every scoring path shares (a local run into the store, a shard into its part file): decode
+/// `todo` (`(segment id, data-relative path)`) one batch ahead on a second thread, score each batch with
+/// `teacher`, clamp the scores into [0, 1], hand each batch's rows (and the embeddings the teacher computed on the
+/// way, if it offers them) to `write` (one commit per batch), report
+/// `(segments handled, failed so far)` after each batch, stop between batches when `cancelled()`.
+pub fn score_batches(
+    ws: &Workspace,
+    teacher: &mut dyn Teacher,
+    todo: &[(i64, &str)],
+    batch: usize,
+    cancelled: impl Fn() -> bool,
+    mut write: impl FnMut(&[ScoreRow], Option<&BatchEmbeddings>) -> Result<()>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<BatchOutcome> {
+    let batch = batch.max(1);
+    let rate_of_teacher = teacher.sample_rate();
+    let mut out = BatchOutcome::default();
+    let mut handled = 0usize;
+    progress(0, 0);
+
+    // Decoding runs one thread ahead of scoring (at most two batches in flight), so the two overlap.
+    struct Decoded<'s> {
+        chunk: &'s [(i64, &'s str)],
+        ids: Vec<i64>,
+        audio: Vec<Vec<f32>>,
+        failed: Vec<(i64, String, String)>,
+    }
+    let decode = |path: &str| -> std::result::Result<Vec<f32>, String> {
+        let path = ws.resolve_data_path(path).map_err(|e| e.to_string())?;
+        let x = crate::audio::load_mono_16k(&path).map_err(|e| e.to_string())?;
+        if rate_of_teacher == crate::audio::TARGET_RATE {
+            Ok(x)
+        } else {
+            crate::audio::resample(&x, crate::audio::TARGET_RATE, rate_of_teacher).map_err(|e| e.to_string())
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded<'_>>(1);
+    let outcome: Result<()> = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for chunk in todo.chunks(batch) {
+                let mut d = Decoded { chunk, ids: Vec::new(), audio: Vec::new(), failed: Vec::new() };
+                for &(id, path) in chunk {
+                    match decode(path) {
+                        Ok(x) => {
+                            d.ids.push(id);
+                            d.audio.push(x);
+                        }
+                        Err(e) => d.failed.push((id, path.to_string(), e)),
+                    }
+                }
+                if tx.send(d).is_err() {
+                    break; // the scorer stopped (cancelled or failed)
+                }
+            }
+        });
+        let result = (|| -> Result<()> {
+            for d in rx.iter() {
+                if cancelled() {
+                    out.cancelled = true;
+                    break;
+                }
+                out.failed.extend(d.failed);
+                if !d.audio.is_empty() {
+                    let refs: Vec<&[f32]> = d.audio.iter().map(|a| a.as_slice()).collect();
+                    let scored = teacher.score_batch(&refs).and_then(|outs| {
+                        if outs.len() == d.ids.len() {
+                            Ok(outs)
+                        } else {
+                            Err(super::TeacherError::Input {
+                                id: teacher.id().to_string(),
+                                detail: format!("returned {} results for {} segments", outs.len(), d.ids.len()),
+                            })
+                        }
+                    });
+                    let decoded = || d.chunk.iter().filter(|(id, _)| d.ids.contains(id));
+                    match scored {
+                        Ok(outs) => {
+                            let mut rows: Vec<ScoreRow> = Vec::with_capacity(outs.len());
+                            for (o, &(segment_id, path)) in outs.into_iter().zip(decoded()) {
+                                if o.scores.iter().all(|v| v.is_finite()) {
+                                    let scores = o.scores.map(|v| v.clamp(0.0, 1.0));
+                                    rows.push(ScoreRow { segment_id, scores, raw: o.raw });
+                                } else {
+                                    out.failed.push((
+                                        segment_id,
+                                        path.to_string(),
+                                        format!("teacher returned non-finite scores {:?}", o.scores),
+                                    ));
+                                }
+                            }
+                            let embeddings = teacher.take_embeddings().and_then(|(checksum, kind, embs)| {
+                                (embs.len() == d.ids.len()).then(|| BatchEmbeddings {
+                                    checksum,
+                                    kind,
+                                    rows: d
+                                        .ids
+                                        .iter()
+                                        .copied()
+                                        .zip(embs)
+                                        .filter(|(id, e)| {
+                                            e.iter().all(|v| v.is_finite()) && rows.iter().any(|r| r.segment_id == *id)
+                                        })
+                                        .collect(),
+                                })
+                            });
+                            write(&rows, embeddings.as_ref())?;
+                            out.scored += rows.len();
+                        }
+                        Err(e) => {
+                            for &(id, path) in decoded() {
+                                out.failed.push((id, path.to_string(), e.to_string()));
+                            }
+                        }
+                    }
+                }
+                handled += d.chunk.len();
+                progress(handled, out.failed.len());
+            }
+            Ok(())
+        })();
+        drop(rx); // unblocks and ends the decoder if scoring stopped early
+        result
+    });
+    outcome?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -277,6 +277,8 @@ impl JobForm {
                 0,
             ),
             Field::flag("resume", "continue the student of this name from its last finished epoch", false),
+            Field::flag("soft targets", "train on pseudo-labels' scores (e.g. label-model posteriors), not 0/1", false),
+            Field::flag("confidence weight", "weigh pseudo-labelled examples by |2q − 1| of their scores", false),
         ]);
         JobForm { kind: JobKind::Train, fields, cursor: 0, students: students.to_vec(), option_fields: Vec::new() }
     }
@@ -515,6 +517,10 @@ impl JobForm {
                 seed: self.number_in_range("seed")? as u64,
                 threshold: d.threshold,
                 augment: if self.flag("augmentation") { Augment::default() } else { Augment::none() },
+                targets: crate::student::data::Targets {
+                    soft: self.flag("soft targets"),
+                    confidence_weight: self.flag("confidence weight"),
+                },
             },
             width: self.number_in_range("width")? as usize,
             device: device.unwrap_or(crate::student::DeviceChoice::Auto),
@@ -672,7 +678,9 @@ mod tests {
                 "seed",
                 "device",
                 "kind",
-                "resume"
+                "resume",
+                "soft targets",
+                "confidence weight"
             ]
         );
         assert_eq!(
@@ -756,7 +764,7 @@ mod tests {
         let e = f.train_request().unwrap_err().to_string();
         assert!(e.contains("student old exists: turn resume on"), "{e}");
         assert!(f.hint().unwrap().contains("turn resume on"));
-        f.cursor = f.fields.len() - 1;
+        f.cursor = f.fields.iter().position(|x| x.name == "resume").unwrap();
         f.toggle();
         assert!(f.train_request().unwrap().resume);
         assert!(f.hint().unwrap().contains("continues after its last finished epoch"));

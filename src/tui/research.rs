@@ -69,6 +69,9 @@ pub struct JobsPane {
     refreshed: Option<Instant>,
     /// Jobs seen running (to notice when they finish).
     running: Vec<i64>,
+    /// Sharded runs (`dams slurm submit`) of the workspace, newest first: their progress from the part files.
+    pub sharded: Vec<crate::slurm::status::RunProgress>,
+    sharded_watch: crate::slurm::status::Watch,
 }
 
 impl JobsPane {
@@ -82,6 +85,8 @@ impl JobsPane {
             epochs: None,
             refreshed: None,
             running: vec![],
+            sharded: Vec::new(),
+            sharded_watch: Default::default(),
         }
     }
 
@@ -280,6 +285,7 @@ impl App {
                 Ok(h) => pane.history = h,
                 Err(e) => self.message = format!("error: cannot read the job history: {e}"),
             }
+            pane.sharded = pane.sharded_watch.scan(&self.ws, Some(&self.store), 3);
             if pane.inspect {
                 self.load_epochs();
             }

@@ -228,6 +228,7 @@ fn order_name(o: Order) -> &'static str {
         Order::VoteEntropy => "vote entropy",
         Order::Spread => "score spread",
         Order::Gold => "disagreement with gold",
+        Order::Uncertainty => "label-model uncertainty",
     }
 }
 
@@ -363,8 +364,51 @@ fn draw_jobs(f: &mut Frame<'_>, area: Rect, app: &mut App) {
     let rows = app.research.jobs.rows();
     let pane = &app.research.jobs;
     let bold = Style::new().add_modifier(Modifier::BOLD);
-    let [head, list, detail] =
-        Layout::vertical([Constraint::Length(2), Constraint::Percentage(40), Constraint::Min(0)]).areas(area);
+    let [head, sharded, list, detail] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(pane.sharded.len() as u16),
+        Constraint::Percentage(40),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    // Sharded runs (Slurm arrays, Kubernetes, GNU parallel): progress read from their part files.
+    let sharded_lines: Vec<Line> = pane
+        .sharded
+        .iter()
+        .map(|r| {
+            let x = if r.total > 0 { (r.done as f64 / r.total as f64).clamp(0.0, 1.0) } else { 0.0 };
+            let n = (x * 10.0).round() as usize;
+            let state = if r.merged == r.shards {
+                "merged"
+            } else if r.complete == r.shards {
+                "to merge"
+            } else if r.partial > 0 {
+                "running"
+            } else {
+                "waiting"
+            };
+            Line::from(vec![
+                Span::raw(format!(" sharded {} ({}) ", r.name, r.teacher)),
+                Span::styled(
+                    format!("{state} "),
+                    Style::new().fg(if state == "merged" { ACCENT } else { Color::Cyan }),
+                ),
+                Span::raw(format!(
+                    "{}{} {:>3.0}% · shards {}/{} done, {} running, {} missing · merged {}/{}",
+                    "█".repeat(n),
+                    "░".repeat(10 - n),
+                    x * 100.0,
+                    r.complete,
+                    r.shards,
+                    r.partial,
+                    r.missing,
+                    r.merged,
+                    r.shards
+                )),
+            ])
+        })
+        .collect();
+    f.render_widget(Paragraph::new(sharded_lines), sharded);
     f.render_widget(
         Paragraph::new(vec![
             Line::from(vec![

@@ -556,8 +556,43 @@ fn the_train_form_fits_small_terminals_and_scrolls_to_the_selected_field() {
         app.on_key(Key::plain(KeyCode::Down));
     }
     let scr = screen(&mut app, 80, 14);
-    assert!(scr.contains("resume") && scr.contains("continue the student"), "{scr}");
+    assert!(scr.contains("confidence weig") && scr.contains("weigh pseudo-labelled examples"), "{scr}");
     for (w, h) in [(120, 40), (80, 24), (40, 10), (10, 4), (0, 0)] {
         screen(&mut app, w, h);
     }
+}
+
+#[test]
+fn the_jobs_pane_shows_a_sharded_runs_progress_from_its_part_files() {
+    let s = scratch_workspace(4).unwrap();
+    let dirs = crate::config::Dirs {
+        config: s.ws.root().join("home/config"),
+        data: s.ws.root().join("home/data"),
+        cache: s.ws.root().join("home/cache"),
+    };
+    let loaded = crate::slurm::create_score_plan(
+        &s.ws,
+        crate::slurm::NewScorePlan {
+            job: crate::jobs::catalog::ScoreJob::new("builtin", &[], Some("cpu"), None, false, None).unwrap(),
+            shards: 2,
+            slurm: Default::default(),
+            name: Some("tui-run".into()),
+            dams_bin: "/usr/bin/dams".into(),
+            dirs: &dirs,
+        },
+    )
+    .unwrap();
+    let plan = loaded.dir.join("plan.json");
+    crate::slurm::shard::run_shard(&plan, crate::slurm::shard::ShardArg::Index(0), &dirs, |_, _| {}).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    app.run(Action::ShowJobs);
+    let scr = screen(&mut app, 120, 30);
+    assert!(scr.contains("sharded tui-run (builtin) waiting"), "{scr}");
+    assert!(scr.contains("50% · shards 1/2 done, 0 running, 1 missing · merged 0/2"), "{scr}");
+    crate::slurm::shard::run_shard(&plan, crate::slurm::shard::ShardArg::Index(1), &dirs, |_, _| {}).unwrap();
+    crate::slurm::merge::merge(&s.ws, &loaded.dir, std::time::Duration::from_secs(5)).unwrap();
+    app.refresh_jobs(true);
+    let scr = screen(&mut app, 120, 30);
+    assert!(scr.contains("sharded tui-run (builtin) merged"), "{scr}");
+    assert!(scr.contains("100% · shards 2/2 done, 0 running, 0 missing · merged 2/2"), "{scr}");
 }

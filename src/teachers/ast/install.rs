@@ -23,6 +23,7 @@ pub const INSTALL: InstallSpec = InstallSpec {
     hf_repo: super::HF_REPO,
     revision: "main",
     files: &FILES,
+    urls: &[],
     check: |dir| {
         check_folder(dir)
             .map(|c| format!("{} layers, hidden {}", c.num_hidden_layers, c.hidden_size))

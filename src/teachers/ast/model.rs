@@ -58,7 +58,7 @@ impl AstLayer {
 }
 
 /// `softmax(q·kᵀ/√d_h)·v` with the two products on burn (gemm) and the softmax in place on the scores' memory.
-fn cpu_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+pub(crate) fn cpu_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     let [_, _, n, dh] = q.dims();
     let device = q.device();
     let scores = (q * (dh as f64).powf(-0.5)).matmul(k.swap_dims(2, 3));
@@ -71,7 +71,7 @@ fn cpu_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 }
 
 /// Exact GELU in place on the tensor's memory.
-fn cpu_gelu<const D: usize>(y: Tensor<D>) -> Tensor<D> {
+pub(crate) fn cpu_gelu<const D: usize>(y: Tensor<D>) -> Tensor<D> {
     let device = y.device();
     let mut data = y.into_data();
     match data.as_mut_slice::<f32>() {

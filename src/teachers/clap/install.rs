@@ -22,6 +22,7 @@ pub const INSTALL: InstallSpec = InstallSpec {
     hf_repo: super::HF_REPO,
     revision: "main",
     files: &FILES,
+    urls: &[],
     check: |dir| {
         check_folder(dir)
             .map(|c| {

@@ -21,6 +21,33 @@ use super::ClapError;
 use super::config::{AudioConfig, ClapConfig, Stage, TextConfig};
 use crate::teachers::weights::layers::Loader;
 use crate::teachers::weights::safetensors::Checkpoint;
+use crate::teachers::weights::{TensorSource, WeightsError};
+
+/// What loading CLAP needs of a checkpoint beyond [`TensorSource`]: PyTorch's integer buffers (checked or
+/// acknowledged) and the tensors left unread (a checkpoint with more than the config implies is refused).
+pub trait ClapSource: TensorSource {
+    fn has(&self, name: &str) -> bool;
+    /// Integer buffer `name`, which must have exactly `shape`.
+    fn take_ints(&mut self, name: &str, shape: &[usize]) -> Result<Vec<i64>, WeightsError>;
+    /// Mark `name` as deliberately unused (a buffer the model recomputes), if present.
+    fn skip(&mut self, name: &str);
+    fn unused(&self) -> Vec<String>;
+}
+
+impl ClapSource for Checkpoint {
+    fn has(&self, name: &str) -> bool {
+        self.contains(name)
+    }
+    fn take_ints(&mut self, name: &str, shape: &[usize]) -> Result<Vec<i64>, WeightsError> {
+        self.take_i64(name, shape)
+    }
+    fn skip(&mut self, name: &str) {
+        Checkpoint::skip(self, name)
+    }
+    fn unused(&self) -> Vec<String> {
+        Checkpoint::unused(self)
+    }
+}
 
 /// Layer norms PyTorch builds with its default epsilon in HTSAT (patch embed, merging, final norm).
 const TORCH_LN_EPS: f64 = 1e-5;
@@ -159,7 +186,7 @@ pub fn shift_mask(res: [usize; 2], w: usize, s: usize) -> Vec<f32> {
 
 impl SwinBlock {
     fn load(
-        l: &mut Loader,
+        src: &mut dyn ClapSource,
         name: &str,
         cfg: &AudioConfig,
         st: &Stage,
@@ -174,12 +201,12 @@ impl SwinBlock {
         }
         let w = cfg.window_size;
         let table_len = (2 * w - 1) * (2 * w - 1);
-        let table = l.ckpt.take(&format!("{a}.self.relative_position_bias_table"), &[table_len, st.heads])?;
+        let table = src.take(&format!("{a}.self.relative_position_bias_table"), &[table_len, st.heads])?;
         let n = st.window * st.window;
         let idx = relative_position_index(st.window);
         let rpi = format!("{a}.self.relative_position_index");
-        if l.ckpt.contains(&rpi) {
-            let stored = l.ckpt.take_i64(&rpi, &[n, n])?;
+        if src.has(&rpi) {
+            let stored = src.take_ints(&rpi, &[n, n])?;
             if stored.iter().zip(&idx).any(|(a, b)| *a != *b as i64) {
                 return Err(ClapError::Weights(format!(
                     "'{rpi}' differs from the Swin relative-position index of a {}×{} window",
@@ -201,6 +228,7 @@ impl SwinBlock {
             Param::from_tensor(Tensor::from_data(TensorData::new(m, [nw, n, n]), device))
         });
         let hidden = cfg.mlp_hidden(d);
+        let mut l = Loader { ckpt: src, device };
         Ok(SwinBlock {
             ln_before: l.layer_norm(&format!("{name}.layernorm_before"), d, eps)?,
             query: l.linear(&format!("{a}.self.query"), d, d)?,
@@ -343,15 +371,14 @@ pub fn bicubic_time(x: &[f32], frames: usize, mels: usize, out: usize) -> Vec<f3
 }
 
 impl Htsat {
-    fn load(cfg: &AudioConfig, ckpt: &mut Checkpoint, device: &Device) -> Result<Htsat, ClapError> {
+    fn load(cfg: &AudioConfig, src: &mut dyn ClapSource, device: &Device) -> Result<Htsat, ClapError> {
         let p = "audio_model.audio_encoder";
         let mels = cfg.num_mel_bins;
-        let mut l = Loader { ckpt, device };
-        let w = l.ckpt.take(&format!("{p}.batch_norm.weight"), &[mels])?;
-        let bb = l.ckpt.take(&format!("{p}.batch_norm.bias"), &[mels])?;
-        let rm = l.ckpt.take(&format!("{p}.batch_norm.running_mean"), &[mels])?;
-        let rv = l.ckpt.take(&format!("{p}.batch_norm.running_var"), &[mels])?;
-        l.ckpt.skip(&format!("{p}.batch_norm.num_batches_tracked"));
+        let w = src.take(&format!("{p}.batch_norm.weight"), &[mels])?;
+        let bb = src.take(&format!("{p}.batch_norm.bias"), &[mels])?;
+        let rm = src.take(&format!("{p}.batch_norm.running_mean"), &[mels])?;
+        let rv = src.take(&format!("{p}.batch_norm.running_var"), &[mels])?;
+        src.skip(&format!("{p}.batch_norm.num_batches_tracked"));
         if let Some(i) = rv.iter().position(|v| *v < 0.0) {
             return Err(ClapError::Weights(format!("batch_norm.running_var[{i}] is negative")));
         }
@@ -360,6 +387,7 @@ impl Htsat {
         let shift: Vec<f32> = (0..mels).map(|i| bb[i] - rm[i] * scale[i]).collect();
         let e = cfg.patch_embeds_hidden_size;
         let [ps0, ps1] = cfg.patch_size.pair();
+        let mut l = Loader { ckpt: &mut *src, device };
         let patch_weight = l.param(&format!("{p}.patch_embed.proj.weight"), [e, 1, ps0, ps1])?;
         let patch_bias = l.param(&format!("{p}.patch_embed.proj.bias"), [e])?;
         let patch_norm = if cfg.enable_patch_layer_norm {
@@ -372,7 +400,7 @@ impl Htsat {
             let mut blocks = Vec::new();
             for bi in 0..st.depth {
                 blocks.push(SwinBlock::load(
-                    &mut l,
+                    &mut *src,
                     &format!("{p}.layers.{s}.blocks.{bi}"),
                     cfg,
                     st,
@@ -382,6 +410,7 @@ impl Htsat {
             }
             let downsample = if st.downsample {
                 let d = st.dim;
+                let mut l = Loader { ckpt: &mut *src, device };
                 Some(PatchMerging {
                     norm: l.layer_norm(&format!("{p}.layers.{s}.downsample.norm"), 4 * d, TORCH_LN_EPS)?,
                     reduction: l.linear_opt_bias(
@@ -397,7 +426,7 @@ impl Htsat {
             };
             stages.push(SwinStage { blocks, downsample });
         }
-        let norm = l.layer_norm(&format!("{p}.norm"), cfg.num_features(), TORCH_LN_EPS)?;
+        let norm = Loader { ckpt: src, device }.layer_norm(&format!("{p}.norm"), cfg.num_features(), TORCH_LN_EPS)?;
         Ok(Htsat {
             bn_scale: scale,
             bn_shift: shift,
@@ -528,7 +557,7 @@ pub struct Roberta {
 }
 
 impl Roberta {
-    fn load(cfg: &TextConfig, ckpt: &mut Checkpoint, device: &Device) -> Result<Roberta, ClapError> {
+    fn load(cfg: &TextConfig, ckpt: &mut dyn ClapSource, device: &Device) -> Result<Roberta, ClapError> {
         let p = "text_model";
         let d = cfg.hidden_size;
         let word = ckpt.take(&format!("{p}.embeddings.word_embeddings.weight"), &[cfg.vocab_size, d])?;
@@ -629,9 +658,9 @@ pub struct ClapModel {
 
 impl ClapModel {
     /// Build the model `cfg` describes from the checkpoint's tensors (every expected tensor present with its shape).
-    pub fn load(cfg: &ClapConfig, ckpt: &mut Checkpoint, device: &Device) -> Result<ClapModel, ClapError> {
-        let audio = Htsat::load(&cfg.audio_config, ckpt, device)?;
-        let text = Roberta::load(&cfg.text_config, ckpt, device)?;
+    pub fn load(cfg: &ClapConfig, ckpt: &mut dyn ClapSource, device: &Device) -> Result<ClapModel, ClapError> {
+        let audio = Htsat::load(&cfg.audio_config, &mut *ckpt, device)?;
+        let text = Roberta::load(&cfg.text_config, &mut *ckpt, device)?;
         let mut l = Loader { ckpt, device };
         let audio_projection =
             Projection::load(&mut l, "audio_projection", cfg.audio_config.hidden_size, cfg.projection_dim)?;

@@ -179,6 +179,71 @@ pub fn add_from(
     result
 }
 
+/// The base URL that replaces published URLs (`DAMS_PULL_MIRROR`): file `f` of teacher `id` is then fetched from
+/// `<mirror>/<id>/<f>` (an offline site's own copy; the tests' local server).
+pub fn pull_mirror() -> Option<String> {
+    std::env::var("DAMS_PULL_MIRROR").ok().filter(|s| !s.is_empty()).map(|s| s.trim_end_matches('/').to_string())
+}
+
+/// `dams teachers pull` for weights published at plain URLs (`spec.urls`): download every file into
+/// `<model cache>/.download-<id>/` (a file already there with the published sha256 is kept), check each against its
+/// published sha256, then install through [`add_from`] (the teacher's own check) and remove the downloads. A cut or
+/// corrupted download installs nothing and leaves no partial file. `mirror` (see [`pull_mirror`]) replaces the
+/// published URLs. `progress(file, bytes so far, total)`.
+pub fn pull_urls(
+    id: &str,
+    spec: &InstallSpec,
+    model_cache: &Path,
+    mirror: Option<&str>,
+    mut progress: impl FnMut(&str, u64, Option<u64>),
+) -> Result<InstallRecord, WeightsError> {
+    let dir = model_cache.join(format!(".download-{id}"));
+    std::fs::create_dir_all(&dir).map_err(|e| WeightsError(format!("cannot create {}: {e}", dir.display())))?;
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_connect(Some(std::time::Duration::from_secs(30))).build().into();
+    let mut sources = Vec::new();
+    for u in spec.urls {
+        let dest = dir.join(u.file);
+        let url = match mirror {
+            Some(m) => format!("{m}/{id}/{}", u.file),
+            None => u.url.to_string(),
+        };
+        sources.push(url.clone());
+        if let Some(want) = u.sha256
+            && dest.is_file()
+            && sha256_file(&dest).is_ok_and(|h| h == want)
+        {
+            continue;
+        }
+        let resp = agent.get(&url).call().map_err(|e| WeightsError(format!("cannot download {url}: {e}")))?;
+        let len: Option<u64> =
+            resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let part = dir.join(format!(".{}.incomplete-{}", u.file, std::process::id()));
+        let fail = |m: String| {
+            let _ = std::fs::remove_file(&part);
+            WeightsError(m)
+        };
+        let (sha, n) = download_to(resp.into_body().into_reader(), &part, |n| progress(u.file, n, len))
+            .map_err(|e| fail(format!("download of {url} failed: {e}")))?;
+        if let Some(l) = len
+            && l != n
+        {
+            return Err(fail(format!("{url}: received {n} of {l} bytes (connection cut?); nothing was installed")));
+        }
+        if let Some(want) = u.sha256
+            && want != sha
+        {
+            return Err(fail(format!(
+                "{url}: checksum mismatch (published sha256 {want}, received {sha}); nothing was installed"
+            )));
+        }
+        std::fs::rename(&part, &dest).map_err(|e| fail(format!("cannot store {}: {e}", dest.display())))?;
+    }
+    let rec = add_from(id, spec, &dir, model_cache, Some(sources.join(" + ")))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(rec)
+}
+
 /// Stream `reader` into `path`, hashing as it goes; `progress(bytes so far)`.
 pub fn download_to(
     mut reader: impl Read,
@@ -213,6 +278,7 @@ mod tests {
             hf_repo: "x/y",
             revision: "main",
             files: &["config.json", "w.bin"],
+            urls: &[],
             check: |d| {
                 let t = std::fs::read_to_string(d.join("config.json")).map_err(|e| e.to_string())?;
                 if t.contains("bad") { Err("config says bad".into()) } else { Ok("ok".into()) }

@@ -1,16 +1,16 @@
 //! Loaders for the layers most teachers are made of: PyTorch tensors of the expected shapes from a checked
-//! [`Checkpoint`] onto a burn device (`nn.Linear` transposed into burn's `[in, out]`, LayerNorm, plain parameters).
+//! [`TensorSource`] onto a burn device (`nn.Linear` transposed into burn's `[in, out]`, LayerNorm, plain parameters).
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::TensorSource;
 use super::WeightsError;
-use super::safetensors::Checkpoint;
 
 /// Reads tensors of the expected shapes from a checkpoint onto a device.
 pub struct Loader<'a> {
-    pub ckpt: &'a mut Checkpoint,
+    pub ckpt: &'a mut dyn TensorSource,
     pub device: &'a Device,
 }
 

@@ -288,7 +288,7 @@ fn parse_entry(v: &serde_json::Value) -> Result<Entry, String> {
 }
 
 /// IEEE half → single.
-fn f16_to_f32(h: u16) -> f32 {
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;
     let exp = ((h >> 10) & 0x1f) as u32;
     let frac = (h & 0x3ff) as u32;

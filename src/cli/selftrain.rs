@@ -1,0 +1,213 @@
+//! `dams loop`: rounds of self-training, headless. Each round: score the workspace with every teacher that has no
+//! run yet (the previous round's student included), fit the label model over them (Dawid–Skene) and pseudo-label
+//! the train and unlabelled segments, train a student on those pseudo-labels only (soft targets weighted by
+//! confidence unless `--hard`), score with it, and evaluate every teacher and the student on gold dev (and test).
+//! Rounds are recorded in `experiments/loop_<seed>_<time>.json`; students are ordinary teachers afterwards
+//! (`student:<name>`: the TUI's eval and disagreement views compare them).
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+
+use super::Ctx;
+use super::teachers::run_job;
+use crate::jobs::catalog::{JobSpec, ScoreJob};
+use crate::labelmodel::Anchor;
+use crate::labels::Split;
+use crate::pseudo::{self, Combine};
+use crate::student::data::{SourceSpec, Targets};
+use crate::student::train::TrainConfig;
+use crate::student::{DeviceChoice, StudentKind, TrainRequest};
+
+#[derive(Debug, Args)]
+pub struct LoopArgs {
+    /// Rounds of score → label model → train → score → eval.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// The teachers of the first round (each later round adds the previous round's student).
+    #[arg(long, value_delimiter = ',', default_value = "builtin,ina")]
+    pub teachers: Vec<String>,
+    /// Student backbone: cnn (from scratch) or ast-head (a new head on the installed AST, frozen).
+    #[arg(long, default_value = "cnn")]
+    pub backbone: String,
+    /// Seed of every student (data order, initial weights, augmentation).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Epochs per student (early stop on dev macro F1 after 5 without improvement).
+    #[arg(long, default_value_t = 15)]
+    pub epochs: usize,
+    /// Label model bins: 2 (votes) or 4 (scores around each threshold).
+    #[arg(long, default_value_t = 4)]
+    pub bins: usize,
+    /// Train on the label model's 0/1 labels instead of its posteriors weighted by confidence.
+    #[arg(long)]
+    pub hard: bool,
+    /// CNN width (channels of the first block).
+    #[arg(long, default_value_t = 16)]
+    pub width: usize,
+    /// Device for teachers and students.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Students are named <prefix><seed>_r<round>.
+    #[arg(long, default_value = "loop")]
+    pub prefix: String,
+}
+
+#[derive(Debug, Serialize)]
+struct TeacherF1 {
+    teacher: String,
+    split: String,
+    n: usize,
+    f1: [f64; 3],
+    macro_f1: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Round {
+    round: usize,
+    teachers: Vec<String>,
+    pseudo_run: i64,
+    pseudo_labelled: usize,
+    student: String,
+    results: Vec<TeacherF1>,
+}
+
+/// Macro F1 of `teacher`'s newest run at its active thresholds on the gold of `split`.
+fn f1_on(store: &crate::store::Store, teacher: &str, split: Split) -> Result<Option<TeacherF1>> {
+    let run = crate::eval::resolve_run(store, teacher, None)?;
+    let (th, _) = crate::eval::required_thresholds(store, teacher)?;
+    let index = crate::eval::segment_index(store)?;
+    let gold = crate::eval::gold_map(store, &index, Some(&[split]))?;
+    if gold.is_empty() {
+        return Ok(None);
+    }
+    let scores = crate::eval::run_scores(store, run.id)?;
+    let opts = crate::eval::EvalOptions { level: crate::eval::Level::Segment, bootstrap: 0, seed: 0 };
+    let e = crate::eval::evaluate_run(&run, &scores, th, &gold, &index, opts);
+    let mut f1 = [0.0; 3];
+    for c in &e.report.classes {
+        f1[c.class.index()] = c.f1.value;
+    }
+    Ok(Some(TeacherF1 {
+        teacher: teacher.into(),
+        split: split.as_str().into(),
+        n: e.report.n,
+        f1,
+        macro_f1: e.report.macro_f1.value,
+    }))
+}
+
+fn score(ctx: &Ctx, ws: &crate::workspace::Workspace, teacher: &str, device: &str) -> Result<()> {
+    let job = ScoreJob::new(teacher, &[], Some(device), None, false, None)?;
+    let r = run_job(ctx, ws, JobSpec::Score(job))?;
+    eprintln!("  scored with {teacher}: {} segments, {} failed", r["scored"], r["failed"]);
+    if r["failed"].as_u64().unwrap_or(0) > 0 {
+        bail!("{teacher} failed on some segments: fix them (see `dams check`) before a loop");
+    }
+    Ok(())
+}
+
+pub fn run_loop(ctx: &Ctx, a: LoopArgs) -> Result<()> {
+    let ws = ctx.workspace()?;
+    if a.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    if a.teachers.len() < 2 {
+        bail!("the label model needs at least two teachers (--teachers a,b)");
+    }
+    let kind = match a.backbone.as_str() {
+        "cnn" => StudentKind::Cnn,
+        "ast-head" => StudentKind::AstHead(Default::default()),
+        other => bail!("unknown backbone '{other}' (expected cnn or ast-head)"),
+    };
+    let device: DeviceChoice = a.device.parse().map_err(anyhow::Error::msg)?;
+    let model = Combine::parse("dawid-skene", a.bins, false).map_err(anyhow::Error::msg)?;
+    let started = chrono::Utc::now();
+    let mut rounds: Vec<Round> = Vec::new();
+    let mut student: Option<String> = None;
+    for round in 1..=a.rounds {
+        let mut teachers = a.teachers.clone();
+        teachers.extend(student.clone().map(|s| format!("student:{s}")));
+        eprintln!("round {round}/{}: teachers {}", a.rounds, teachers.join(", "));
+        for t in &teachers {
+            let store = ws.open_store()?;
+            let has = store.latest_runs()?.iter().any(|r| &r.teacher == t);
+            drop(store);
+            if !has {
+                score(ctx, &ws, t, &a.device)?;
+            }
+        }
+        let mut store = ws.open_store()?;
+        let p = pseudo::Params {
+            teachers: teachers.clone(),
+            k: 2,
+            model,
+            residual_noise: false,
+            splits: vec![Split::Train, Split::Unlabeled],
+            created_by: ctx.annotator().to_string(),
+        };
+        let o = pseudo::run(&ws, &mut store, &p)?;
+        eprintln!("  pseudo-label run #{}: {} segments labelled by the label model", o.pseudo_run_id, o.labeled);
+        if let Some(r) = &o.label_model {
+            super::eval::print_label_model(r);
+        }
+        drop(store);
+        if o.labeled == 0 {
+            bail!("round {round}: the label model labelled no train/unlabeled segment (add a pool: `dams pool build`)");
+        }
+        let name = format!("{}{}_r{round}", a.prefix, a.seed);
+        let req = TrainRequest {
+            name: name.clone(),
+            sources: vec![SourceSpec { source: o.label_source.clone(), weight: 1.0 }],
+            train: TrainConfig {
+                epochs: a.epochs,
+                seed: a.seed,
+                targets: Targets { soft: !a.hard, confidence_weight: !a.hard },
+                ..TrainConfig::default()
+            },
+            width: a.width,
+            device,
+            resume: false,
+            kind: kind.clone(),
+        };
+        let r = run_job(ctx, &ws, JobSpec::Train(req)).with_context(|| format!("training {name}"))?;
+        eprintln!("  trained {name}: best dev macro F1 {}", r["best_metric"]);
+        score(ctx, &ws, &format!("student:{name}"), &a.device)?;
+        let store = ws.open_store()?;
+        let mut results = Vec::new();
+        for t in teachers.iter().chain(std::iter::once(&format!("student:{name}"))) {
+            for split in [Split::Dev, Split::Test] {
+                if let Some(f) = f1_on(&store, t, split)? {
+                    results.push(f);
+                }
+            }
+        }
+        println!("round {round}: macro F1 on gold (speech / music / noise)");
+        for f in &results {
+            println!(
+                "  {:<28} {:<5} n={:<4} {:.3}  ({:.3} / {:.3} / {:.3})",
+                f.teacher, f.split, f.n, f.macro_f1, f.f1[0], f.f1[1], f.f1[2]
+            );
+        }
+        rounds.push(Round {
+            round,
+            teachers: teachers.clone(),
+            pseudo_run: o.pseudo_run_id,
+            pseudo_labelled: o.labeled,
+            student: name.clone(),
+            results,
+        });
+        student = Some(name);
+        let file = ws.experiments_dir().join(format!("loop_{}_{}.json", a.seed, started.format("%Y%m%dT%H%M%S")));
+        std::fs::create_dir_all(ws.experiments_dir())?;
+        let v = serde_json::json!({
+            "seed": a.seed, "backbone": a.backbone, "bins": a.bins, "soft": !a.hard, "epochs": a.epochs,
+            "teachers": a.teachers, "rounds": rounds, "anchor": Anchor::None,
+        });
+        std::fs::write(&file, serde_json::to_string_pretty(&v)? + "\n")
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    let last = student.unwrap_or_default();
+    println!("last round's student: student:{last} (score with it, evaluate it, or use it as a teacher)");
+    Ok(())
+}
