@@ -36,6 +36,13 @@ pub struct LoopArgs {
     /// Epochs per student (early stop on dev macro F1 after 5 without improvement).
     #[arg(long, default_value_t = 15)]
     pub epochs: usize,
+    /// How the round's teachers combine: dawid-skene (the label model; soft targets) or vote (k-vote consensus,
+    /// 0/1 targets; with two teachers and --k 1, a class is on when either teacher says so).
+    #[arg(long, default_value = "dawid-skene")]
+    pub combine: String,
+    /// Minimum votes with --combine vote.
+    #[arg(long, default_value_t = 2)]
+    pub k: usize,
     /// Label model bins: 2 (votes) or 4 (scores around each threshold).
     #[arg(long, default_value_t = 4)]
     pub bins: usize,
@@ -121,7 +128,12 @@ pub fn run_loop(ctx: &Ctx, a: LoopArgs) -> Result<()> {
         other => bail!("unknown backbone '{other}' (expected cnn or ast-head)"),
     };
     let device: DeviceChoice = a.device.parse().map_err(anyhow::Error::msg)?;
-    let model = Combine::parse("dawid-skene", a.bins, false).map_err(anyhow::Error::msg)?;
+    let model = Combine::parse(&a.combine, a.bins, false).map_err(anyhow::Error::msg)?;
+    if a.k == 0 {
+        bail!("--k must be at least 1");
+    }
+    // Votes carry no posterior: their students train on 0/1 labels.
+    let soft = !a.hard && !matches!(model, Combine::Vote);
     let started = chrono::Utc::now();
     let mut rounds: Vec<Round> = Vec::new();
     let mut student: Option<String> = None;
@@ -140,20 +152,20 @@ pub fn run_loop(ctx: &Ctx, a: LoopArgs) -> Result<()> {
         let mut store = ws.open_store()?;
         let p = pseudo::Params {
             teachers: teachers.clone(),
-            k: 2,
+            k: a.k,
             model,
             residual_noise: false,
             splits: vec![Split::Train, Split::Unlabeled],
             created_by: ctx.annotator().to_string(),
         };
         let o = pseudo::run(&ws, &mut store, &p)?;
-        eprintln!("  pseudo-label run #{}: {} segments labelled by the label model", o.pseudo_run_id, o.labeled);
+        eprintln!("  pseudo-label run #{}: {} segments labelled ({})", o.pseudo_run_id, o.labeled, a.combine);
         if let Some(r) = &o.label_model {
             super::eval::print_label_model(r);
         }
         drop(store);
         if o.labeled == 0 {
-            bail!("round {round}: the label model labelled no train/unlabeled segment (add a pool: `dams pool build`)");
+            bail!("round {round}: the teachers labelled no train/unlabeled segment (add a pool: `dams pool build`)");
         }
         let name = format!("{}{}_r{round}", a.prefix, a.seed);
         let req = TrainRequest {
@@ -162,7 +174,7 @@ pub fn run_loop(ctx: &Ctx, a: LoopArgs) -> Result<()> {
             train: TrainConfig {
                 epochs: a.epochs,
                 seed: a.seed,
-                targets: Targets { soft: !a.hard, confidence_weight: !a.hard },
+                targets: Targets { soft, confidence_weight: soft },
                 ..TrainConfig::default()
             },
             width: a.width,
@@ -171,7 +183,7 @@ pub fn run_loop(ctx: &Ctx, a: LoopArgs) -> Result<()> {
             kind: kind.clone(),
         };
         let r = run_job(ctx, &ws, JobSpec::Train(req)).with_context(|| format!("training {name}"))?;
-        eprintln!("  trained {name}: best dev macro F1 {}", r["best_metric"]);
+        eprintln!("  trained {name}: best dev macro F1 {}", r["best_dev_macro_f1"]);
         score(ctx, &ws, &format!("student:{name}"), &a.device)?;
         let store = ws.open_store()?;
         let mut results = Vec::new();
@@ -201,7 +213,7 @@ pub fn run_loop(ctx: &Ctx, a: LoopArgs) -> Result<()> {
         let file = ws.experiments_dir().join(format!("loop_{}_{}.json", a.seed, started.format("%Y%m%dT%H%M%S")));
         std::fs::create_dir_all(ws.experiments_dir())?;
         let v = serde_json::json!({
-            "seed": a.seed, "backbone": a.backbone, "bins": a.bins, "soft": !a.hard, "epochs": a.epochs,
+            "seed": a.seed, "backbone": a.backbone, "combine": a.combine, "k": a.k, "bins": a.bins, "soft": soft, "epochs": a.epochs,
             "teachers": a.teachers, "rounds": rounds, "anchor": Anchor::None,
         });
         std::fs::write(&file, serde_json::to_string_pretty(&v)? + "\n")

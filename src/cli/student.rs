@@ -67,7 +67,7 @@ pub struct TrainArgs {
     /// Channels of the first conv block (the CNN doubles it twice).
     #[arg(long, default_value_t = 16)]
     pub width: usize,
-    /// Turn off all augmentation (gain, time shift, noise mixing, hard negatives).
+    /// Turn off all augmentation (gain, time shift, noise mixing, band-limiting, compression, hard negatives).
     #[arg(long)]
     pub no_augment: bool,
     /// Train on pseudo-labels' stored scores (a label model's posteriors, a teacher's scores) instead of their 0/1

@@ -777,8 +777,11 @@ pub fn run_training(
         ));
     }
     let a = meta.train.augment;
-    if a.gain_db > 0.0 || a.shift > 0.0 || a.noise_prob > 0.0 {
-        ctx.log("note: gain, shift and noise augmentation do not apply to an ast-head student (hard negatives do)");
+    if a.gain_db > 0.0 || a.shift > 0.0 || a.noise_prob > 0.0 || a.band_prob > 0.0 || a.compress_prob > 0.0 {
+        ctx.log(
+            "note: gain, shift, noise, band-limiting and compression augmentation do not apply to an ast-head \
+             student (hard negatives do)",
+        );
     }
     let mut store = ws.open_store()?;
     let (ds, cache) = workspace_dataset(ws, &mut store, &meta.sources, meta.train.targets, &mut ast, am.unfreeze, ctx)?;

@@ -264,17 +264,41 @@ pub struct Augment {
     pub snr_db: (f32, f32),
     /// Extra copies of last epoch's confident false positives in the next epoch (0 = off).
     pub hard_negatives: usize,
+    /// Probability of band-limiting an example like a radio chain: a random high cut (3.4–8 kHz, telephone to
+    /// full band) and low cut (0–300 Hz), 4th-order Butterworth magnitudes applied to each mel band's centre.
+    #[serde(default)]
+    pub band_prob: f32,
+    /// Probability of broadcast-style compression: frame levels above a random threshold are reduced by a random
+    /// ratio (2:1–6:1) with a 100 ms release.
+    #[serde(default)]
+    pub compress_prob: f32,
 }
 
 impl Default for Augment {
     fn default() -> Self {
-        Augment { gain_db: 6.0, shift: 0.5, noise_prob: 0.3, snr_db: (5.0, 25.0), hard_negatives: 1 }
+        Augment {
+            gain_db: 6.0,
+            shift: 0.5,
+            noise_prob: 0.3,
+            snr_db: (5.0, 25.0),
+            hard_negatives: 1,
+            band_prob: 0.3,
+            compress_prob: 0.3,
+        }
     }
 }
 
 impl Augment {
     pub fn none() -> Self {
-        Augment { gain_db: 0.0, shift: 0.0, noise_prob: 0.0, snr_db: (10.0, 30.0), hard_negatives: 0 }
+        Augment {
+            gain_db: 0.0,
+            shift: 0.0,
+            noise_prob: 0.0,
+            snr_db: (10.0, 30.0),
+            hard_negatives: 0,
+            band_prob: 0.0,
+            compress_prob: 0.0,
+        }
     }
 }
 
@@ -320,6 +344,68 @@ pub fn augment(feats: &mut [f32], frames: usize, aug: &Augment, noise: Option<&[
             }
         }
     }
+    // Draws for these come after the older augmentations', so settings without them replay exactly.
+    if aug.band_prob > 0.0 && rng.unit() < aug.band_prob {
+        let high = 3_400.0 + (8_000.0 - 3_400.0) * rng.unit();
+        let low = 300.0 * rng.unit();
+        band_limit(feats, frames, low, high);
+    }
+    if aug.compress_prob > 0.0 && rng.unit() < aug.compress_prob {
+        let below = 10.0 * rng.unit();
+        let ratio = 2.0 + 4.0 * rng.unit();
+        compress(feats, frames, below, ratio);
+    }
+}
+
+/// The centre frequency (Hz) of each of the student's mel bands.
+fn band_centres() -> Vec<f32> {
+    use crate::dsp::spectrogram::{hz_to_mel, mel_to_hz};
+    let c = spec_config();
+    let (m0, m1) = (hz_to_mel(c.fmin), hz_to_mel(c.fmax));
+    (0..c.n_mels).map(|b| mel_to_hz(m0 + (b + 1) as f32 * (m1 - m0) / (c.n_mels + 1) as f32)).collect()
+}
+
+/// Band-limiting in the mel domain: each band's power times a 4th-order Butterworth high-pass at `low` Hz
+/// (none at 0) and low-pass at `high` Hz, taken at the band's centre.
+pub fn band_limit(feats: &mut [f32], frames: usize, low: f32, high: f32) {
+    let centres = band_centres();
+    for (row, &f) in feats.chunks_mut(frames).zip(&centres) {
+        let mut g = -10.0 * (1.0 + (f / high).powi(8)).log10();
+        if low > 0.0 {
+            g -= 10.0 * (1.0 + (low / f.max(1.0)).powi(8)).log10();
+        }
+        row.iter_mut().for_each(|x| *x = (*x + g).max(FLOOR_DB));
+    }
+}
+
+/// A feed-forward compressor on frame levels: the threshold is `below` dB under the 70th percentile of the
+/// example's frame levels; a frame over it is reduced by `(level − threshold)·(1 − 1/ratio)` dB, the reduction
+/// released over ~100 ms (10 frames), applied to every band of the frame.
+pub fn compress(feats: &mut [f32], frames: usize, below: f32, ratio: f32) {
+    let bands = feats.len() / frames;
+    if bands == 0 || ratio <= 1.0 {
+        return;
+    }
+    let level: Vec<f32> = (0..frames)
+        .map(|t| {
+            let p = (0..bands).map(|b| 10f32.powf(feats[b * frames + t] / 10.0)).sum::<f32>() / bands as f32;
+            10.0 * p.max(1e-10).log10()
+        })
+        .collect();
+    let mut sorted = level.clone();
+    sorted.sort_by(f32::total_cmp);
+    let threshold = sorted[(frames * 7 / 10).min(frames - 1)] - below;
+    let release = (-1.0f32 / 10.0).exp();
+    let mut reduction = 0f32;
+    for (t, &l) in level.iter().enumerate() {
+        let want = (l - threshold).max(0.0) * (1.0 - 1.0 / ratio);
+        // Instant attack, exponential release.
+        reduction = if want > reduction { want } else { want + (reduction - want) * release };
+        for b in 0..bands {
+            let x = &mut feats[b * frames + t];
+            *x = (*x - reduction).max(FLOOR_DB);
+        }
+    }
 }
 
 /// The network's input scaling of dB features.
@@ -336,6 +422,48 @@ pub fn file_features(path: &std::path::Path, frames: usize) -> Result<Vec<f32>> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn band_limiting_cuts_the_top_and_bottom_and_keeps_the_middle() {
+        let frames = 4;
+        let n = spec_config().n_mels;
+        let mut f = vec![-20.0f32; n * frames];
+        band_limit(&mut f, frames, 300.0, 3_400.0);
+        let centres = band_centres();
+        let at = |hz: f32| centres.iter().position(|&c| c >= hz).unwrap();
+        let (lo, mid, hi) = (f[0], f[at(1_000.0) * frames], f[(n - 1) * frames]);
+        assert!(lo < -35.0, "the lowest band is cut: {lo}");
+        assert!((mid + 20.0).abs() < 0.1, "1 kHz passes: {mid}");
+        assert!(hi < -45.0, "the top band (~7.8 kHz, 29 dB down at 8th-power roll-off) is cut: {hi}");
+        // Monotone above the pass band.
+        let top: Vec<f32> = (at(4_000.0)..n).map(|b| f[b * frames]).collect();
+        assert!(top.windows(2).all(|w| w[1] <= w[0] + 1e-4), "{top:?}");
+        // Full band without a low cut changes (almost) nothing below 6 kHz.
+        let mut g = vec![-20.0f32; n * frames];
+        band_limit(&mut g, frames, 0.0, 8_000.0);
+        assert!((g[at(6_000.0) * frames] + 20.0).abs() < 0.7);
+    }
+
+    #[test]
+    fn compression_reduces_loud_frames_and_leaves_quiet_ones() {
+        let (frames, bands) = (40, 3);
+        // 30 quiet frames at -40 dB, then 10 loud ones at -10 dB, then back.
+        let level = |t: usize| if (20..30).contains(&t) { -10.0 } else { -40.0 };
+        let mut f: Vec<f32> = (0..bands).flat_map(|_| (0..frames).map(level)).collect();
+        compress(&mut f, frames, 0.0, 4.0);
+        // The 70th percentile is the quiet level: loud frames lose (30 dB)·(1 − 1/4) = 22.5 dB.
+        assert!((f[25] - (-10.0 - 22.5)).abs() < 1e-3, "{}", f[25]);
+        assert!((f[5] + 40.0).abs() < 1e-4, "quiet frames before are untouched: {}", f[5]);
+        // Release: the frame after the loud part is still reduced, less so later.
+        assert!(f[30] < -40.0 - 10.0 && f[39] > f[30], "{} {}", f[30], f[39]);
+        // Every band of a frame gets the same reduction.
+        assert_eq!(f[25], f[frames + 25]);
+        // Ratio 1 changes nothing.
+        let mut g: Vec<f32> = (0..frames).map(level).collect();
+        let before = g.clone();
+        compress(&mut g, frames, 0.0, 1.0);
+        assert_eq!(g, before);
+    }
+
     use super::*;
 
     #[test]
@@ -368,7 +496,7 @@ mod tests {
         let frames = 50;
         let feats: Vec<f32> = (0..N_MELS * frames).map(|i| -40.0 + (i % 7) as f32).collect();
         let noise = vec![-20.0; feats.len()];
-        let aug = Augment { noise_prob: 1.0, snr_db: (0.0, 0.0), gain_db: 0.0, shift: 0.0, hard_negatives: 0 };
+        let aug = Augment { noise_prob: 1.0, snr_db: (0.0, 0.0), ..Augment::none() };
         let (mut a, mut b) = (feats.clone(), feats.clone());
         augment(&mut a, frames, &aug, Some(&noise), &mut Rng::new(3));
         augment(&mut b, frames, &aug, Some(&noise), &mut Rng::new(3));

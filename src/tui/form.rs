@@ -267,7 +267,11 @@ impl JobForm {
             ),
             Field::number("batch size", "examples per optimizer step", 16, 1, 1024),
             Field::number("width", "channels of the first conv block (the CNN doubles it twice)", 16, 2, 256),
-            Field::flag("augmentation", "gain, time shift, noise mixing and hard negatives", true),
+            Field::flag(
+                "augmentation",
+                "gain, time shift, noise mixing, band-limiting, compression, hard negatives",
+                true,
+            ),
             Field::number("seed", "same seed, same data order and weights: same student", 0, 0, u32::MAX as i64),
             Field::choice("device", "auto: the GPU when one works, else the CPU", &["auto", "cpu", "gpu"], 0),
             Field::choice(
