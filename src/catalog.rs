@@ -21,6 +21,7 @@ pub fn teachers() -> Vec<&'static TeacherDescriptor> {
         &crate::teachers::builtin::DESCRIPTOR,
         &crate::teachers::ast::DESCRIPTOR,
         &crate::teachers::ina::DESCRIPTOR,
+        &crate::teachers::clap::DESCRIPTOR,
         &crate::teachers::whisper_at::DESCRIPTOR,
     ];
     #[cfg(feature = "burn")]

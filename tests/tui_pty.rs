@@ -612,3 +612,79 @@ fn labels_pressed_while_the_database_is_locked_are_all_committed_as_pressed() {
     // (Measured through a pty and a 20-ms screen poll; the UI itself answers in well under that.)
     assert!(worst < Duration::from_secs(2), "the UI stalled {worst:?} on a key while the store was locked");
 }
+
+/// The CLAP prompt workbench driven through the real binary: the tiny CLAP installed, the workspace scored (audio
+/// embeddings cached), `P` opens the workbench, a class's prompt is edited and Enter re-scores every embedded segment
+/// (macro F1 changes, the previous prompt shown beside the new one), `s` saves the set with its provenance.
+#[cfg(feature = "burn")]
+#[test]
+fn prompt_workbench_edit_changes_f1_and_saves() {
+    let env = fixture(6);
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/clap/tiny");
+    let dams = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dams"));
+        c.env("DAMS_CONFIG_DIR", env.config())
+            .env("DAMS_DATA_DIR", env.dir.path().join("data"))
+            .env("DAMS_CACHE_DIR", env.dir.path().join("cache"))
+            .env("DAMS_NO_GPU", "1")
+            .env("HF_HUB_OFFLINE", "1")
+            .env_remove("DAMS_WORKSPACE");
+        c
+    };
+    for args in [
+        vec!["teachers", "add", "clap", "--from", tiny.to_str().unwrap()],
+        vec!["--workspace", env.ws.to_str().unwrap(), "score", "--teacher", "clap", "--split", "dev,train"],
+    ] {
+        let o = dams().args(&args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    {
+        let mut store = Store::open(env.db()).unwrap();
+        let ann = store.annotator_id("tester").unwrap();
+        // Gold (dev segments 1-6; the train segment 7 takes none): music everywhere, speech on half: music F1 moves
+        // with every segment crossing its threshold.
+        for id in 1..=6 {
+            store.set_gold(id, ann, Some(LabelSet::new(id % 2 == 0, true, false)), false, false).unwrap();
+        }
+    }
+    let mut t = Tui::start(&env, 40, 160, &[("DAMS_AUDIO", "none")]);
+    t.wait_for("seg_00.wav");
+    t.keys("P");
+    let s = t.wait_for("prompt workbench");
+    assert!(s.contains("7 embedded segments, 6 with gold"), "{s}");
+    assert!(s.contains("An audio recording where clear spoken"), "{s}");
+    let before = macro_f1(&s);
+    // Select music, edit its prompt (Ctrl-U clears the line), Enter.
+    t.keys("c");
+    t.keys("e");
+    t.wait_for("Enter re-scores every embedded segment");
+    t.keys("\x15");
+    t.keys(WORKBENCH_PROMPT);
+    t.keys("\r");
+    let s = t.wait_for("segments re-scored in");
+    let after = macro_f1(&s);
+    assert_ne!(before, after, "macro F1 did not change:\n{s}");
+    assert!(s.contains(&format!("(was {before})")), "{s}");
+    // The previous prompt beside the new one.
+    assert!(s.contains(WORKBENCH_PROMPT) && s.contains("An audio recording where music"), "{s}");
+    t.keys("s");
+    t.wait_for("saved prompt set 'workbench'");
+    let saved = std::fs::read_to_string(env.ws.join("prompts.toml")).unwrap();
+    assert!(saved.contains("[sets.workbench]") && saved.contains(WORKBENCH_PROMPT), "{saved}");
+    assert!(
+        saved.contains("from_set = \"python\"") && saved.contains("macro_f1 = ") && saved.contains("annotator tester"),
+        "{saved}"
+    );
+    t.keys("q");
+    t.wait_exit();
+}
+
+/// A music prompt that moves segments of the pty fixture across the music threshold with the tiny CLAP.
+#[cfg(feature = "burn")]
+const WORKBENCH_PROMPT: &str = "a song";
+
+#[cfg(feature = "burn")]
+fn macro_f1(screen: &str) -> String {
+    let i = screen.find("macro F1 ").expect("macro F1 on screen") + "macro F1 ".len();
+    screen[i..i + 5].to_string()
+}

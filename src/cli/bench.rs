@@ -66,6 +66,9 @@ pub enum BenchWhich {
     /// AST: forward segments/s against PyTorch + transformers on the same checkpoint, and fbank per 10 s segment
     /// against the Hugging Face extractor (the reference runs in the same invocation when python + torch exist).
     Ast(super::ast::BenchAstArgs),
+    /// CLAP: audio embedding segments/s and text ms per prompt against PyTorch + transformers on the same checkpoint
+    /// (same run), and the prompt workbench's Enter → updated F1 time at 10,000 embedded segments.
+    Clap(super::clap_teacher::BenchClapArgs),
     /// Whisper-AT: encoder + head segments/s per context against PyTorch + whisper-at on the same checkpoint
     /// (the reference runs in the same invocation when python + torch + whisper-at exist).
     WhisperAt(super::whisper_at::BenchWhisperAtArgs),
@@ -111,6 +114,7 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         BenchWhich::Merge { rows, parts, keep } => super::slurm::bench_merge(rows, parts, keep),
         BenchWhich::Shards { segments, shards, keep } => super::slurm::bench_shards(segments, shards, keep),
         BenchWhich::Ast(b) => super::ast::bench(ctx, b),
+        BenchWhich::Clap(b) => super::clap_teacher::bench(ctx, b),
         BenchWhich::WhisperAt(b) => super::whisper_at::bench(ctx, b),
         #[cfg(feature = "burn")]
         BenchWhich::Student { kind: super::student::KindArg::AstHead, segments, batch, ast, .. } => {

@@ -5,6 +5,7 @@ pub mod ast;
 pub mod audio;
 pub mod bench;
 pub mod check;
+pub mod clap_teacher;
 pub mod eval;
 pub mod follow;
 pub mod manifest;

@@ -203,7 +203,9 @@ pub fn run_shard(
                 &todo,
                 batch,
                 || false,
-                |rows| {
+                // A part file holds scores only: embeddings a teacher computes on the way (CLAP) are not cached by
+                // sharded runs.
+                |rows, _embeddings| {
                     let tx = conn.transaction()?;
                     {
                         let mut stmt = tx.prepare_cached(

@@ -9,6 +9,7 @@
 pub mod ast;
 pub mod audioset;
 pub mod builtin;
+pub mod clap;
 pub mod descriptor;
 pub mod hub;
 pub mod ina;
@@ -83,6 +84,11 @@ pub trait Teacher: Send {
         segment_ids: &[i64],
     ) -> Result<Vec<Option<TeacherOutput>>, TeacherError> {
         Ok(vec![None; segment_ids.len()])
+    }
+    /// Embeddings computed by the last [`score_batch`](Self::score_batch) (one per segment, in order) with their
+    /// cache key `(model checksum, kind)`, for the workspace's embedding cache; taken once. Default: none.
+    fn take_embeddings(&mut self) -> Option<(String, &'static str, Vec<Vec<f32>>)> {
+        None
     }
     /// Per-class thresholds to store when the workspace has none for this teacher yet (method `default`), e.g.
     /// 0.5 for a calibrated teacher. `None`: leave thresholds to calibration.

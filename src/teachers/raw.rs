@@ -18,10 +18,15 @@ pub const AUDIOSET_527: &str = "audioset-527";
 /// the energy threshold, see [`crate::teachers::ina`]).
 pub const INA_PATCH_POSTERIORS: &str = "ina-patch-posteriors";
 
+/// A zero-shot teacher's cosine similarity per prompt group (CLAP: the three classes, then their negatives), the
+/// groups named by the run's `groups` setting (see [`crate::teachers::clap::scoring`]).
+pub const CLAP_PROMPT_SIMS: &str = "clap-prompt-sims";
+
 /// The run settings a re-derivation of vocabulary `vocab` reads (the options `dams remap --option` may change).
 pub fn remappable(vocab: &str) -> &'static [&'static str] {
     match vocab {
         AUDIOSET_527 => &["pooling"],
+        CLAP_PROMPT_SIMS => &["scoring"],
         _ => &[],
     }
 }
@@ -31,11 +36,24 @@ pub fn remappable(vocab: &str) -> &'static [&'static str] {
 pub fn names(vocab: &str, len: usize) -> Vec<String> {
     match vocab {
         AUDIOSET_527 if len == N_AUDIOSET => audioset::classes().iter().map(|c| c.name.clone()).collect(),
+        // The run's `groups` setting names them exactly; from the length alone: 3 classes, or 3 + 3 negatives.
+        CLAP_PROMPT_SIMS if len == 3 || len == 6 => crate::teachers::clap::scoring::group_names([len == 6; 3]),
         INA_PATCH_POSTERIORS if len % 3 == 0 => {
             (0..len / 3).flat_map(|p| ["speech", "music", "noise"].map(|c| format!("patch{p}_{c}"))).collect()
         }
         _ => (0..len).map(|i| format!("out_{i}")).collect(),
     }
+}
+
+/// A raw output of `vocab` of the length a run with `settings` stores (zeros): [`rescore`] on it checks new settings
+/// before anything is written.
+pub fn probe(vocab: &str, settings: &Map<String, Value>) -> Vec<f32> {
+    let n = match vocab {
+        AUDIOSET_527 => N_AUDIOSET,
+        CLAP_PROMPT_SIMS => settings.get("groups").and_then(Value::as_array).map_or(3, Vec::len),
+        _ => 0,
+    };
+    vec![0.0; n]
 }
 
 /// `[speech, music, noise]` from one raw output of `vocab`, with the run settings `settings`.
@@ -47,6 +65,18 @@ pub fn rescore(vocab: &str, raw: &[f32], settings: &Map<String, Value>) -> Resul
                 None => Pooling::default(),
             };
             audioset::collapse_logits(raw, pooling)
+        }
+        CLAP_PROMPT_SIMS => {
+            use crate::teachers::clap::scoring;
+            let s: scoring::Scoring = settings.get("scoring").and_then(Value::as_str).unwrap_or("softmax").parse()?;
+            let groups: Vec<String> = match settings.get("groups").and_then(Value::as_array) {
+                Some(g) => g.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+                None => scoring::group_names([false; 3]),
+            };
+            let scale =
+                settings.get("logit_scale").and_then(Value::as_f64).ok_or("the run's settings have no logit_scale")?
+                    as f32;
+            scoring::score(raw, &groups, s, scale)
         }
         INA_PATCH_POSTERIORS => {
             // The teacher's score: the mean posterior over the energetic patches (all-zero patches are not).
@@ -109,5 +139,33 @@ mod tests {
         assert!(rescore("nope", &l, &s).is_err());
         assert_eq!(names(AUDIOSET_527, N_AUDIOSET)[0], "Speech");
         assert_eq!(names("x", 2), ["out_0", "out_1"]);
+    }
+
+    #[test]
+    fn clap_similarities_rescore_by_scoring_and_probe_checks_settings() {
+        let groups = ["speech", "music", "noise", "speech_negative", "music_negative", "noise_negative"];
+        let mut s = Map::new();
+        s.insert("groups".into(), Value::from(groups.to_vec()));
+        s.insert("logit_scale".into(), Value::from(10.0));
+        s.insert("scoring".into(), Value::from("cosine"));
+        // Cosine: (s + 1) / 2 per class.
+        let raw = [0.2f32, -0.4, 0.0, 0.1, 0.3, -0.2];
+        let c = rescore(CLAP_PROMPT_SIMS, &raw, &s).unwrap();
+        assert!((c[0] - 0.6).abs() < 1e-6 && (c[1] - 0.3).abs() < 1e-6 && (c[2] - 0.5).abs() < 1e-6, "{c:?}");
+        // Pairwise: σ(10 · (0.2 − 0.1)) = σ(1) = 0.731059 for speech.
+        s.insert("scoring".into(), Value::from("pairwise"));
+        let p = rescore(CLAP_PROMPT_SIMS, &raw, &s).unwrap();
+        assert!((p[0] - 0.731_059).abs() < 1e-5, "{p:?}");
+        assert_eq!(probe(CLAP_PROMPT_SIMS, &s).len(), 6);
+        assert!(rescore(CLAP_PROMPT_SIMS, &probe(CLAP_PROMPT_SIMS, &s), &s).is_ok());
+        // A run without negative prompts cannot be re-scored pairwise; an unknown scoring is refused.
+        s.insert("groups".into(), Value::from(groups[..3].to_vec()));
+        let e = rescore(CLAP_PROMPT_SIMS, &probe(CLAP_PROMPT_SIMS, &s), &s).unwrap_err();
+        assert!(e.contains("needs negative prompts"), "{e}");
+        s.insert("scoring".into(), Value::from("magic"));
+        assert!(rescore(CLAP_PROMPT_SIMS, &probe(CLAP_PROMPT_SIMS, &s), &s).unwrap_err().contains("unknown scoring"));
+        s.remove("logit_scale");
+        s.insert("scoring".into(), Value::from("softmax"));
+        assert!(rescore(CLAP_PROMPT_SIMS, &[0.0; 3], &s).unwrap_err().contains("logit_scale"));
     }
 }

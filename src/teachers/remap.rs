@@ -121,8 +121,7 @@ pub fn remap_run(store: &mut Store, run_id: i64, changes: &[(String, String)]) -
     }
     // The new settings must be understood (an unknown pooling is refused before anything is written).
     if let Some(first) = changes.first() {
-        let probe = vec![0f32; if vocab == raw::AUDIOSET_527 { crate::teachers::audioset::N_AUDIOSET } else { 0 }];
-        if let Err(e) = raw::rescore(&vocab, &probe, &settings) {
+        if let Err(e) = raw::rescore(&vocab, &raw::probe(&vocab, &settings), &settings) {
             bail!("{}={}: {e}", first.0, first.1);
         }
     }

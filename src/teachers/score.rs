@@ -150,7 +150,14 @@ pub fn score_segments_with(
         &todo,
         batch,
         cancelled,
-        |rows| Ok(store.put_scores(run_id, rows)?),
+        |rows, embeddings| {
+            // Embeddings the teacher computed on the way go to the shared cache (CLAP re-scores other prompts from
+            // them without the audio tower).
+            if let Some(e) = embeddings {
+                store.put_embeddings(&e.checksum, e.kind, &e.rows)?;
+            }
+            Ok(store.put_scores(run_id, rows)?)
+        },
         |handled, failed| {
             let secs = started.elapsed().as_secs_f64();
             let rate = if secs > 0.0 { handled as f64 / secs } else { 0.0 };
@@ -238,9 +245,20 @@ pub struct BatchOutcome {
     pub cancelled: bool,
 }
 
+/// Embeddings a teacher computed while scoring one batch ([`super::Teacher::take_embeddings`]), keyed for the
+/// workspace's embedding cache.
+#[derive(Debug, Clone)]
+pub struct BatchEmbeddings {
+    pub checksum: String,
+    pub kind: &'static str,
+    /// `(segment id, embedding)` of the batch's scored segments.
+    pub rows: Vec<(i64, Vec<f32>)>,
+}
+
 /// The scoring loop every scoring path shares (a local run into the store, a shard into its part file): decode
 /// `todo` (`(segment id, data-relative path)`) one batch ahead on a second thread, score each batch with
-/// `teacher`, clamp the scores into [0, 1], hand each batch's rows to `write` (one commit per batch), report
+/// `teacher`, clamp the scores into [0, 1], hand each batch's rows (and the embeddings the teacher computed on the
+/// way, if it offers them) to `write` (one commit per batch), report
 /// `(segments handled, failed so far)` after each batch, stop between batches when `cancelled()`.
 pub fn score_batches(
     ws: &Workspace,
@@ -248,7 +266,7 @@ pub fn score_batches(
     todo: &[(i64, &str)],
     batch: usize,
     cancelled: impl Fn() -> bool,
-    mut write: impl FnMut(&[ScoreRow]) -> Result<()>,
+    mut write: impl FnMut(&[ScoreRow], Option<&BatchEmbeddings>) -> Result<()>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<BatchOutcome> {
     let batch = batch.max(1);
@@ -327,7 +345,22 @@ pub fn score_batches(
                                     ));
                                 }
                             }
-                            write(&rows)?;
+                            let embeddings = teacher.take_embeddings().and_then(|(checksum, kind, embs)| {
+                                (embs.len() == d.ids.len()).then(|| BatchEmbeddings {
+                                    checksum,
+                                    kind,
+                                    rows: d
+                                        .ids
+                                        .iter()
+                                        .copied()
+                                        .zip(embs)
+                                        .filter(|(id, e)| {
+                                            e.iter().all(|v| v.is_finite()) && rows.iter().any(|r| r.segment_id == *id)
+                                        })
+                                        .collect(),
+                                })
+                            });
+                            write(&rows, embeddings.as_ref())?;
                             out.scored += rows.len();
                         }
                         Err(e) => {

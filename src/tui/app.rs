@@ -552,6 +552,14 @@ impl App {
             ShowThresholds
             | ShowDisagreements
             | ShowJobs
+            | ShowPrompts
+            | EditPrompt
+            | TauUp
+            | TauDown
+            | CycleAdapt
+            | CycleScoring
+            | ToggleBackground
+            | SavePrompts
             | Back
             | ItemDown
             | ItemUp

@@ -221,6 +221,7 @@ pub enum Action {
     ShowThresholds,
     ShowDisagreements,
     ShowJobs,
+    ShowPrompts,
     // shared by the research screens
     Back,
     ItemDown,
@@ -252,6 +253,14 @@ pub enum Action {
     NewTrainJob,
     OpenResults,
     CancelJob,
+    // prompt workbench
+    EditPrompt,
+    TauUp,
+    TauDown,
+    CycleAdapt,
+    CycleScoring,
+    ToggleBackground,
+    SavePrompts,
 }
 
 /// `(name in keymap files, action)`; `noop` is handled separately.
@@ -304,6 +313,14 @@ pub const ACTIONS: &[(&str, Action)] = &[
     ("show_thresholds", Action::ShowThresholds),
     ("show_disagreements", Action::ShowDisagreements),
     ("show_jobs", Action::ShowJobs),
+    ("show_prompts", Action::ShowPrompts),
+    ("edit_prompt", Action::EditPrompt),
+    ("tau_up", Action::TauUp),
+    ("tau_down", Action::TauDown),
+    ("cycle_adapt", Action::CycleAdapt),
+    ("cycle_scoring", Action::CycleScoring),
+    ("toggle_background", Action::ToggleBackground),
+    ("save_prompts", Action::SavePrompts),
     ("back", Action::Back),
     ("item_down", Action::ItemDown),
     ("item_up", Action::ItemUp),
@@ -343,10 +360,11 @@ impl Action {
 }
 
 /// The contexts a keymap file may contain, in help-popup order.
-pub const CONTEXTS: [&str; 8] = ["app", "list", "player", "label", "thresholds", "disagreements", "jobs", "help"];
+pub const CONTEXTS: [&str; 9] =
+    ["app", "list", "player", "label", "thresholds", "disagreements", "jobs", "prompts", "help"];
 
 /// The screens with their own key scope (besides the main screen and the help popup).
-pub const SCREEN_SCOPES: [&str; 3] = ["thresholds", "disagreements", "jobs"];
+pub const SCREEN_SCOPES: [&str; 4] = ["thresholds", "disagreements", "jobs", "prompts"];
 
 /// Which contexts are active at the same time (a key may be bound once per scope). The research
 /// screens each have their own scope; keys they leave unbound fall back to the `app` context.
@@ -356,6 +374,7 @@ fn scope_of(context: &str) -> &'static str {
         "thresholds" => "thresholds",
         "disagreements" => "disagreements",
         "jobs" => "jobs",
+        "prompts" => "prompts",
         _ => "main",
     }
 }

@@ -22,6 +22,8 @@ pub enum Screen {
     Thresholds,
     Disagreements,
     Jobs,
+    /// The CLAP prompt workbench.
+    Prompts,
 }
 
 impl Screen {
@@ -32,6 +34,7 @@ impl Screen {
             Screen::Thresholds => Some("thresholds"),
             Screen::Disagreements => Some("disagreements"),
             Screen::Jobs => Some("jobs"),
+            Screen::Prompts => Some("prompts"),
         }
     }
 }
@@ -145,6 +148,22 @@ pub struct Research {
     pub error: Option<String>,
     /// Play this segment as soon as its audio is decoded (Enter on a flip).
     pub play_when_ready: Option<i64>,
+    /// The prompt workbench (loaded on first show).
+    pub prompts: Option<PromptsPane>,
+}
+
+/// The prompt workbench's state: the live session (text tower + cached embeddings), the selected class, the
+/// prompt being typed, the flips cursor.
+pub struct PromptsPane {
+    #[cfg(feature = "burn")]
+    pub session: crate::teachers::clap::workbench::Session,
+    /// Selected class (0 speech, 1 music, 2 noise).
+    pub class: usize,
+    /// The prompt being edited (Enter applies, Esc cancels).
+    pub editing: Option<String>,
+    pub flip_cursor: usize,
+    /// Milliseconds of the last update (Enter → new F1).
+    pub last_ms: Option<f64>,
 }
 
 impl Research {
@@ -156,6 +175,7 @@ impl Research {
             jobs: JobsPane::new(runner),
             error: None,
             play_when_ready: None,
+            prompts: None,
         }
     }
 }
@@ -200,7 +220,46 @@ impl App {
                 }
             }
             Screen::Jobs => self.refresh_jobs(true),
+            Screen::Prompts => {
+                if self.research.prompts.is_none() {
+                    match self.open_prompts() {
+                        Ok(p) => self.research.prompts = Some(p),
+                        Err(e) => self.research.error = Some(e),
+                    }
+                }
+            }
         }
+    }
+
+    /// Open the workbench on the installed CLAP (its text tower on the CPU) and the workspace's cached
+    /// embeddings.
+    #[cfg(feature = "burn")]
+    fn open_prompts(&mut self) -> Result<PromptsPane, String> {
+        use crate::teachers::clap::prompts::{DEFAULT_SET, PromptFile};
+        use crate::teachers::clap::{ClapTeacher, install, workbench::Session};
+        let cache = &self.teachers.model_cache;
+        let Some(rec) = install::installed(cache) else {
+            return Err("CLAP is not installed: dams teachers pull clap (or dams teachers add clap --from DIR)".into());
+        };
+        let teacher = ClapTeacher::open(
+            &install::install_dir(cache),
+            crate::engine::Engine::cpu(),
+            Some(format!("sha256:{}", rec.sha256)),
+        )
+        .map_err(|e| e.to_string())?;
+        let file = PromptFile::load(self.ws.root())?;
+        let set = file.get(DEFAULT_SET)?;
+        let session =
+            Session::open(teacher, &self.store, DEFAULT_SET, set, &file.background).map_err(|e| e.to_string())?;
+        if session.pool.is_empty() {
+            return Err("no segment has a CLAP embedding yet: run `dams score --teacher clap` first".into());
+        }
+        Ok(PromptsPane { session, class: 0, editing: None, flip_cursor: 0, last_ms: None })
+    }
+
+    #[cfg(not(feature = "burn"))]
+    fn open_prompts(&mut self) -> Result<PromptsPane, String> {
+        Err("this build of dams has no model engine (rebuild with the `burn` feature)".into())
     }
 
     /// Re-read the job history (at most every 2 s unless `force`) and notice finished jobs.
@@ -280,6 +339,12 @@ impl App {
             self.form_key(key);
             return true;
         }
+        if self.research.screen == Screen::Prompts
+            && self.research.prompts.as_ref().is_some_and(|p| p.editing.is_some())
+        {
+            self.prompt_edit_key(key);
+            return true;
+        }
         if let Some(a) = self.keymap.lookup_screen(ctx, key) {
             self.run(a);
         }
@@ -324,6 +389,7 @@ impl App {
             ShowThresholds => self.show_screen(Screen::Thresholds),
             ShowDisagreements => self.show_screen(Screen::Disagreements),
             ShowJobs => self.show_screen(Screen::Jobs),
+            ShowPrompts => self.show_screen(Screen::Prompts),
             Back => {
                 if self.research.screen == Screen::Jobs && self.research.jobs.inspect {
                     self.research.jobs.inspect = false;
@@ -335,6 +401,7 @@ impl App {
                 Screen::Thresholds => self.thresholds_action(action),
                 Screen::Disagreements => self.disagreements_action(action),
                 Screen::Jobs => self.jobs_action(action),
+                Screen::Prompts => self.prompts_action(action),
                 Screen::Segments => {}
             },
         }
@@ -589,9 +656,196 @@ impl App {
         let back = match from {
             Screen::Thresholds => Action::ShowThresholds,
             Screen::Disagreements => Action::ShowDisagreements,
+            Screen::Prompts => Action::ShowPrompts,
             _ => Action::ShowJobs,
         };
         let name = self.current.as_ref().map(|c| c.segment.file_name()).unwrap_or_default();
         self.message = format!("{name}: label it here; {} goes back", self.keymap.keys_in("app", back));
     }
+}
+
+impl App {
+    /// Keys while a prompt is typed: text, Backspace, Enter (apply), Esc (cancel).
+    fn prompt_edit_key(&mut self, key: Key) {
+        let Some(p) = self.research.prompts.as_mut() else { return };
+        let Some(buf) = p.editing.as_mut() else { return };
+        match key.code {
+            KeyCode::Esc => {
+                p.editing = None;
+                self.message = "prompt unchanged".into();
+            }
+            KeyCode::Backspace => {
+                buf.pop();
+            }
+            KeyCode::Char('u') if key.ctrl => buf.clear(),
+            KeyCode::Char(c) if !key.ctrl && !key.alt => buf.push(c),
+            KeyCode::Enter => {
+                let text = p.editing.take().unwrap_or_default();
+                self.apply_prompt(text);
+            }
+            _ => {}
+        }
+    }
+
+    #[cfg(feature = "burn")]
+    fn apply_prompt(&mut self, text: String) {
+        let Some(p) = self.research.prompts.as_mut() else { return };
+        let text = text.trim().to_string();
+        if text.is_empty() {
+            self.message = "an empty prompt is not applied".into();
+            return;
+        }
+        let mut set = p.session.set.clone();
+        let class = p.class;
+        let prompts = set.class_mut(class);
+        if prompts.is_empty() {
+            prompts.push(text);
+        } else {
+            prompts[0] = text;
+        }
+        let before = p.session.current.macro_f1;
+        let t0 = Instant::now();
+        match p.session.apply(set) {
+            Ok(()) => {
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                p.last_ms = Some(ms);
+                p.flip_cursor = 0;
+                self.message = format!(
+                    "{} segments re-scored in {ms:.1} ms: macro F1 {before:.3} → {:.3}, {} flipped",
+                    p.session.pool.len(),
+                    p.session.current.macro_f1,
+                    p.session.flipped().len()
+                );
+            }
+            Err(e) => self.message = format!("error: {e}"),
+        }
+    }
+
+    #[cfg(not(feature = "burn"))]
+    fn apply_prompt(&mut self, _text: String) {}
+
+    #[cfg(feature = "burn")]
+    fn prompts_action(&mut self, action: Action) {
+        use crate::teachers::clap::prompts::{DEFAULT_SET, PromptFile, Provenance};
+        use crate::teachers::clap::scoring::Scoring;
+        use crate::teachers::clap::workbench::Adapt;
+        use Action::*;
+        let root = self.ws.root().to_path_buf();
+        let Some(p) = self.research.prompts.as_mut() else { return };
+        let mut settings = p.session.settings.clone();
+        let mut resettle = false;
+        match action {
+            EditPrompt => p.editing = Some(p.session.set.class(p.class).first().cloned().unwrap_or_default()),
+            NextClass => p.class = (p.class + 1) % 3,
+            TauUp | TauDown => {
+                let d = if action == TauUp { 0.05 } else { -0.05 };
+                settings.tau = ((settings.tau + d) * 100.0).round().clamp(0.0, 300.0) / 100.0;
+                resettle = true;
+            }
+            CycleAdapt => {
+                settings.adapt = match (settings.adapt.tgap, settings.adapt.background) {
+                    (false, false) => Adapt { tgap: true, background: false },
+                    (true, false) => Adapt { tgap: false, background: true },
+                    (false, true) => Adapt { tgap: true, background: true },
+                    (true, true) => Adapt::default(),
+                };
+                resettle = true;
+            }
+            CycleScoring => {
+                settings.scoring = match settings.scoring {
+                    Scoring::Softmax => Scoring::Pairwise,
+                    Scoring::Pairwise => Scoring::Cosine,
+                    Scoring::Cosine => Scoring::Softmax,
+                };
+                resettle = true;
+            }
+            ItemDown | ItemUp => {
+                let n = p.session.flipped().len();
+                if n > 0 {
+                    p.flip_cursor = if action == ItemDown {
+                        (p.flip_cursor + 1).min(n - 1)
+                    } else {
+                        p.flip_cursor.saturating_sub(1)
+                    };
+                }
+            }
+            ToggleBackground => {
+                let Some(&i) = p.session.flipped().get(p.flip_cursor) else {
+                    self.message = "select a flipped segment to mark it as background".into();
+                    return;
+                };
+                p.session.pool.background[i] = !p.session.pool.background[i];
+                let ids: Vec<i64> = (0..p.session.pool.len())
+                    .filter(|&k| p.session.pool.background[k])
+                    .map(|k| p.session.pool.ids[k])
+                    .collect();
+                let saved = PromptFile::load(&root).and_then(|mut f| {
+                    f.background = ids.clone();
+                    f.save(&root)
+                });
+                self.message = match saved {
+                    Ok(()) => format!("{} background segment(s) (saved in prompts.toml)", ids.len()),
+                    Err(e) => format!("error: {e}"),
+                };
+                resettle = settings.adapt.background;
+            }
+            OpenItem => {
+                let id = p.session.flipped().get(p.flip_cursor).map(|&i| p.session.pool.ids[i]);
+                match id {
+                    Some(id) => self.open_segment(id, true),
+                    None => self.message = "no flipped segment: edit a prompt first".into(),
+                }
+                return;
+            }
+            SavePrompts => {
+                let s = &p.session;
+                let name = if s.set_name == DEFAULT_SET { "workbench".to_string() } else { s.set_name.clone() };
+                let mut set = s.set.clone();
+                set.provenance = Some(Provenance {
+                    saved: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    from_set: s.set_name.clone(),
+                    model: crate::teachers::Teacher::checksum(&s.teacher).to_string(),
+                    macro_f1: Some((s.current.macro_f1 * 1e4).round() / 1e4),
+                    segments: Some(s.current.n_gold),
+                    note: format!(
+                        "scoring {}, adapt {}, tau {:.2}, annotator {}",
+                        s.settings.scoring.as_str(),
+                        s.settings.adapt.as_str(),
+                        s.settings.tau,
+                        self.annotator
+                    ),
+                });
+                self.message = match PromptFile::save_set(&root, &name, &set) {
+                    Ok(()) => {
+                        p.session.set_name = name.clone();
+                        format!(
+                            "saved prompt set '{name}' in prompts.toml (dams score --teacher clap --option prompts={name})"
+                        )
+                    }
+                    Err(e) => format!("error: {e}"),
+                };
+            }
+            _ => {}
+        }
+        if resettle {
+            let t0 = Instant::now();
+            match p.session.resettle(settings) {
+                Ok(()) => {
+                    p.last_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
+                    let st = &p.session.settings;
+                    self.message = format!(
+                        "scoring {}, adapt {}, τ {:.2}: macro F1 {:.3}",
+                        st.scoring.as_str(),
+                        st.adapt.as_str(),
+                        st.tau,
+                        p.session.current.macro_f1
+                    );
+                }
+                Err(e) => self.message = format!("error: {e}"),
+            }
+        }
+    }
+
+    #[cfg(not(feature = "burn"))]
+    fn prompts_action(&mut self, _action: Action) {}
 }

@@ -39,6 +39,7 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, app: &mut App) {
         Screen::Thresholds => draw_thresholds(f, area, app),
         Screen::Disagreements => draw_disagreements(f, area, app),
         Screen::Jobs => draw_jobs(f, area, app),
+        Screen::Prompts => draw_prompts(f, area, app),
         Screen::Segments => {}
     }
 }
@@ -793,4 +794,173 @@ fn draw_form(f: &mut Frame<'_>, area: Rect, form: &crate::tui::form::JobForm) {
         .title_bottom(Line::from(keys).right_aligned())
         .border_style(Style::new().fg(Color::Yellow));
     f.render_widget(Paragraph::new(lines).block(block), r);
+}
+
+#[cfg(not(feature = "burn"))]
+fn draw_prompts(_f: &mut Frame<'_>, _area: Rect, _app: &mut App) {}
+
+/// The prompt workbench: per class the prompt (and the previous one), P/R/F1 now and before, the PR curves, the
+/// segments whose prediction flipped, the τ slider.
+#[cfg(feature = "burn")]
+fn draw_prompts(f: &mut Frame<'_>, area: Rect, app: &mut App) {
+    use crate::teachers::clap::scoring::CLASSES;
+    use crate::tui::keymap::Action as A;
+    let Some(p) = app.research.prompts.as_ref() else { return };
+    let s = &p.session;
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let [head, table, body, edit] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(8),
+        Constraint::Min(0),
+        Constraint::Length(if p.editing.is_some() { 3 } else { 0 }),
+    ])
+    .areas(area);
+    let st = &s.settings;
+    let mut tau = vec![Span::raw(format!(" τ {:.2} ", st.tau))];
+    tau.extend(slider(st.tau as f64, (0.0, 2.0), Some(0.5), 24));
+    let head_lines = vec![
+        Line::from(vec![
+            Span::styled(" prompt workbench ", Style::new().bg(ACCENT).fg(Color::Black).bold()),
+            Span::raw(format!(
+                " set {} · {} embedded segments, {} with gold · scoring {} · adapt {} · macro F1 ",
+                s.set_name,
+                s.pool.len(),
+                s.current.n_gold,
+                st.scoring.as_str(),
+                st.adapt.as_str()
+            )),
+            Span::styled(format!("{:.3}", s.current.macro_f1), bold),
+            Span::raw(match &s.previous {
+                Some((_, e)) => format!(" (was {:.3})", e.macro_f1),
+                None => String::new(),
+            }),
+            Span::raw(p.last_ms.map(|ms| format!(" · updated in {ms:.1} ms")).unwrap_or_default()),
+        ]),
+        Line::from(tau),
+        Line::styled(
+            format!(
+                " {} edit · {} class · {} τ · {} adapt · {} scoring · {} background · {} save · {} play · {} back",
+                keys(app, A::EditPrompt),
+                keys(app, A::NextClass),
+                keys(app, A::TauUp),
+                keys(app, A::CycleAdapt),
+                keys(app, A::CycleScoring),
+                keys(app, A::ToggleBackground),
+                keys(app, A::SavePrompts),
+                keys(app, A::OpenItem),
+                keys(app, A::Back)
+            ),
+            Style::new().fg(DIM),
+        ),
+    ];
+    f.render_widget(Paragraph::new(head_lines), head);
+
+    let prev = s.previous.as_ref();
+    let rows: Vec<Row> = (0..3)
+        .map(|c| {
+            let m = s.current.per_class[c];
+            let was = prev.map(|(_, e)| format!("{:.3}", e.per_class[c].f1)).unwrap_or_else(|| "-".into());
+            let prompt = s.set.class(c).join(" | ");
+            let old = prev.map(|(set, _)| set.class(c).join(" | ")).filter(|o| *o != prompt).unwrap_or_default();
+            let style = if c == p.class { Style::new().fg(Color::Black).bg(ACCENT) } else { Style::new() };
+            Row::new(vec![
+                CLASSES[c].to_string(),
+                format!("{:.3}", m.precision),
+                format!("{:.3}", m.recall),
+                format!("{:.3}", m.f1),
+                was,
+                prompt,
+                old,
+            ])
+            .style(style)
+        })
+        .collect();
+    let t = Table::new(
+        rows,
+        [
+            Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Percentage(50),
+            Constraint::Percentage(50),
+        ],
+    )
+    .header(Row::new(vec!["class", "P", "R", "F1", "F1 was", "prompt", "previous prompt"]).style(bold))
+    .block(Block::default().borders(Borders::TOP).title(" per class against gold "));
+    f.render_widget(t, table);
+
+    let [curves, flips] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
+    let colors = [Color::Cyan, Color::Magenta, Color::Yellow];
+    let data: Vec<Vec<(f64, f64)>> =
+        s.current.pr_curves.iter().map(|c| c.iter().map(|&(r, p)| (r as f64, p as f64)).collect()).collect();
+    let sets: Vec<Dataset> = data
+        .iter()
+        .enumerate()
+        .map(|(c, d)| {
+            Dataset::default()
+                .name(CLASSES[c])
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(colors[c]))
+                .data(d)
+        })
+        .collect();
+    let chart = Chart::new(sets)
+        .block(Block::default().borders(Borders::ALL).title(" PR curves (x recall, y precision) "))
+        .x_axis(Axis::default().bounds([0.0, 1.0]).labels(vec![Line::raw("0"), Line::raw("1")]))
+        .y_axis(Axis::default().bounds([0.0, 1.0]).labels(vec![Line::raw("0"), Line::raw("1")]));
+    f.render_widget(chart, curves);
+
+    let flipped = s.flipped();
+    let h = flips.height.saturating_sub(3) as usize;
+    let first = scroll_to(0, p.flip_cursor, h.max(1));
+    let fmt =
+        |b: [bool; 3]| b.iter().zip(['S', 'M', 'N']).map(|(on, ch)| if *on { ch } else { '·' }).collect::<String>();
+    let rows: Vec<Row> = flipped
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(h)
+        .map(|(k, &i)| {
+            let before = prev.map(|(_, e)| fmt(e.preds[i])).unwrap_or_default();
+            let gold = s.pool.gold[i].map(fmt).unwrap_or_else(|| "-".into());
+            let sc = s.current.scores[i];
+            let style = if k == p.flip_cursor { Style::new().fg(Color::Black).bg(ACCENT) } else { Style::new() };
+            Row::new(vec![
+                format!("#{}", s.pool.ids[i]),
+                before,
+                fmt(s.current.preds[i]),
+                gold,
+                format!("{:.2} {:.2} {:.2}", sc[0], sc[1], sc[2]),
+                if s.pool.background[i] { "bg".into() } else { String::new() },
+            ])
+            .style(style)
+        })
+        .collect();
+    let t = Table::new(
+        rows,
+        [
+            Constraint::Length(8),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(5),
+            Constraint::Length(15),
+            Constraint::Length(3),
+        ],
+    )
+    .header(Row::new(vec!["segment", "was", "now", "gold", "scores S M N", ""]).style(bold))
+    .block(Block::default().borders(Borders::ALL).title(format!(" {} flipped segments ", flipped.len())));
+    f.render_widget(t, flips);
+
+    if let Some(buf) = &p.editing {
+        let para = Paragraph::new(Line::from(vec![
+            Span::styled(format!(" {} prompt: ", CLASSES[p.class]), bold),
+            Span::raw(buf.clone()),
+            Span::styled("▏", Style::new().fg(ACCENT)),
+        ]))
+        .block(Block::default().borders(Borders::ALL).title(" Enter re-scores every embedded segment · Esc cancels "));
+        f.render_widget(para, edit);
+    }
 }

@@ -20,6 +20,10 @@ enum Dtype {
     F32,
     F16,
     Bf16,
+    /// Integer buffers PyTorch saves next to the weights (`relative_position_index`, `position_ids`,
+    /// `num_batches_tracked`...): read with [`Checkpoint::take_i64`] or acknowledged with [`Checkpoint::skip`].
+    I64,
+    I32,
 }
 
 impl Dtype {
@@ -27,6 +31,8 @@ impl Dtype {
         match self {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::Bf16 => 2,
+            Dtype::I64 => 8,
+            Dtype::I32 => 4,
         }
     }
 }
@@ -175,9 +181,52 @@ impl Checkpoint {
             Dtype::Bf16 => {
                 bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()
             }
+            Dtype::I64 | Dtype::I32 => {
+                return Err(herr(&path, format!("tensor '{name}' is an integer tensor where weights were expected")));
+            }
         };
         self.taken.insert(name.to_string());
         Ok(out)
+    }
+
+    /// Read integer tensor `name` (I64 or I32), which must have exactly `shape`.
+    pub fn take_i64(&mut self, name: &str, shape: &[usize]) -> Result<Vec<i64>, WeightsError> {
+        let path = self.path.clone();
+        let e = self.entries.get(name).cloned().ok_or_else(|| herr(&path, format!("missing tensor '{name}'")))?;
+        if e.shape != shape {
+            return Err(herr(&path, format!("tensor '{name}' has shape {:?}, expected {shape:?}", e.shape)));
+        }
+        let bytes = self.bytes(name, &e)?;
+        let out = match e.dtype {
+            Dtype::I64 => bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect(),
+            Dtype::I32 => {
+                bytes.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap_or([0; 4])) as i64).collect()
+            }
+            _ => return Err(herr(&path, format!("tensor '{name}' is not an integer tensor"))),
+        };
+        self.taken.insert(name.to_string());
+        Ok(out)
+    }
+
+    /// Mark tensor `name` as deliberately unused (a buffer the model recomputes), if the file has it.
+    pub fn skip(&mut self, name: &str) {
+        if self.entries.contains_key(name) {
+            self.taken.insert(name.to_string());
+        }
+    }
+
+    fn bytes(&mut self, name: &str, e: &Entry) -> Result<Vec<u8>, WeightsError> {
+        let path = self.path.clone();
+        Ok(match &mut self.source {
+            Source::File(file) => {
+                let mut bytes = vec![0u8; (e.end - e.begin) as usize];
+                file.seek(SeekFrom::Start(self.data_start + e.begin))
+                    .and_then(|_| file.read_exact(&mut bytes))
+                    .map_err(|err| herr(&path, format!("cannot read tensor '{name}': {err} (truncated?)")))?;
+                bytes
+            }
+            Source::Bytes(b) => b[(self.data_start + e.begin) as usize..(self.data_start + e.end) as usize].to_vec(),
+        })
     }
 
     /// Tensors that were never read (unexpected keys).
@@ -212,7 +261,9 @@ fn parse_entry(v: &serde_json::Value) -> Result<Entry, String> {
         Some("F32") => Dtype::F32,
         Some("F16") => Dtype::F16,
         Some("BF16") => Dtype::Bf16,
-        Some(other) => return Err(format!("dtype {other} is not supported (F32, F16 or BF16)")),
+        Some("I64") => Dtype::I64,
+        Some("I32") => Dtype::I32,
+        Some(other) => return Err(format!("dtype {other} is not supported (F32, F16, BF16, I64 or I32)")),
         None => return Err("no dtype".into()),
     };
     let shape: Vec<usize> = v
@@ -334,7 +385,8 @@ mod tests {
             r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}}"#,
             r#"{"w":{"dtype":"F32","shape":[1000000000],"data_offsets":[0,4000000000]}}"#,
             r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[8,0]}}"#,
-            r#"{"w":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#,
+            r#"{"w":{"dtype":"I16","shape":[8],"data_offsets":[0,16]}}"#,
+            r#"{"w":{"dtype":"I64","shape":[3],"data_offsets":[0,16]}}"#,
             r#"{"w":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}}"#,
             r#"[1,2]"#,
         ] {
@@ -345,6 +397,19 @@ mod tests {
             let e = err(&p);
             assert!(e.contains("'w'") || e.contains("JSON object"), "{hdr}: {e}");
         }
+        // Integer buffers (PyTorch's `relative_position_index`, `position_ids`...) open, read as integers only.
+        let hdr = r#"{"w":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#;
+        let mut f = (hdr.len() as u64).to_le_bytes().to_vec();
+        f.extend_from_slice(hdr.as_bytes());
+        f.extend_from_slice(&7i64.to_le_bytes());
+        f.extend_from_slice(&(-3i64).to_le_bytes());
+        std::fs::write(&p, &f).unwrap();
+        let mut c = Checkpoint::open(&p).unwrap();
+        assert!(c.take("w", &[2]).unwrap_err().to_string().contains("integer tensor"));
+        assert!(c.take_i64("w", &[3]).unwrap_err().to_string().contains("expected [3]"));
+        assert_eq!(c.unused(), vec!["w".to_string()]);
+        assert_eq!(c.take_i64("w", &[2]).unwrap(), vec![7, -3]);
+        assert!(c.unused().is_empty());
         // Non-finite values are refused when read.
         write_f32(&p, &[("w", vec![2], &[1.0, f32::NAN])]).unwrap();
         let e = Checkpoint::open(&p).unwrap().take("w", &[2]).unwrap_err().to_string();
