@@ -22,6 +22,7 @@ pub fn teachers() -> Vec<&'static TeacherDescriptor> {
         &crate::teachers::ast::DESCRIPTOR,
         &crate::teachers::ina::DESCRIPTOR,
         &crate::teachers::whisper_at::DESCRIPTOR,
+        &crate::teachers::m2d::DESCRIPTOR,
     ];
     #[cfg(feature = "burn")]
     v.push(&crate::student::teacher::DESCRIPTOR);

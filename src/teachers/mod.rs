@@ -12,6 +12,7 @@ pub mod builtin;
 pub mod descriptor;
 pub mod hub;
 pub mod ina;
+pub mod m2d;
 pub mod raw;
 pub mod remap;
 pub mod score;

@@ -136,7 +136,8 @@ def main():
     def tiny_bert_init(self, clip_weight=None):
         torch.nn.Module.__init__(self)
         self.tokenizer = hf_tok
-        self.text_encoder = BertModel(bert_cfg, add_pooling_layer=True)
+        # eval(), as AutoModel.from_pretrained returns it (dropout off).
+        self.text_encoder = BertModel(bert_cfg, add_pooling_layer=True).eval()
 
     # 1. Build and perturb.
     vit = tiny_vit(in_chans=1, img_size=[80, 1001], patch_size=[16, 16],
@@ -179,6 +180,8 @@ def main():
     pm.BertXEncoder.__init__ = tiny_bert_init
     model = pm.PortableM2D(str(weight_file), flat_features=True)
     model.eval()
+    model.get_clap_text_encoder()
+    assert not model.text_encoder.text_encoder.training
     assert model.backbone.audio_proj.__class__.__name__ == "AudioToSemantic"
 
     # 3. Audio goldens.
