@@ -342,5 +342,10 @@ fn score_a_workspace_with_an_installed_checkpoint() {
         let want: Vec<f32> = raw.iter().map(|v| v.clamp(0.0, 1.0)).collect();
         assert!(max_abs_diff(&scores, &want) < 1e-6, "{scores:?} {raw:?}");
     }
+    // The Python thresholds are the defaults, and pseudo-labels carry the Python project's label source.
+    let th = run_ok(common::dams(home.path()).args(["-w", ws_arg, "thresholds", "show"]));
+    assert!(th.contains("m2d") && th.contains("0.24") && th.contains("0.26"), "{th}");
+    let out = run_ok(common::dams(home.path()).args(["-w", ws_arg, "pseudo-label", "--teacher", "m2d"]));
+    assert!(out.contains("m2d_zero_shot"), "{out}");
     assert_eq!(dams::catalog::label_source("m2d").as_str(), "m2d_zero_shot");
 }
