@@ -208,6 +208,32 @@ mod hostile {
     }
 
     #[test]
+    fn key_prefixes_are_handled_as_the_reference_does() {
+        use dams::teachers::m2d::config::M2dWeights;
+        use dams::teachers::weights::TensorSource;
+        // RuntimeM2D: the `backbone.` keys are the audio model; BERT stays under `text_encoder.`; others are ignored.
+        let mut w = M2dWeights::open(&fixtures().join("prefix_runtime.pth")).unwrap();
+        let names: Vec<&str> = w.names().collect();
+        assert_eq!(names, ["cls_token", "norm.weight", "text_encoder.text_encoder.embeddings.LayerNorm.weight"]);
+        assert_eq!(w.take("norm.weight", &[4]).unwrap(), [200.0, 201.0, 202.0, 203.0]);
+        assert_eq!(
+            w.take("text_encoder.text_encoder.embeddings.LayerNorm.weight", &[3]).unwrap(),
+            [300.0, 301.0, 302.0]
+        );
+        let e = w.config().unwrap_err().to_string();
+        assert!(e.contains("missing tensor 'pos_embed'"), "{e}");
+        // EVAR fine-tuning: `module.ar.runtime.backbone.` removed; its head is a known part to drop.
+        let mut w = M2dWeights::open(&fixtures().join("prefix_evar.pth")).unwrap();
+        let names: Vec<&str> = w.names().collect();
+        assert_eq!(names, ["cls_token", "module.head.mlp.mlp.0.weight"]);
+        assert_eq!(w.take("cls_token", &[1, 1, 4]).unwrap(), [500.0, 501.0, 502.0, 503.0]);
+        assert!(dams::teachers::m2d::config::is_dropped("module.head.mlp.mlp.0.weight"));
+        // A wrong shape is named with both shapes.
+        let e = w.take("cls_token", &[1, 1, 8]).unwrap_err().to_string();
+        assert!(e.contains("has shape [1, 1, 4]") && e.contains("[1, 1, 8]"), "{e}");
+    }
+
+    #[test]
     fn truncated_files_are_clear_errors() {
         let b = pth();
         for cut in [0, 10, 100, 5_000, b.len() / 2, b.len() - 30, b.len() - 1] {

@@ -27,7 +27,9 @@ What it does
   * goldens for the first 10 s of real demo clips (data/demo/a003.flac, a005.flac; 16 kHz mono, int16/32768):
     normalised log-mel frames (listed in goldens.json), the flat patch tokens [310, 64] after the final norm, the
     CLAP audio embedding [64]; per prompt: token ids, BERT CLS [128], the projected text embedding [64]; the cosine
-    scores [clips, 3]; nnAudio's mel filter bank [80, 201]; and token ids of extra strings for the tokenizer test.
+    scores [clips, 3]; nnAudio's mel filter bank [80, 201]; and token ids of extra strings for the tokenizer test;
+  * two tiny state dicts with the key prefixes the reference handles (`prefix_runtime.pth`: `backbone.`,
+    `prefix_evar.pth`: `module.ar.runtime.backbone.`), values arange so a test sees which tensor a name reads.
 
 Run (dev time only; tests never need Python):
   python3 -m venv venv && venv/bin/pip install torch timm einops nnAudio transformers numpy safetensors soundfile
@@ -103,15 +105,38 @@ def make_tokenizer(out_dir):
     return path
 
 
+def write_prefix_cases(out):
+    """Two tiny state dicts with the key prefixes the reference loader handles (values = arange, to see which tensor
+    a name reads): a RuntimeM2D checkpoint (`backbone.` — only those keys are the audio model; BERT stays under
+    `text_encoder.`) and an EVAR fine-tuning (`module.ar.runtime.backbone.`, plus its head)."""
+    t = lambda n, off: torch.arange(n, dtype=torch.float32) + off
+    runtime = {
+        "backbone.cls_token": t(4, 100).reshape(1, 1, 4),
+        "backbone.norm.weight": t(4, 200),
+        "text_encoder.text_encoder.embeddings.LayerNorm.weight": t(3, 300),
+        "offline_text_proj.weight": t(2, 400),
+    }
+    evar = {
+        "module.ar.runtime.backbone.cls_token": t(4, 500).reshape(1, 1, 4),
+        "module.head.mlp.mlp.0.weight": t(6, 600).reshape(3, 2),
+    }
+    torch.save({"model": runtime, "args": argparse.Namespace(model="m2d_clap_vit_base")}, out / "prefix_runtime.pth")
+    torch.save({"model": evar}, out / "prefix_evar.pth")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--portable", required=True, help="path to portable_m2d.py (reference, not in the repo)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--demo", default=str(Path(__file__).resolve().parents[2] / "data" / "demo"))
     ap.add_argument("--seed", type=int, default=16)
+    ap.add_argument("--prefix-cases-only", action="store_true", help="write only prefix_{runtime,evar}.pth")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    write_prefix_cases(out)
+    if a.prefix_cases_only:
+        return
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
 
