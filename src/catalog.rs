@@ -23,6 +23,7 @@ pub fn teachers() -> Vec<&'static TeacherDescriptor> {
         &crate::teachers::ina::DESCRIPTOR,
         &crate::teachers::clap::DESCRIPTOR,
         &crate::teachers::whisper_at::DESCRIPTOR,
+        &crate::teachers::m2d::DESCRIPTOR,
     ];
     #[cfg(feature = "burn")]
     v.push(&crate::student::teacher::DESCRIPTOR);

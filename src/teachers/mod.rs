@@ -13,6 +13,7 @@ pub mod clap;
 pub mod descriptor;
 pub mod hub;
 pub mod ina;
+pub mod m2d;
 pub mod raw;
 pub mod remap;
 pub mod score;
