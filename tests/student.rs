@@ -100,6 +100,7 @@ fn meta(ds: &Dataset, epochs: usize, seed: u64) -> Meta {
         },
         sources: vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
         ast_head: None,
+        ina_head: None,
     }
 }
 
@@ -609,7 +610,7 @@ mod ast_head {
     }
 
     /// 0 speech, 1 music, 2 noise, 3 speech over music.
-    fn wave(kind: usize, rng: &mut Rng) -> (Vec<f32>, [f32; 3]) {
+    pub(super) fn wave(kind: usize, rng: &mut Rng) -> (Vec<f32>, [f32; 3]) {
         match kind {
             0 => (speech(rng), [1.0, 0.0, 0.0]),
             1 => (music(rng), [0.0, 1.0, 0.0]),
@@ -722,7 +723,7 @@ mod ast_head {
             .unwrap();
         assert_eq!(runner.wait(id).unwrap().state, JobState::Done);
         let net = rx.recv().unwrap();
-        let in_memory = ah::AstHeadScorer::from_net(open_tiny().0, net).score_waves(&refs).unwrap();
+        let in_memory = ah::HeadScorer::from_net(open_tiny().0, net).score_waves(&refs).unwrap();
         let reloaded = Student::load(tmp.path(), &Device::flex()).unwrap();
         assert_eq!(reloaded.meta.kind, "ast-head");
         assert_eq!(reloaded.score_waves(&refs).unwrap(), in_memory);
@@ -896,7 +897,8 @@ mod ast_head {
         // The cache is resumable per segment: a partial computation is completed, not redone.
         {
             let mut store = ws.open_store().unwrap();
-            let (mut ast, am) = open_tiny();
+            let (ast, am) = open_tiny();
+            let mut ast = ah::Backbone::Ast(ast);
             assert_eq!(store.clear_embeddings(&am.checksum, dams::student::ast_head::EMBEDDING_KIND).unwrap(), 16);
             let items: Vec<(i64, std::path::PathBuf, String)> = store
                 .segments(None)
@@ -966,9 +968,231 @@ mod ast_head {
     }
 }
 
-/// `dams loop` on a fresh demo, two rounds: the shipped builtin and ina runs feed the label model, a student is
-/// trained on its posteriors (soft, confidence-weighted) of the train windows only, scored, and in round 2 joins the
-/// teachers; every round is evaluated on gold dev and test and recorded in experiments/.
+/// The ina-head student (issue 19): a new head on INA's frozen CNN, its embeddings cached in the workspace.
+mod ina_head {
+    use super::*;
+    use dams::engine::Engine;
+    use dams::labels::{LabelSet, LabelSource, Split};
+    use dams::store::NewSegment;
+    use dams::student::ast_head::{self as ah, HeadDataset, HeadExample, HeadInput};
+    use dams::student::ina_head::{self as ih, EMBEDDING_KIND};
+    use dams::student::{DeviceChoice, StudentKind, TrainRequest};
+    use dams::teachers::Teacher;
+    use dams::teachers::ina::InaTeacher;
+
+    fn ina() -> InaTeacher {
+        InaTeacher::open(Engine::cpu()).unwrap()
+    }
+
+    /// The embedding is the network's own: its posterior part is exactly the teacher's score (mean posterior over
+    /// the energetic patches, computed through the other forward path), the share of energetic patches is INA's,
+    /// and the spread is a spread.
+    #[test]
+    fn the_embedding_holds_the_teachers_mean_posteriors_and_energy_share() {
+        let t = ina();
+        let mut rng = Rng::new(11);
+        let mut waves: Vec<Vec<f32>> = (0..4).map(|k| super::ast_head::wave(k, &mut rng).0).collect();
+        waves.push(vec![0.0; CLIP]);
+        for (k, x) in waves.iter().enumerate() {
+            let e = t.embedding(x).unwrap();
+            assert_eq!(e.len(), InaTeacher::EMBEDDING_DIM);
+            assert_eq!(e.len(), 516);
+            assert!(e.iter().all(|v| v.is_finite()), "wave {k}");
+            let a = t.analyze(x).unwrap();
+            let want = a.mean_posteriors();
+            for c in 0..3 {
+                assert!((e[512 + c] - want[c]).abs() < 1e-5, "wave {k} class {c}: {} vs {}", e[512 + c], want[c]);
+            }
+            let share = a.energy.iter().filter(|&&b| b).count() as f32 / a.energy.len() as f32;
+            assert!((e[515] - share).abs() < 1e-6, "wave {k}: {} vs {share}", e[515]);
+            assert!(e[256..512].iter().all(|&v| v >= 0.0), "wave {k}: negative spread");
+            if want != [0.0; 3] {
+                assert!(e[..256].iter().any(|&v| v > 0.0), "wave {k}: a dead hidden layer");
+            }
+        }
+        // Different sounds, different embeddings; the same sound, the same bits.
+        assert_ne!(t.embedding(&waves[0]).unwrap(), t.embedding(&waves[1]).unwrap());
+        assert_eq!(t.embedding(&waves[2]).unwrap(), t.embedding(&waves[2]).unwrap());
+        assert!(t.embedding(&[0.0; 10]).is_err(), "shorter than a frame");
+    }
+
+    /// On INA's embeddings of generated speech / music / noise / speech over music, a head's loss falls and its dev
+    /// macro F1 beats chance (multi-label: the mixture must come out as speech + music).
+    #[test]
+    fn a_head_on_ina_embeddings_learns_multi_label_decisions() {
+        let t = ina();
+        let mut rng = Rng::new(7);
+        let mut make = |n: usize| -> Vec<HeadExample> {
+            (0..n)
+                .map(|i| {
+                    let (x, target) = super::ast_head::wave(i % 4, &mut rng);
+                    HeadExample {
+                        segment_id: i as i64,
+                        input: HeadInput::Embedding(t.embedding(&x).unwrap()),
+                        target,
+                        weight: 1.0,
+                    }
+                })
+                .collect()
+        };
+        let ds = HeadDataset { train: make(32), dev: make(16) };
+        let train = TrainConfig {
+            epochs: 40,
+            batch_size: 8,
+            lr: 1e-2,
+            patience: 0,
+            seed: 1,
+            threshold: 0.5,
+            augment: Augment { hard_negatives: 1, ..Augment::none() },
+            targets: Default::default(),
+        };
+        let meta = ih::new_meta(ih::ina_meta(&t), train, vec![SourceSpec { source: "gold".into(), weight: 1.0 }]);
+        let tmp = tempfile::tempdir().unwrap();
+        let mut runner = JobRunner::in_memory();
+        let (ds2, m2, dir) = (ds.clone(), meta.clone(), tmp.path().to_path_buf());
+        let id = runner
+            .spawn("train", serde_json::json!({}), None, move |ctx| {
+                let t = ah::train(&ds2, &m2, None, &dir, &Device::flex(), false, ctx)?;
+                Ok(serde_json::to_value(&t.state)?)
+            })
+            .unwrap();
+        let v = runner.wait(id).unwrap();
+        assert!(v.error.is_none(), "{:?}", v.error);
+        let st: TrainState = serde_json::from_value(v.result.unwrap()).unwrap();
+        let losses: Vec<f64> = st.history.iter().map(|h| h.loss).collect();
+        assert!(losses.last().unwrap() < &(losses[0] * 0.5), "loss did not fall: {losses:?}");
+        let best = st.best_metric.unwrap();
+        assert!(best >= 0.8, "dev macro F1 {best:.3}; {:?}", v.log);
+        // The saved student reloads with the embedded INA and scores audio.
+        let s = Student::load(tmp.path(), &Device::flex()).unwrap();
+        assert_eq!(s.meta.kind, "ina-head");
+        let (mix, _) = super::ast_head::wave(3, &mut Rng::new(3));
+        let sc = s.score_waves(&[&mix]).unwrap();
+        assert!(sc[0][0] > 0.5 && sc[0][1] > 0.5, "speech over music scored {:?}", sc[0]);
+        assert!(s.score_features(&[&[0.0; 10]]).is_err());
+    }
+
+    /// In a workspace through the job that `dams train --kind ina-head` starts: embeddings computed once, reused
+    /// by a later student, scored as `student:<name>` from the cache; a student of other INA weights is refused.
+    #[test]
+    fn workspace_training_caches_embeddings_and_refuses_other_ina_weights() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = dams::workspace::Workspace::init(tmp.path().join("ws")).unwrap();
+        let mut rng = Rng::new(4);
+        let mut rows = Vec::new();
+        let mut kinds = Vec::new();
+        for i in 0..12 {
+            let kind = i % 3;
+            let (x, _) = super::ast_head::wave(kind, &mut rng);
+            let rel = format!("segments/s{i:02}.wav");
+            dams::audio::decode::write_wav_16k(&ws.abs_data_path(&rel), &x).unwrap();
+            rows.push(NewSegment {
+                segment_path: rel,
+                raw_file: "raw/x.wav".into(),
+                start_time: i as f64 * 5.0,
+                end_time: i as f64 * 5.0 + 10.0,
+                split: if i < 8 { Split::Train } else { Split::Dev },
+                label_source: LabelSource::none(),
+                labels: None,
+                scores: [None; 3],
+                extra: None,
+            });
+            kinds.push(kind);
+        }
+        std::fs::write(ws.abs_data_path("segments/broken.wav"), b"not audio").unwrap();
+        rows.push(NewSegment { segment_path: "segments/broken.wav".into(), ..rows[0].clone() });
+        kinds.push(0);
+        let mut store = ws.open_store().unwrap();
+        store.upsert_segments(&rows).unwrap();
+        let ann = store.annotator_id("tester").unwrap();
+        for s in store.segments(None).unwrap() {
+            let i = rows.iter().position(|r| r.segment_path == s.segment_path).unwrap();
+            let k = kinds[i];
+            store.set_gold(s.id, ann, Some(LabelSet::new(k == 0, k == 1, k == 2)), false, true).unwrap();
+        }
+        drop(store);
+        let req = |name: &str, epochs: usize, resume: bool| TrainRequest {
+            name: name.into(),
+            sources: data::parse_sources("gold").unwrap(),
+            train: TrainConfig {
+                epochs,
+                batch_size: 4,
+                lr: 1e-2,
+                patience: 0,
+                seed: 1,
+                threshold: 0.5,
+                augment: Augment::default(),
+                targets: Default::default(),
+            },
+            width: 4,
+            device: DeviceChoice::Cpu,
+            resume,
+            kind: StudentKind::InaHead,
+        };
+        let mut runner = JobRunner::in_memory();
+        let id = dams::student::spawn_training(&mut runner, &ws, req("i1", 3, false)).unwrap();
+        let v = runner.wait(id).unwrap();
+        assert_eq!(v.state, JobState::Done, "{:?} {:?}", v.error, v.log);
+        let r = v.result.unwrap();
+        assert_eq!(r["kind"], "ina-head");
+        assert_eq!((r["embeddings_computed"].as_u64(), r["embeddings_cached"].as_u64()), (Some(12), Some(0)), "{r}");
+        assert_eq!((r["train_examples"].as_u64(), r["dev_examples"].as_u64()), (Some(8), Some(4)));
+        assert!(v.log.iter().any(|l| l.contains("skipped segments/broken.wav")), "{:?}", v.log);
+        // The cache holds INA's vectors under INA's checksum.
+        let checksum = ina().checksum().to_string();
+        let store = ws.open_store().unwrap();
+        assert_eq!(store.embeddings(&checksum, EMBEDDING_KIND, 516).unwrap().len(), 12);
+        drop(store);
+        // Resumed to more epochs: continues; a second student computes no embedding.
+        let id = dams::student::spawn_training(&mut runner, &ws, req("i1", 5, true)).unwrap();
+        let v = runner.wait(id).unwrap();
+        assert_eq!(v.state, JobState::Done, "{:?}", v.error);
+        assert!(v.log.iter().any(|l| l.contains("resuming after epoch 3")), "{:?}", v.log);
+        assert_eq!(v.result.unwrap()["epochs_done"].as_u64(), Some(5));
+        let id = dams::student::spawn_training(&mut runner, &ws, req("i2", 2, false)).unwrap();
+        let r = runner.wait(id).unwrap().result.unwrap();
+        assert_eq!((r["embeddings_computed"].as_u64(), r["embeddings_cached"].as_u64()), (Some(0), Some(12)), "{r}");
+
+        // Scored as a teacher; a dev segment whose audio is gone is scored from the cache with the same scores.
+        let mut store = ws.open_store().unwrap();
+        let o = super::score_student(&ws, &mut store, "i1", Some(vec![Split::Dev]));
+        assert_eq!((o.scored, o.failed.len()), (4, 0));
+        let from_audio: std::collections::HashMap<i64, [f32; 3]> =
+            store.run_scores(o.run_id).unwrap().into_iter().collect();
+        let dev = store.segments(Some(&[Split::Dev][..])).unwrap();
+        std::fs::remove_file(ws.abs_data_path(&dev[0].segment_path)).unwrap();
+        let mut t = dams::catalog::open("student:i1", &super::student_ctx(&ws)).unwrap();
+        let opts =
+            dams::teachers::score::ScoreOptions { splits: Some(vec![Split::Dev]), batch_size: None, fresh: true };
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let r = dams::teachers::score::score_segments(&ws, &mut store, t.as_mut(), &opts, &cancel, |_| {}).unwrap();
+        assert_eq!((r.scored, r.failed.len()), (4, 0), "{:?}", r.failed);
+        for (id, s) in store.run_scores(r.run_id).unwrap() {
+            let want = from_audio[&id];
+            assert!((0..3).all(|c| (s[c] - want[c]).abs() < 1e-5), "segment {id}: {s:?} vs {want:?}");
+        }
+        assert!(t.settings_json().contains("ina-pooled-v1"), "{}", t.settings_json());
+        drop(t);
+
+        // A student recorded against other INA weights (or another embedding) is refused with a reason.
+        let dir = ws.data_dir().join("models/i1");
+        let mut meta = checkpoint::read_meta(&dir).unwrap();
+        meta.ina_head.as_mut().unwrap().checksum = format!("sha256:{}", "0".repeat(64));
+        std::fs::write(dir.join("meta.json"), serde_json::to_string(&meta).unwrap()).unwrap();
+        let e = Student::load(&dir, &Device::flex()).err().unwrap().to_string();
+        assert!(e.contains("trained on INA weights"), "{e}");
+        let mut meta = checkpoint::read_meta(&ws.data_dir().join("models/i2")).unwrap();
+        meta.ina_head.as_mut().unwrap().dim = 20;
+        std::fs::write(ws.data_dir().join("models/i2/meta.json"), serde_json::to_string(&meta).unwrap()).unwrap();
+        let e = Student::load(&ws.data_dir().join("models/i2"), &Device::flex()).err().unwrap().to_string();
+        assert!(e.contains("of 20 values"), "{e}");
+    }
+}
+
+/// `dams loop` on a fresh demo, two rounds with the defaults (the union of the teachers, a head on INA's frozen
+/// CNN): the shipped builtin and ina runs are combined on the train windows only, a student is trained, scored, and
+/// in round 2 joins the teachers; every round is evaluated on gold dev and test and recorded in experiments/. Then
+/// one round of the other recipe: the Dawid–Skene label model with soft targets and a CNN from scratch.
 #[test]
 fn a_two_round_self_training_loop_runs_on_the_demo() {
     let tmp = tempfile::tempdir().unwrap();
@@ -994,4 +1218,35 @@ fn a_two_round_self_training_loop_runs_on_the_demo() {
         rounds[1]["results"].as_array().unwrap().iter().filter(|r| r["split"] == "dev").collect();
     assert_eq!(dev.len(), 4, "{dev:?}");
     assert!(dev.iter().all(|r| r["macro_f1"].as_f64().unwrap() > 0.0), "{dev:?}");
+    assert_eq!(
+        (v["backbone"].as_str(), v["combine"].as_str(), v["k"].as_u64()),
+        (Some("ina-head"), Some("vote"), Some(1))
+    );
+    let models = dams::workspace::Workspace::open(&root).unwrap().data_dir().join("models");
+    assert_eq!(checkpoint::read_meta(&models.join("loop0_r2")).unwrap().kind, "ina-head");
+
+    let out = dams_ok(
+        &root,
+        &[
+            "loop",
+            "--rounds",
+            "1",
+            "--epochs",
+            "1",
+            "--width",
+            "4",
+            "--device",
+            "cpu",
+            "--combine",
+            "dawid-skene",
+            "--backbone",
+            "cnn",
+            "--prefix",
+            "ds",
+        ],
+    );
+    assert!(out.contains("last round's student: student:ds0_r1"), "{out}");
+    let meta = checkpoint::read_meta(&models.join("ds0_r1")).unwrap();
+    assert_eq!(meta.kind, "cnn");
+    assert!(meta.train.targets.soft && meta.train.targets.confidence_weight, "{:?}", meta.train.targets);
 }

@@ -19,6 +19,9 @@ pub enum KindArg {
     /// The Python recipe: AST encoder frozen, a new 3-way head (LayerNorm + Linear) on its pooled
     /// output; embeddings are computed once per segment and cached in the workspace.
     AstHead,
+    /// INA's radio-trained speech/music/noise CNN (embedded) frozen, a new 3-way head on its pooled last dense
+    /// layer; embeddings are computed once per segment and cached in the workspace.
+    InaHead,
 }
 
 /// The kinds, in `dams train --help`.
@@ -31,11 +34,17 @@ const TRAIN_KINDS_HELP: &str = "KINDS:
             students on the same AST only train the head. Gain/shift/noise augmentation
             does not apply; hard negatives do. --unfreeze K also trains the last K
             encoder layers (no cache: slow on a CPU, meant for --device gpu).
+  ina-head  A new 3-way head on INA's speech/music/noise CNN (embedded, trained on
+            broadcast audio), frozen: per segment the mean and spread of its last
+            dense layer over the energetic 20 ms patches, plus INA's mean posteriors
+            (516 values), computed once and cached. Seconds per training after the
+            first pass over the segments; no download needed.
 
 EXAMPLES:
   dams train --name cnn1 --sources gold,builtin_pseudo:0.5
   dams train --name head1 --kind ast-head --sources gold,builtin_pseudo:0.5
   dams train --name ft1 --kind ast-head --unfreeze 2 --device gpu
+  dams train --name ina1 --kind ina-head --sources vote_pseudo --epochs 60
   dams train --name head1 --resume";
 
 #[derive(Debug, Args)]
@@ -77,7 +86,7 @@ pub struct TrainArgs {
     /// Weigh each pseudo-labelled example by its confidence (mean over classes of |2q − 1| of its stored scores).
     #[arg(long)]
     pub confidence_weight: bool,
-    /// Student kind: cnn, or ast-head (a new head on the frozen AST encoder; see below).
+    /// Student kind: cnn, ast-head (a new head on the frozen AST encoder) or ina-head (on INA's frozen CNN); see below.
     #[arg(long, value_enum, default_value_t = KindArg::Cnn)]
     pub kind: KindArg,
     /// ast-head only: also fine-tune the last K encoder layers (slow on the CPU; meant for --device gpu).
@@ -104,6 +113,12 @@ pub fn run_train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
                 None => None,
             };
             StudentKind::AstHead(AstHeadOptions { unfreeze: a.unfreeze, ast_dir })
+        }
+        KindArg::InaHead => {
+            if a.unfreeze > 0 || a.ast.is_some() {
+                bail!("--unfreeze and --ast apply to --kind ast-head only");
+            }
+            StudentKind::InaHead
         }
     };
     let req = TrainRequest {

@@ -17,6 +17,10 @@
 //! The waveform augmentations of the CNN (gain, shift, noise mixing) do not apply to cached
 //! embeddings and are not used by this kind; hard-negative oversampling (last epoch's confident
 //! false positives seen again) does apply.
+//!
+//! The frozen-backbone machinery here — the [`Backbone`] a head reads, the embedding cache, the
+//! dataset, the training loop and the [`HeadScorer`] — is shared with the `ina-head` student
+//! ([`super::ina_head`]), whose backbone is INA's CNN.
 
 /// The kind of the pooled AST vectors in the shared embedding cache.
 pub const EMBEDDING_KIND: &str = "ast-pooled";
@@ -46,6 +50,7 @@ use crate::store::Store;
 use crate::teachers::Teacher;
 use crate::teachers::ast::AstTeacher;
 use crate::teachers::ast::model::AstTail;
+use crate::teachers::ina::InaTeacher;
 use crate::workspace::Workspace;
 
 /// The kind recorded in `meta.json`.
@@ -144,8 +149,104 @@ pub fn ast_for(meta: &AstHeadMeta) -> Result<AstSource> {
     )
 }
 
-fn short(checksum: &str) -> &str {
+pub(crate) fn short(checksum: &str) -> &str {
     &checksum[..checksum.len().min(19)]
+}
+
+/// The frozen network a head reads: the AST (pooled [CLS]/distillation tokens) or INA's CNN (pooled last dense
+/// layer, [`InaTeacher::embedding`]).
+pub enum Backbone {
+    Ast(AstTeacher),
+    Ina(InaTeacher),
+}
+
+impl Backbone {
+    /// `sha256:<hex>` of the weights (part of the embedding cache's key).
+    pub fn checksum(&self) -> &str {
+        match self {
+            Backbone::Ast(a) => a.checksum(),
+            Backbone::Ina(i) => i.checksum(),
+        }
+    }
+
+    /// The embedding kind in the workspace's cache.
+    pub fn embedding_kind(&self) -> &'static str {
+        match self {
+            Backbone::Ast(_) => EMBEDDING_KIND,
+            Backbone::Ina(_) => super::ina_head::EMBEDDING_KIND,
+        }
+    }
+
+    /// Width of an embedding.
+    pub fn dim(&self) -> usize {
+        match self {
+            Backbone::Ast(a) => a.config().hidden_size,
+            Backbone::Ina(_) => InaTeacher::EMBEDDING_DIM,
+        }
+    }
+
+    fn batch(&self) -> usize {
+        match self {
+            Backbone::Ast(a) if a.engine().gpu => 16,
+            Backbone::Ast(_) => 4,
+            Backbone::Ina(_) => 8,
+        }
+    }
+
+    /// Embeddings of a batch of 16-kHz waveforms.
+    pub fn embed(&mut self, waves: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Backbone::Ast(a) => embed_waves(a, waves),
+            Backbone::Ina(i) => waves.iter().map(|w| i.embedding(w).map_err(anyhow::Error::from)).collect(),
+        }
+    }
+
+    fn ast_mut(&mut self) -> Option<&mut AstTeacher> {
+        match self {
+            Backbone::Ast(a) => Some(a),
+            Backbone::Ina(_) => None,
+        }
+    }
+}
+
+/// What the training loop needs to know of a head student's backbone, from its `meta.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadShape {
+    /// Width of the embedding (the head's input).
+    pub dim: usize,
+    pub layer_norm_eps: f64,
+    /// Encoder layers fine-tuned with the head (AST only).
+    pub unfreeze: usize,
+    /// Encoder layers the backbone has (0: none can be fine-tuned).
+    pub layers: usize,
+    pub weight_decay: f64,
+    /// The backbone's weights.
+    pub checksum: String,
+}
+
+/// The [`HeadShape`] of a head student (`ast-head` or `ina-head`).
+pub fn head_shape(meta: &Meta) -> Result<HeadShape> {
+    if let Some(am) = &meta.ast_head {
+        return Ok(HeadShape {
+            dim: am.hidden_size,
+            layer_norm_eps: am.layer_norm_eps,
+            unfreeze: am.unfreeze,
+            layers: am.num_hidden_layers,
+            weight_decay: am.weight_decay,
+            checksum: am.checksum.clone(),
+        });
+    }
+    if let Some(im) = &meta.ina_head {
+        return Ok(HeadShape {
+            dim: im.dim,
+            layer_norm_eps: super::ina_head::LAYER_NORM_EPS,
+            unfreeze: 0,
+            layers: 0,
+            weight_decay: im.weight_decay,
+            checksum: im.checksum.clone(),
+        });
+    }
+    bail!("not a head student (no backbone record in its meta)")
 }
 
 /// Load the AST of `src` onto `engine`, checking its config against a student's record.
@@ -193,8 +294,7 @@ pub struct AstHeadNet {
 impl AstHeadNet {
     /// A new head (seeded: weights normal(0, 0.02) as Hugging Face initialises a classifier, zero
     /// bias, LayerNorm ones/zeros) on top of `tail`.
-    pub fn new(m: &AstHeadMeta, tail: Option<AstTail>, seed: u64, device: &Device) -> AstHeadNet {
-        let d = m.hidden_size;
+    pub fn new(d: usize, eps: f64, tail: Option<AstTail>, seed: u64, device: &Device) -> AstHeadNet {
         let mut rng = Rng::new(seed ^ 0xA57);
         let w: Vec<f32> = (0..d * 3)
             .map(|_| {
@@ -207,7 +307,7 @@ impl AstHeadNet {
             weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [d, 3]), device)),
             bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![0f32; 3], [3]), device))),
         };
-        AstHeadNet { tail, norm: LayerNormConfig::new(d).with_epsilon(m.layer_norm_eps).init(device), head }
+        AstHeadNet { tail, norm: LayerNormConfig::new(d).with_epsilon(eps).init(device), head }
     }
 
     /// Pooled embeddings `[B, hidden]` → logits `[B, 3]` (the frozen-encoder case).
@@ -244,13 +344,13 @@ impl burn::module::ModuleMapper for Trainable {
 }
 
 /// The network skeleton of a student (tail copied from `ast` when layers are unfrozen).
-fn skeleton(m: &AstHeadMeta, ast: Option<&AstTeacher>, seed: u64, device: &Device) -> Result<AstHeadNet> {
+fn skeleton(m: &HeadShape, ast: Option<&AstTeacher>, seed: u64, device: &Device) -> Result<AstHeadNet> {
     let tail = match (m.unfreeze, ast) {
         (0, _) => None,
         (k, Some(a)) => Some(a.model().tail(k)),
         (_, None) => bail!("fine-tuning encoder layers needs the AST"),
     };
-    Ok(AstHeadNet::new(m, tail, seed, device))
+    Ok(AstHeadNet::new(m.dim, m.layer_norm_eps, tail, seed, device))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,21 +393,22 @@ pub struct CacheStats {
     pub failed: usize,
 }
 
-/// Make sure the cache of `ast` holds an embedding of every segment in `items` (segment id, audio
-/// path): computed in batches, each batch committed, so a cancelled or killed run keeps what it
-/// did. Unreadable audio is reported through `on_skip` and left out.
+/// Make sure the cache of `backbone` holds an embedding of every segment in `items` (segment id,
+/// audio path): computed in batches, each batch committed, so a cancelled or killed run keeps what
+/// it did. Unreadable audio is reported through `on_skip` and left out.
 pub fn cache_embeddings(
     store: &mut Store,
-    ast: &mut AstTeacher,
+    backbone: &mut Backbone,
     items: &[(i64, PathBuf, String)],
     ctx: &JobCtx,
     mut on_skip: impl FnMut(String),
 ) -> Result<CacheStats> {
-    let checksum = ast.checksum().to_string();
-    let have = store.embedded_segments(&checksum, EMBEDDING_KIND)?;
+    let checksum = backbone.checksum().to_string();
+    let kind = backbone.embedding_kind();
+    let have = store.embedded_segments(&checksum, kind)?;
     let todo: Vec<&(i64, PathBuf, String)> = items.iter().filter(|(id, _, _)| !have.contains(id)).collect();
     let mut st = CacheStats { cached: items.len() - todo.len(), ..Default::default() };
-    let batch = if ast.engine().gpu { 16 } else { 4 };
+    let batch = backbone.batch();
     let total = todo.len() as u64;
     ctx.progress(0, Some(total));
     for (b, chunk) in todo.chunks(batch).enumerate() {
@@ -331,10 +432,10 @@ pub fn cache_embeddings(
             }
         }
         let refs: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
-        let embs = embed_waves(ast, &refs)?;
+        let embs = backbone.embed(&refs)?;
         let rows: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(embs).collect();
         st.computed += rows.len();
-        store.put_embeddings(&checksum, EMBEDDING_KIND, &rows)?;
+        store.put_embeddings(&checksum, kind, &rows)?;
         ctx.progress(((b + 1) * batch).min(todo.len()) as u64, Some(total));
     }
     Ok(st)
@@ -406,7 +507,7 @@ pub fn workspace_dataset(
     store: &mut Store,
     sources: &[SourceSpec],
     how: super::data::Targets,
-    ast: &mut AstTeacher,
+    backbone: &mut Backbone,
     unfreeze: usize,
     ctx: &JobCtx,
 ) -> Result<(HeadDataset, CacheStats)> {
@@ -432,11 +533,11 @@ pub fn workspace_dataset(
     let mut inputs: HashMap<i64, HeadInput> = HashMap::new();
     if unfreeze == 0 {
         ctx.phase("embeddings");
-        let st = cache_embeddings(store, ast, &items, ctx, |m| ctx.log(format!("skipped {m}")))?;
+        let st = cache_embeddings(store, backbone, &items, ctx, |m| ctx.log(format!("skipped {m}")))?;
         stats.computed = st.computed;
         stats.cached = st.cached;
         stats.failed += st.failed;
-        let mut cached = store.embeddings(ast.checksum(), EMBEDDING_KIND, ast.config().hidden_size)?;
+        let mut cached = store.embeddings(backbone.checksum(), backbone.embedding_kind(), backbone.dim())?;
         for (id, _, _) in &items {
             if let Some(v) = cached.remove(id) {
                 inputs.insert(*id, HeadInput::Embedding(v));
@@ -575,8 +676,9 @@ pub struct TrainedHead {
     pub net: AstHeadNet,
 }
 
-/// Train (or resume) an ast-head student in `dir`. `ast` is needed when layers are unfrozen
-/// (`meta.ast_head.unfreeze > 0`); a frozen-encoder head trains on the cached embeddings alone.
+/// Train (or resume) a head student (`ast-head` or `ina-head`) in `dir`. `ast` is needed when
+/// layers are unfrozen (`meta.ast_head.unfreeze > 0`); a frozen-encoder head trains on the cached
+/// embeddings alone.
 pub fn train(
     ds: &HeadDataset,
     meta: &Meta,
@@ -587,27 +689,27 @@ pub fn train(
     ctx: &JobCtx,
 ) -> Result<TrainedHead> {
     let cfg: &TrainConfig = &meta.train;
-    let Some(am) = &meta.ast_head else { bail!("not an ast-head student (no AST record in its meta)") };
+    let am = &head_shape(meta)?;
     if cfg.batch_size == 0 || cfg.epochs == 0 {
         bail!("batch size and epochs must be at least 1");
     }
     if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
         bail!("learning rate must be a positive number");
     }
-    if am.unfreeze > am.num_hidden_layers {
-        bail!("--unfreeze {} but the AST has only {} layers", am.unfreeze, am.num_hidden_layers);
+    if am.unfreeze > am.layers {
+        bail!("--unfreeze {} but the backbone has only {} layers to fine-tune", am.unfreeze, am.layers);
     }
     if am.unfreeze > 0 && ast.is_none() {
         bail!("fine-tuning encoder layers needs the AST");
     }
     for e in ds.train.iter().chain(&ds.dev) {
         match &e.input {
-            HeadInput::Embedding(v) if am.unfreeze > 0 || v.len() != am.hidden_size => {
+            HeadInput::Embedding(v) if am.unfreeze > 0 || v.len() != am.dim => {
                 bail!(
                     "segment {}: an embedding of {} values; the head expects the audio or {}",
                     e.segment_id,
                     v.len(),
-                    am.hidden_size
+                    am.dim
                 )
             }
             HeadInput::Wave(_) if am.unfreeze == 0 => {
@@ -625,11 +727,11 @@ pub fn train(
     let (mut net, mut optim, mut st) = match (existing, resume) {
         (Some((ckpt, st)), true) => {
             let old = checkpoint::read_meta(dir)?;
-            if old.kind != KIND
-                || old.ast_head.as_ref().map(|o| (&o.checksum, o.unfreeze)) != Some((&am.checksum, am.unfreeze))
+            if old.kind != meta.kind
+                || head_shape(&old).ok().map(|o| (o.checksum, o.unfreeze)) != Some((am.checksum.clone(), am.unfreeze))
             {
                 bail!(
-                    "the checkpoint in {} is another kind of student or another AST; train under another name",
+                    "the checkpoint in {} is another kind of student or another backbone; train under another name",
                     dir.display()
                 );
             }
@@ -719,7 +821,7 @@ pub fn train(
 
 /// The `meta.json` of a new ast-head student.
 pub fn new_meta(ast_meta: AstHeadMeta, train: TrainConfig, sources: Vec<SourceSpec>) -> Meta {
-    Meta { kind: KIND.into(), cnn: Default::default(), train, sources, ast_head: Some(ast_meta) }
+    Meta { kind: KIND.into(), cnn: Default::default(), train, sources, ast_head: Some(ast_meta), ina_head: None }
 }
 
 /// Train an ast-head student of the workspace inside a job: the AST, the embeddings (cached),
@@ -743,7 +845,7 @@ pub fn run_training(
         None => (locate_ast(opts.ast_dir.as_deref())?, None),
     };
     ctx.phase("loading AST");
-    let (mut ast, mut am) = open_ast(&src, engine.clone(), expect.as_ref())?;
+    let (ast, mut am) = open_ast(&src, engine.clone(), expect.as_ref())?;
     let meta = match saved.filter(|m| m.ast_head.is_some()) {
         Some(mut old) => {
             old.train.epochs = req.train.epochs.max(old.train.epochs);
@@ -776,25 +878,41 @@ pub fn run_training(
             am.unfreeze
         ));
     }
+    fit(ws, req, &meta, &mut Backbone::Ast(ast), &dir, &engine.device, ctx)
+}
+
+/// The common end of training a head student: its dataset (embeddings cached, or the audio when
+/// layers are fine-tuned), the epochs, and the summary.
+pub(crate) fn fit(
+    ws: &Workspace,
+    req: &super::TrainRequest,
+    meta: &Meta,
+    backbone: &mut Backbone,
+    dir: &Path,
+    device: &Device,
+    ctx: &JobCtx,
+) -> Result<serde_json::Value> {
+    let am = head_shape(meta)?;
     let a = meta.train.augment;
     if a.gain_db > 0.0 || a.shift > 0.0 || a.noise_prob > 0.0 || a.band_prob > 0.0 || a.compress_prob > 0.0 {
-        ctx.log(
-            "note: gain, shift, noise, band-limiting and compression augmentation do not apply to an ast-head \
-             student (hard negatives do)",
-        );
+        ctx.log(format!(
+            "note: gain, shift, noise, band-limiting and compression augmentation do not apply to an {} student \
+             (hard negatives do)",
+            meta.kind
+        ));
     }
     let mut store = ws.open_store()?;
-    let (ds, cache) = workspace_dataset(ws, &mut store, &meta.sources, meta.train.targets, &mut ast, am.unfreeze, ctx)?;
+    let (ds, cache) = workspace_dataset(ws, &mut store, &meta.sources, meta.train.targets, backbone, am.unfreeze, ctx)?;
     drop(store);
     if am.unfreeze == 0 {
         ctx.log(format!("embeddings: {} computed, {} from the cache", cache.computed, cache.cached));
     }
     ctx.check_cancel()?;
-    let ast_ref = if am.unfreeze > 0 { Some(&mut ast) } else { None };
-    let st = train(&ds, &meta, ast_ref, &dir, &engine.device, req.resume, ctx)?.state;
+    let ast_ref = if am.unfreeze > 0 { backbone.ast_mut() } else { None };
+    let st = train(&ds, meta, ast_ref, dir, device, req.resume, ctx)?.state;
     Ok(json!({
         "name": req.name,
-        "kind": KIND,
+        "kind": meta.kind,
         "dir": dir.display().to_string(),
         "epochs_done": st.epochs_done,
         "best_epoch": st.best_epoch,
@@ -811,20 +929,18 @@ pub fn run_training(
 // ---------------------------------------------------------------------------------------------
 // Scoring
 
-/// A trained ast-head student ready to score waveforms: the AST it was trained on and its best
-/// head.
-pub struct AstHeadScorer {
-    ast: Mutex<AstTeacher>,
+/// A trained head student ready to score waveforms: the frozen backbone it was trained on (the AST
+/// or INA's CNN) and its best head.
+pub struct HeadScorer {
+    backbone: Mutex<Backbone>,
     net: AstHeadNet,
     device: Device,
 }
 
-impl AstHeadScorer {
-    /// Load the best checkpoint of the student in `dir` (whose meta is `meta`) and the AST it
-    /// needs; a clear error when those AST weights are gone.
-    pub fn load(dir: &Path, meta: &Meta, device: &Device) -> Result<AstHeadScorer> {
-        let Some(am) = &meta.ast_head else { bail!("{} is not an ast-head student", dir.display()) };
-        let src = ast_for(am)?;
+impl HeadScorer {
+    /// Load the best checkpoint of the head student in `dir` (whose meta is `meta`) and the
+    /// backbone it needs; a clear error when those weights are gone.
+    pub fn load(dir: &Path, meta: &Meta, device: &Device) -> Result<HeadScorer> {
         let engine = Engine {
             device: device.clone(),
             description: String::new(),
@@ -832,25 +948,49 @@ impl AstHeadScorer {
             notice: None,
             max_binding: crate::engine::probed_max_binding(),
         };
-        let (ast, _) = open_ast(&src, engine, Some(am))?;
-        let net = checkpoint::load_best_into(dir, skeleton(am, Some(&ast), meta.train.seed, device)?)?.valid();
-        Ok(AstHeadScorer { ast: Mutex::new(ast), net, device: device.clone() })
+        let shape = head_shape(meta).with_context(|| format!("{} is not a head student", dir.display()))?;
+        let backbone = match (&meta.ast_head, &meta.ina_head) {
+            (Some(am), _) => Backbone::Ast(open_ast(&ast_for(am)?, engine, Some(am))?.0),
+            (None, Some(im)) => Backbone::Ina(super::ina_head::open_ina(engine, Some(im))?),
+            (None, None) => bail!("{} is not a head student", dir.display()),
+        };
+        let net = {
+            let ast = match &backbone {
+                Backbone::Ast(a) => Some(a),
+                Backbone::Ina(_) => None,
+            };
+            checkpoint::load_best_into(dir, skeleton(&shape, ast, meta.train.seed, device)?)?.valid()
+        };
+        Ok(HeadScorer { backbone: Mutex::new(backbone), net, device: device.clone() })
     }
 
-    /// A scorer from an in-memory network (e.g. right after training).
-    pub fn from_net(ast: AstTeacher, net: AstHeadNet) -> AstHeadScorer {
-        let device = ast.engine().device.clone();
-        AstHeadScorer { ast: Mutex::new(ast), net: net.valid(), device }
+    /// A scorer from an in-memory network (e.g. right after training) on the AST.
+    pub fn from_net(ast: AstTeacher, net: AstHeadNet) -> HeadScorer {
+        Self::with_backbone(Backbone::Ast(ast), net)
+    }
+
+    /// A scorer from an in-memory network on any backbone.
+    pub fn with_backbone(backbone: Backbone, net: AstHeadNet) -> HeadScorer {
+        let device = match &backbone {
+            Backbone::Ast(a) => a.engine().device.clone(),
+            Backbone::Ina(i) => i.engine().device.clone(),
+        };
+        HeadScorer { backbone: Mutex::new(backbone), net: net.valid(), device }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Backbone>> {
+        self.backbone.lock().map_err(|_| anyhow!("the backbone is poisoned by an earlier panic"))
     }
 
     /// Sigmoid scores (speech, music, noise) of 16-kHz waveforms.
     pub fn score_waves(&self, waves: &[&[f32]]) -> Result<Vec<[f32; 3]>> {
-        let mut ast = self.ast.lock().map_err(|_| anyhow!("the AST is poisoned by an earlier panic"))?;
+        let mut backbone = self.lock()?;
         if let Some(i) = waves.iter().position(|s| s.iter().any(|v| !v.is_finite())) {
             bail!("segment {i} of the batch holds non-finite samples");
         }
         let examples: Vec<HeadExample> = if self.net.unfrozen() == 0 {
-            embed_waves(&mut ast, waves)?
+            backbone
+                .embed(waves)?
                 .into_iter()
                 .map(|e| HeadExample { segment_id: 0, input: HeadInput::Embedding(e), target: [0.0; 3], weight: 1.0 })
                 .collect()
@@ -866,21 +1006,21 @@ impl AstHeadScorer {
                 .collect()
         };
         let refs: Vec<&HeadExample> = examples.iter().collect();
-        predict(&self.net, Some(&mut *ast), &refs, &self.device)
+        predict(&self.net, backbone.ast_mut(), &refs, &self.device)
     }
 
     /// Scores from the workspace's embedding cache, without audio: one entry per id, `None` where no vector of this
-    /// AST is cached (or when the student fine-tuned encoder layers, whose input the cache does not hold).
+    /// backbone is cached (or when the student fine-tuned encoder layers, whose input the cache does not hold).
     pub fn score_cached(&self, store: &Store, ids: &[i64]) -> Result<Vec<Option<[f32; 3]>>> {
         let mut out = vec![None; ids.len()];
         if self.net.unfrozen() > 0 {
             return Ok(out);
         }
-        let (checksum, dim) = {
-            let ast = self.ast.lock().map_err(|_| anyhow!("the AST is poisoned by an earlier panic"))?;
-            (ast.checksum().to_string(), ast.config().hidden_size)
+        let (checksum, kind, dim) = {
+            let b = self.lock()?;
+            (b.checksum().to_string(), b.embedding_kind(), b.dim())
         };
-        let found = store.embeddings_of(&checksum, EMBEDDING_KIND, dim, ids)?;
+        let found = store.embeddings_of(&checksum, kind, dim, ids)?;
         let hits: Vec<usize> = (0..ids.len()).filter(|i| found.contains_key(&ids[*i])).collect();
         for chunk in hits.chunks(256) {
             let embs: Vec<Vec<f32>> = chunk.iter().map(|&i| found[&ids[i]].clone()).collect();

@@ -60,6 +60,7 @@ pub fn run(segments: usize, batch: usize, width: usize, torch_script: Option<&Pa
             targets: Default::default(),
         },
         ast_head: None,
+        ina_head: None,
         sources: vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
     };
     // Warm-up: one short epoch (allocators, thread pool), then the timed epoch.

@@ -23,7 +23,7 @@ pub const META: &str = "meta.json";
 /// What a student is (written once when training starts).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Meta {
-    /// `cnn` or `ast-head`.
+    /// `cnn`, `ast-head` or `ina-head`.
     pub kind: String,
     /// The CNN's architecture (unused by an ast-head student).
     #[serde(default)]
@@ -33,6 +33,9 @@ pub struct Meta {
     /// The AST an ast-head student was trained on (checksum, config, unfrozen layers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ast_head: Option<super::ast_head::AstHeadMeta>,
+    /// The INA an ina-head student was trained on (checksum, embedding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ina_head: Option<super::ina_head::InaHeadMeta>,
 }
 
 /// Refuse names that would make odd paths.

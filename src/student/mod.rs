@@ -4,13 +4,15 @@
 //!
 //! Kind (1) is a compact CNN on log-mel spectrograms ([`model::CnnStudent`]); kind (2),
 //! `ast-head`, is a new 3-way head on the frozen AST encoder with cached embeddings, optionally
-//! fine-tuning its last layers ([`ast_head`]). Training runs as a job ([`spawn_training`]) so the
-//! TUI jobs pane and the CLI show the same progress.
+//! fine-tuning its last layers ([`ast_head`]); kind (3), `ina-head`, is the same head on INA's
+//! frozen CNN, the embedded radio-trained backbone ([`ina_head`]). Training runs as a job
+//! ([`spawn_training`]) so the TUI jobs pane and the CLI show the same progress.
 
 pub mod ast_head;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod ina_head;
 pub mod model;
 pub mod teacher;
 pub mod train;
@@ -64,7 +66,7 @@ pub struct Student {
 /// The network of a student, by kind.
 enum Net {
     Cnn(CnnStudent),
-    AstHead(Box<ast_head::AstHeadScorer>),
+    Head(Box<ast_head::HeadScorer>),
 }
 
 impl Student {
@@ -77,11 +79,11 @@ impl Student {
                 let (meta, model) = checkpoint::load_best(dir, device)?;
                 Ok(Student { meta, net: Net::Cnn(model.valid()), device: device.clone() })
             }
-            ast_head::KIND => {
-                let scorer = ast_head::AstHeadScorer::load(dir, &meta, device)?;
-                Ok(Student { meta, net: Net::AstHead(Box::new(scorer)), device: device.clone() })
+            ast_head::KIND | ina_head::KIND => {
+                let scorer = ast_head::HeadScorer::load(dir, &meta, device)?;
+                Ok(Student { meta, net: Net::Head(Box::new(scorer)), device: device.clone() })
             }
-            other => bail!("{}: unknown student kind '{other}' (cnn or ast-head)", dir.display()),
+            other => bail!("{}: unknown student kind '{other}' (cnn, ast-head or ina-head)", dir.display()),
         }
     }
 
@@ -90,9 +92,9 @@ impl Student {
         Student { meta, net: Net::Cnn(model.valid()), device: device.clone() }
     }
 
-    /// An ast-head student from an in-memory scorer.
-    pub fn from_ast_head(meta: Meta, scorer: ast_head::AstHeadScorer, device: &Device) -> Student {
-        Student { meta, net: Net::AstHead(Box::new(scorer)), device: device.clone() }
+    /// A head student (ast-head, ina-head) from an in-memory scorer.
+    pub fn from_head(meta: Meta, scorer: ast_head::HeadScorer, device: &Device) -> Student {
+        Student { meta, net: Net::Head(Box::new(scorer)), device: device.clone() }
     }
 
     /// Sigmoid scores (speech, music, noise) of 16-kHz mono waveforms, whatever the kind.
@@ -105,7 +107,7 @@ impl Student {
                 let refs: Vec<&[f32]> = feats.iter().map(Vec::as_slice).collect();
                 self.score_features(&refs)
             }
-            Net::AstHead(s) => s.score_waves(waves),
+            Net::Head(s) => s.score_waves(waves),
         }
     }
 
@@ -113,7 +115,7 @@ impl Student {
     /// student's shape (CNN students).
     pub fn score_features(&self, feats: &[&[f32]]) -> Result<Vec<[f32; 3]>> {
         let Net::Cnn(model) = &self.net else {
-            bail!("an ast-head student scores waveforms, not log-mel features");
+            bail!("an {} student scores waveforms, not log-mel features", self.meta.kind);
         };
         let (m, f) = (self.meta.cnn.n_mels, self.meta.cnn.frames);
         if let Some(bad) = feats.iter().find(|x| x.len() != m * f) {
@@ -122,11 +124,11 @@ impl Student {
         train::predict(model, feats, m, f, &self.device)
     }
 
-    /// Scores from what the workspace already holds, without audio (an ast-head student with a frozen encoder reads
-    /// its cached embeddings): one entry per id, `None` where the audio is needed.
+    /// Scores from what the workspace already holds, without audio (a head student with a frozen backbone reads its
+    /// cached embeddings): one entry per id, `None` where the audio is needed.
     pub fn score_stored(&self, store: &crate::store::Store, ids: &[i64]) -> Result<Vec<Option<[f32; 3]>>> {
         match &self.net {
-            Net::AstHead(s) => s.score_cached(store, ids),
+            Net::Head(s) => s.score_cached(store, ids),
             Net::Cnn(_) => Ok(vec![None; ids.len()]),
         }
     }
@@ -145,6 +147,8 @@ pub enum StudentKind {
     Cnn,
     /// A new 3-way head on the frozen AST encoder (optionally fine-tuning its last layers).
     AstHead(ast_head::AstHeadOptions),
+    /// A new 3-way head on INA's frozen CNN (embedded, radio-trained).
+    InaHead,
 }
 
 impl StudentKind {
@@ -153,6 +157,7 @@ impl StudentKind {
         match self {
             StudentKind::Cnn => "cnn",
             StudentKind::AstHead(_) => ast_head::KIND,
+            StudentKind::InaHead => ina_head::KIND,
         }
     }
 }
@@ -166,7 +171,7 @@ pub struct TrainRequest {
     pub width: usize,
     pub device: DeviceChoice,
     pub resume: bool,
-    /// CNN (the default) or ast-head. On resume the kind saved with the student wins.
+    /// CNN (the default), ast-head or ina-head. On resume the kind saved with the student wins.
     pub kind: StudentKind,
 }
 
@@ -176,11 +181,13 @@ pub fn run_training(ws: &Workspace, req: &TrainRequest, ctx: &JobCtx) -> Result<
     let saved_kind = if req.resume { checkpoint::read_meta(&dir).ok().map(|m| m.kind) } else { None };
     match (saved_kind.as_deref(), &req.kind) {
         (Some(ast_head::KIND), StudentKind::AstHead(o)) => return ast_head::run_training(ws, req, o, ctx),
-        (Some(ast_head::KIND), StudentKind::Cnn) => {
+        (Some(ast_head::KIND), _) => {
             return ast_head::run_training(ws, req, &ast_head::AstHeadOptions::default(), ctx);
         }
+        (Some(ina_head::KIND), _) => return ina_head::run_training(ws, req, ctx),
         (Some("cnn"), _) => {}
         (_, StudentKind::AstHead(o)) => return ast_head::run_training(ws, req, o, ctx),
+        (_, StudentKind::InaHead) => return ina_head::run_training(ws, req, ctx),
         _ => {}
     }
     let (device, device_desc) = select_device(req.device)?;
@@ -198,6 +205,7 @@ pub fn run_training(ws: &Workspace, req: &TrainRequest, ctx: &JobCtx) -> Result<
             train: req.train.clone(),
             sources: req.sources.clone(),
             ast_head: None,
+            ina_head: None,
         },
     };
     ctx.phase("features");
@@ -236,7 +244,7 @@ pub fn spawn_training(runner: &mut JobRunner, ws: &Workspace, req: TrainRequest)
         "device": format!("{:?}", req.device).to_lowercase(),
         "resume": req.resume,
         "kind": req.kind.as_str(),
-        "unfreeze": match &req.kind { StudentKind::AstHead(o) => o.unfreeze, StudentKind::Cnn => 0 },
+        "unfreeze": match &req.kind { StudentKind::AstHead(o) => o.unfreeze, _ => 0 },
     });
     let ws = Workspace::open(ws.root()).context("opening the workspace for the job")?;
     runner.spawn("train", params, None, move |ctx| run_training(&ws, &req, ctx))

@@ -70,9 +70,11 @@ impl StudentTeacher {
         let student = Student::load(&dir, &dev).map_err(|e| err(format!("{e:#}")))?;
         let weights = std::fs::read(dir.join("best").join("model.bpk")).map_err(|e| err(e.to_string()))?;
         let checksum = format!("{:x}", sha2::Sha256::digest(&weights));
-        let settings = match &student.meta.ast_head {
-            Some(ast) => serde_json::json!({ "kind": student.meta.kind, "ast": ast, "device": desc }),
-            None => serde_json::json!({ "kind": student.meta.kind, "cnn": student.meta.cnn, "device": desc }),
+        let m = &student.meta;
+        let settings = match (&m.ast_head, &m.ina_head) {
+            (Some(ast), _) => serde_json::json!({ "kind": m.kind, "ast": ast, "device": desc }),
+            (None, Some(ina)) => serde_json::json!({ "kind": m.kind, "ina": ina, "device": desc }),
+            (None, None) => serde_json::json!({ "kind": m.kind, "cnn": m.cnn, "device": desc }),
         }
         .to_string();
         Ok(StudentTeacher { id, checksum, settings, student })

@@ -276,8 +276,8 @@ impl JobForm {
             Field::choice("device", "auto: the GPU when one works, else the CPU", &["auto", "cpu", "gpu"], 0),
             Field::choice(
                 "kind",
-                "cnn: compact CNN on log-mel; ast-head: new head on the frozen installed AST (cached embeddings)",
-                &["cnn", "ast-head"],
+                "cnn: compact CNN on log-mel; ast-head / ina-head: new head on the frozen AST / INA CNN (cached)",
+                &["cnn", "ast-head", "ina-head"],
                 0,
             ),
             Field::flag("resume", "continue the student of this name from its last finished epoch", false),
@@ -531,6 +531,7 @@ impl JobForm {
             resume,
             kind: match self.chosen("kind").first().map(String::as_str) {
                 Some("ast-head") => crate::student::StudentKind::AstHead(Default::default()),
+                Some("ina-head") => crate::student::StudentKind::InaHead,
                 _ => crate::student::StudentKind::Cnn,
             },
         })

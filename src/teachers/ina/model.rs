@@ -133,6 +133,15 @@ impl InaCnn {
 
     /// Layers after the first pooling: `[B, 64, 16, 9]` → `[B, 3]` posteriors.
     fn tail(&self, x: Tensor<4>) -> Tensor<2> {
+        softmax(self.out.forward(self.hidden(x)), 1)
+    }
+
+    /// Width of [`hidden`](Self::hidden): the last dense layer's activations.
+    pub const HIDDEN: usize = 256;
+
+    /// Layers after the first pooling up to the last dense layer (after its ReLU): `[B, 64, 16, 9]` → `[B, 256]`,
+    /// the representation the output layer classifies — what a student head on the frozen INA network reads.
+    fn hidden(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.conv2.forward(x);
         let x = self.conv3.forward(x);
         // 5 columns → 3 windows of 2, the last one padded on the right.
@@ -144,7 +153,7 @@ impl InaCnn {
         for d in &self.dense {
             h = relu(d.forward(h));
         }
-        softmax(self.out.forward(h), 1)
+        h
     }
 }
 
@@ -168,6 +177,20 @@ impl InaCnn {
     /// [`forward`](Self::forward). `rows` are the source frames (see `features::patch_source`); every window must
     /// lie inside them.
     pub fn forward_windows(&self, rows: &[[f32; N_MELS]], windows: &[Window]) -> Tensor<2> {
+        self.tail(self.first_block(rows, windows))
+    }
+
+    /// As [`forward_windows`](Self::forward_windows), the last dense layer's activations and the posteriors side by
+    /// side: `[n, 256 + 3]`.
+    pub fn forward_windows_hidden(&self, rows: &[[f32; N_MELS]], windows: &[Window]) -> Tensor<2> {
+        let h = self.hidden(self.first_block(rows, windows));
+        let p = softmax(self.out.forward(h.clone()), 1);
+        Tensor::cat(vec![h, p], 1)
+    }
+
+    /// The first convolution, its ReLU and pooling of many windows, shared per frame (see
+    /// [`forward_windows`](Self::forward_windows)): `[n, 64, 16, 9]`.
+    fn first_block(&self, rows: &[[f32; N_MELS]], windows: &[Window]) -> Tensor<4> {
         let device = self.conv1.weight.val().device();
         let n = windows.len();
         assert!(n > 0, "forward_windows needs at least one window");
@@ -222,7 +245,6 @@ impl InaCnn {
         let off = Tensor::<4>::from_data(TensorData::new(off, [n, 1, 1, 1]), &device);
         let inv = Tensor::<4>::from_data(TensorData::new(inv, [n, 1, 1, 1]), &device);
         let bias = self.conv1.bias.val().reshape([1, c, 1, 1]);
-        let x = relu((pooled - off * ksum) * inv + bias);
-        self.tail(x)
+        relu((pooled - off * ksum) * inv + bias)
     }
 }

@@ -121,6 +121,22 @@ impl InaTeacher {
     /// is finite; non-finite patches get `[0.5; 3]` as in INA. Runs [`InaCnn::forward_windows`]: the first layer
     /// once per frame, each distinct window once (edge patches repeat the first and last windows).
     pub fn posteriors(&self, mspec: &[[f32; N_MELS]], which: &[usize]) -> Result<(Vec<[f32; 3]>, Vec<bool>), InaError> {
+        let (v, finite) = self.patch_outputs(mspec, which, false)?;
+        let post =
+            v.chunks_exact(3).zip(&finite).map(|(p, &ok)| if ok { [p[0], p[1], p[2]] } else { [0.5; 3] }).collect();
+        Ok((post, finite))
+    }
+
+    /// Per requested patch the network's outputs, flattened: the 3 posteriors, or with `hidden` the last dense
+    /// layer's 256 activations followed by the posteriors ([`InaCnn::forward_windows_hidden`]); non-finite patches
+    /// hold whatever the network gave and are flagged `false`.
+    fn patch_outputs(
+        &self,
+        mspec: &[[f32; N_MELS]],
+        which: &[usize],
+        hidden: bool,
+    ) -> Result<(Vec<f32>, Vec<bool>), InaError> {
+        let width = if hidden { InaCnn::HIDDEN + 3 } else { 3 };
         let source = features::patch_source(mspec);
         let n = features::num_patches(mspec.len());
         if let Some(&p) = which.iter().find(|&&p| p >= n) {
@@ -156,7 +172,11 @@ impl InaTeacher {
             i = j;
         }
         let run = |r: &std::ops::Range<usize>| -> Result<Vec<f32>, InaError> {
-            let y = self.model.forward_windows(&source, &windows[r.clone()]);
+            let y = if hidden {
+                self.model.forward_windows_hidden(&source, &windows[r.clone()])
+            } else {
+                self.model.forward_windows(&source, &windows[r.clone()])
+            };
             let data = y.try_into_data().map_err(|e| InaError::Run(format!("the device failed: {e:?}")))?;
             data.try_into_vec::<f32>().map_err(|e| InaError::Run(format!("reading posteriors: {e:?}")))
         };
@@ -167,15 +187,57 @@ impl InaTeacher {
             use rayon::prelude::*;
             chunks.par_iter().map(run).collect::<Result<_, _>>()?
         };
-        let mut window_post = Vec::with_capacity(windows.len());
-        for (r, v) in chunks.iter().zip(outs) {
-            for (w, p) in windows[r.clone()].iter().zip(v.chunks_exact(3)) {
-                window_post.push(if w.stats.is_some() { [p[0], p[1], p[2]] } else { [0.5; 3] });
+        let per_window: Vec<f32> = outs.concat();
+        let mut out = Vec::with_capacity(slot.len() * width);
+        for &k in &slot {
+            out.extend_from_slice(&per_window[k * width..(k + 1) * width]);
+        }
+        let finite = slot.iter().map(|&k| windows[k].stats.is_some()).collect();
+        Ok((out, finite))
+    }
+
+    /// Width of [`embedding`](Self::embedding).
+    pub const EMBEDDING_DIM: usize = 2 * InaCnn::HIDDEN + 4;
+
+    /// A fixed-size description of a segment by the frozen network, for a student head: over the energetic, finite
+    /// patches (as the teacher's score), the mean and the standard deviation of the last dense layer's 256
+    /// activations, the mean posteriors (speech, music, noise: the teacher's own scores) and the share of patches
+    /// that are energetic — 516 values. A segment without energetic patches gives zeros.
+    pub fn embedding(&self, samples: &[f32]) -> Result<Vec<f32>, InaError> {
+        let f = self.features(samples)?;
+        let n = features::num_patches(f.frames());
+        let energy: Vec<bool> = viterbi::energy_activity(&f.loge).into_iter().step_by(2).collect();
+        let which: Vec<usize> = (0..n).filter(|&p| energy[p]).collect();
+        let width = InaCnn::HIDDEN + 3;
+        let mut sum = vec![0f64; width];
+        let mut sq = vec![0f64; InaCnn::HIDDEN];
+        let mut count = 0usize;
+        if !which.is_empty() {
+            let (v, finite) = self.patch_outputs(&f.mspec, &which, true)?;
+            for (row, _) in v.chunks_exact(width).zip(&finite).filter(|(_, ok)| **ok) {
+                count += 1;
+                for (k, &x) in row.iter().enumerate() {
+                    sum[k] += x as f64;
+                    if k < InaCnn::HIDDEN {
+                        sq[k] += x as f64 * x as f64;
+                    }
+                }
             }
         }
-        let post = slot.iter().map(|&k| window_post[k]).collect();
-        let finite = slot.iter().map(|&k| windows[k].stats.is_some()).collect();
-        Ok((post, finite))
+        let mut e = vec![0f32; Self::EMBEDDING_DIM];
+        if count > 0 {
+            let c = count as f64;
+            for k in 0..InaCnn::HIDDEN {
+                let m = sum[k] / c;
+                e[k] = m as f32;
+                e[InaCnn::HIDDEN + k] = (sq[k] / c - m * m).max(0.0).sqrt() as f32;
+            }
+            for k in 0..3 {
+                e[2 * InaCnn::HIDDEN + k] = (sum[InaCnn::HIDDEN + k] / c) as f32;
+            }
+        }
+        e[2 * InaCnn::HIDDEN + 3] = which.len() as f32 / n.max(1) as f32;
+        Ok(e)
     }
 
     /// [`posteriors`](Self::posteriors) the plain way, each patch normalised and run through the whole network
