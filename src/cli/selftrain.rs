@@ -9,10 +9,10 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde::Serialize;
 
 use super::Ctx;
 use super::teachers::run_job;
+use crate::eval::rounds::{Round, TeacherF1};
 use crate::jobs::catalog::{JobSpec, ScoreJob};
 use crate::labelmodel::Anchor;
 use crate::labels::Split;
@@ -61,25 +61,6 @@ pub struct LoopArgs {
     /// Students are named <prefix><seed>_r<round>.
     #[arg(long, default_value = "loop")]
     pub prefix: String,
-}
-
-#[derive(Debug, Serialize)]
-struct TeacherF1 {
-    teacher: String,
-    split: String,
-    n: usize,
-    f1: [f64; 3],
-    macro_f1: f64,
-}
-
-#[derive(Debug, Serialize)]
-struct Round {
-    round: usize,
-    teachers: Vec<String>,
-    pseudo_run: i64,
-    pseudo_labelled: usize,
-    student: String,
-    results: Vec<TeacherF1>,
 }
 
 /// Macro F1 of `teacher`'s newest run at its active thresholds on the gold of `split`.

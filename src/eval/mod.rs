@@ -8,6 +8,7 @@ pub mod explorer;
 pub mod export_scores;
 pub mod import;
 pub mod metrics;
+pub mod rounds;
 pub mod workbench;
 
 use std::collections::HashMap;

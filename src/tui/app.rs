@@ -553,6 +553,7 @@ impl App {
             | ShowDisagreements
             | ShowJobs
             | ShowPrompts
+            | ShowRounds
             | EditPrompt
             | TauUp
             | TauDown

@@ -222,6 +222,7 @@ pub enum Action {
     ShowDisagreements,
     ShowJobs,
     ShowPrompts,
+    ShowRounds,
     // shared by the research screens
     Back,
     ItemDown,
@@ -314,6 +315,7 @@ pub const ACTIONS: &[(&str, Action)] = &[
     ("show_disagreements", Action::ShowDisagreements),
     ("show_jobs", Action::ShowJobs),
     ("show_prompts", Action::ShowPrompts),
+    ("show_rounds", Action::ShowRounds),
     ("edit_prompt", Action::EditPrompt),
     ("tau_up", Action::TauUp),
     ("tau_down", Action::TauDown),
@@ -360,11 +362,11 @@ impl Action {
 }
 
 /// The contexts a keymap file may contain, in help-popup order.
-pub const CONTEXTS: [&str; 9] =
-    ["app", "list", "player", "label", "thresholds", "disagreements", "jobs", "prompts", "help"];
+pub const CONTEXTS: [&str; 10] =
+    ["app", "list", "player", "label", "thresholds", "disagreements", "jobs", "prompts", "rounds", "help"];
 
 /// The screens with their own key scope (besides the main screen and the help popup).
-pub const SCREEN_SCOPES: [&str; 4] = ["thresholds", "disagreements", "jobs", "prompts"];
+pub const SCREEN_SCOPES: [&str; 5] = ["thresholds", "disagreements", "jobs", "prompts", "rounds"];
 
 /// Which contexts are active at the same time (a key may be bound once per scope). The research
 /// screens each have their own scope; keys they leave unbound fall back to the `app` context.
@@ -375,6 +377,7 @@ fn scope_of(context: &str) -> &'static str {
         "disagreements" => "disagreements",
         "jobs" => "jobs",
         "prompts" => "prompts",
+        "rounds" => "rounds",
         _ => "main",
     }
 }

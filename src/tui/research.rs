@@ -24,6 +24,8 @@ pub enum Screen {
     Jobs,
     /// The CLAP prompt workbench.
     Prompts,
+    /// Rounds of self-training (`dams loop` records).
+    Rounds,
 }
 
 impl Screen {
@@ -35,6 +37,7 @@ impl Screen {
             Screen::Disagreements => Some("disagreements"),
             Screen::Jobs => Some("jobs"),
             Screen::Prompts => Some("prompts"),
+            Screen::Rounds => Some("rounds"),
         }
     }
 }
@@ -150,6 +153,17 @@ pub struct Research {
     pub play_when_ready: Option<i64>,
     /// The prompt workbench (loaded on first show).
     pub prompts: Option<PromptsPane>,
+    /// The rounds screen (reloaded on each show).
+    pub rounds: RoundsPane,
+}
+
+/// The rounds screen: every `dams loop` record of the workspace, newest first, and the selected one.
+#[derive(Debug, Default)]
+pub struct RoundsPane {
+    pub records: Vec<crate::eval::rounds::LoopRecord>,
+    /// Files that could not be read.
+    pub errors: Vec<String>,
+    pub cursor: usize,
 }
 
 /// The prompt workbench's state: the live session (text tower + cached embeddings), the selected class, the
@@ -176,6 +190,7 @@ impl Research {
             error: None,
             play_when_ready: None,
             prompts: None,
+            rounds: RoundsPane::default(),
         }
     }
 }
@@ -220,6 +235,11 @@ impl App {
                 }
             }
             Screen::Jobs => self.refresh_jobs(true),
+            Screen::Rounds => {
+                let (records, errors) = crate::eval::rounds::list(&self.ws.experiments_dir());
+                let cursor = self.research.rounds.cursor.min(records.len().saturating_sub(1));
+                self.research.rounds = RoundsPane { records, errors, cursor };
+            }
             Screen::Prompts => {
                 if self.research.prompts.is_none() {
                     match self.open_prompts() {
@@ -390,6 +410,7 @@ impl App {
             ShowDisagreements => self.show_screen(Screen::Disagreements),
             ShowJobs => self.show_screen(Screen::Jobs),
             ShowPrompts => self.show_screen(Screen::Prompts),
+            ShowRounds => self.show_screen(Screen::Rounds),
             Back => {
                 if self.research.screen == Screen::Jobs && self.research.jobs.inspect {
                     self.research.jobs.inspect = false;
@@ -402,6 +423,14 @@ impl App {
                 Screen::Disagreements => self.disagreements_action(action),
                 Screen::Jobs => self.jobs_action(action),
                 Screen::Prompts => self.prompts_action(action),
+                Screen::Rounds => {
+                    let p = &mut self.research.rounds;
+                    match action {
+                        ItemDown => p.cursor = (p.cursor + 1).min(p.records.len().saturating_sub(1)),
+                        ItemUp => p.cursor = p.cursor.saturating_sub(1),
+                        _ => {}
+                    }
+                }
                 Screen::Segments => {}
             },
         }

@@ -40,6 +40,7 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, app: &mut App) {
         Screen::Disagreements => draw_disagreements(f, area, app),
         Screen::Jobs => draw_jobs(f, area, app),
         Screen::Prompts => draw_prompts(f, area, app),
+        Screen::Rounds => draw_rounds(f, area, app),
         Screen::Segments => {}
     }
 }
@@ -963,4 +964,124 @@ fn draw_prompts(f: &mut Frame<'_>, area: Rect, app: &mut App) {
         .block(Block::default().borders(Borders::ALL).title(" Enter re-scores every embedded segment · Esc cancels "));
         f.render_widget(para, edit);
     }
+}
+
+/// The rounds screen: the `dams loop` runs of the workspace (newest first) and, for the selected one, each round's
+/// teachers and student with macro F1 (and per class) on gold dev and test; the best teacher of each split is marked
+/// and the student's margin over it shown.
+fn draw_rounds(f: &mut Frame<'_>, area: Rect, app: &mut App) {
+    use crate::tui::keymap::Action as A;
+    let pane = &app.research.rounds;
+    let [head, list, detail] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(pane.records.len().clamp(1, 8) as u16 + 1),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from(vec![
+                Span::styled(" rounds ", Style::new().bg(ACCENT).fg(Color::Black).bold()),
+                Span::raw(format!(
+                    " {} loop run(s) in experiments/{}",
+                    pane.records.len(),
+                    if pane.errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" · {} unreadable", pane.errors.len())
+                    }
+                )),
+            ]),
+            Line::styled(
+                format!(
+                    " {}/{} select · {} back · start one with `dams loop --rounds R --seed S`",
+                    keys(app, A::ItemDown),
+                    keys(app, A::ItemUp),
+                    keys(app, A::Back)
+                ),
+                Style::new().fg(DIM),
+            ),
+        ]),
+        head,
+    );
+    if pane.records.is_empty() {
+        let mut lines = vec![Line::raw(" no self-training rounds yet: `dams loop` records each round here")];
+        lines.extend(pane.errors.iter().map(|e| Line::styled(format!(" {e}"), Style::new().fg(Color::Red))));
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), list.union(detail));
+        return;
+    }
+    let cursor = pane.cursor.min(pane.records.len() - 1);
+    let body_h = list.height.saturating_sub(1) as usize;
+    let first = scroll_to(0, cursor, body_h);
+    let margin = |r: &crate::eval::rounds::LoopRecord, split: &str| {
+        r.margins(split).last().map(|(_, m)| format!("{m:+.3}")).unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<Row> = pane
+        .records
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(body_h)
+        .map(|(i, r)| {
+            let style = if i == cursor { Style::new().bg(Color::Rgb(0x30, 0x30, 0x30)).bold() } else { Style::new() };
+            Row::new(vec![
+                r.started().unwrap_or_else(|| r.file.clone()),
+                r.summary(),
+                r.rounds.last().map(|x| x.student.clone()).unwrap_or_default(),
+                margin(r, "dev"),
+                margin(r, "test"),
+            ])
+            .style(style)
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(18),
+            Constraint::Min(30),
+            Constraint::Length(20),
+            Constraint::Length(8),
+            Constraint::Length(8),
+        ],
+    )
+    .header(Row::new(vec!["run", "recipe", "last student", "Δdev", "Δtest"]).style(Style::new().fg(DIM)));
+    f.render_widget(table, list);
+
+    let r = &pane.records[cursor];
+    let mut lines: Vec<Line> = vec![Line::styled(
+        format!(" {} · teachers {} · {} epochs", r.summary(), r.teachers.join(", "), r.epochs),
+        Style::new().bold(),
+    )];
+    for round in &r.rounds {
+        lines.push(Line::styled(
+            format!(
+                " round {}: {} pseudo-labelled (run #{}), student {}",
+                round.round, round.pseudo_labelled, round.pseudo_run, round.student
+            ),
+            Style::new().fg(ACCENT),
+        ));
+        lines.push(Line::styled(
+            format!("   {:<30} {:>22}   {:>22}", "", "dev: macro (S / M / N)", "test: macro (S / M / N)"),
+            Style::new().fg(DIM),
+        ));
+        let student = round.student_id();
+        let mut names: Vec<&String> = round.teachers.iter().collect();
+        names.push(&student);
+        for t in names {
+            let cell = |split: &str| match round.f1(t, split) {
+                Some(x) => format!("{:.3} ({:.2}/{:.2}/{:.2})", x.macro_f1, x.f1[0], x.f1[1], x.f1[2]),
+                None => "-".into(),
+            };
+            let best = |split: &str| round.best_teacher(split).is_some_and(|b| &b.teacher == t);
+            let mark = |split: &str| if best(split) { "*" } else { " " };
+            let is_student = t == &student;
+            let style = if is_student { Style::new().fg(Color::Cyan).bold() } else { Style::new() };
+            lines.push(Line::styled(
+                format!("   {:<30} {:>22}{} {:>22}{}", t, cell("dev"), mark("dev"), cell("test"), mark("test")),
+                style,
+            ));
+        }
+    }
+    lines.push(Line::styled(" * best teacher of the round on that split", Style::new().fg(DIM)));
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), detail);
 }

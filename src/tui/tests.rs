@@ -596,3 +596,70 @@ fn the_jobs_pane_shows_a_sharded_runs_progress_from_its_part_files() {
     assert!(scr.contains("sharded tui-run (builtin) merged"), "{scr}");
     assert!(scr.contains("100% · shards 2/2 done, 0 running, 0 missing · merged 2/2"), "{scr}");
 }
+
+#[test]
+fn the_rounds_screen_compares_each_loop_rounds_teachers_and_student() {
+    use crate::eval::rounds::{LoopRecord, Round, TeacherF1};
+    let s = scratch_workspace(2).unwrap();
+    let f = |t: &str, split: &str, m: f64| TeacherF1 {
+        teacher: t.into(),
+        split: split.into(),
+        n: 9,
+        f1: [m; 3],
+        macro_f1: m,
+    };
+    let rec = |seed: u64, student: &str, dev: f64| LoopRecord {
+        file: String::new(),
+        seed,
+        backbone: "ina-head".into(),
+        combine: "vote".into(),
+        k: 1,
+        epochs: 15,
+        teachers: vec!["builtin".into(), "ina".into()],
+        rounds: vec![Round {
+            round: 1,
+            teachers: vec!["builtin".into(), "ina".into()],
+            pseudo_run: 3,
+            pseudo_labelled: 725,
+            student: student.into(),
+            results: vec![
+                f("builtin", "dev", 0.968),
+                f("ina", "dev", 0.887),
+                f(&format!("student:{student}"), "dev", dev),
+                f("builtin", "test", 0.861),
+                f("ina", "test", 0.922),
+            ],
+        }],
+    };
+    let dir = s.ws.experiments_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (r0, r1) = (rec(0, "loop0_r1", 0.923), rec(1, "loop1_r1", 0.930));
+    std::fs::write(dir.join("loop_0_20261207T100000.json"), serde_json::to_string(&r0).unwrap()).unwrap();
+    std::fs::write(dir.join("loop_1_20261207T110000.json"), serde_json::to_string(&r1).unwrap()).unwrap();
+    let mut app = app_on(&s.ws, None).unwrap();
+    app.run(Action::ShowRounds);
+    let scr = screen(&mut app, 140, 30);
+    assert!(scr.contains("2 loop run(s)"), "{scr}");
+    assert!(scr.contains("2026-12-07 11:00"), "{scr}");
+    // Newest first and selected: seed 1; its student 0.038 below the best teacher on dev.
+    assert!(scr.contains("seed 1 · ina-head · vote k=1 · 1 round(s) · teachers builtin, ina"), "{scr}");
+    assert!(scr.contains("-0.038"), "{scr}");
+    assert!(scr.contains("round 1: 725 pseudo-labelled (run #3), student loop1_r1"), "{scr}");
+    assert!(scr.contains("0.968 (0.97/0.97/0.97)*"), "the best dev teacher is marked: {scr}");
+    assert!(scr.contains("0.922 (0.92/0.92/0.92)*"), "the best test teacher is marked: {scr}");
+    // The next run down is the older one.
+    app.research_key(Key { code: KeyCode::Char('j'), ctrl: false, alt: false });
+    let scr = screen(&mut app, 140, 30);
+    assert!(scr.contains("seed 0 · ina-head · vote k=1 · 1 round(s) · teachers"), "{scr}");
+    assert!(scr.contains("-0.045"), "{scr}");
+    // Help lists the screen's keys from the live bindings; Esc goes back.
+    assert!(app.keymap.keys_in("app", Action::ShowRounds).contains('E'));
+    app.research_key(Key { code: KeyCode::Esc, ctrl: false, alt: false });
+    assert_eq!(app.research.screen, super::research::Screen::Segments);
+    // Nothing recorded: a hint, not an empty screen.
+    let s2 = scratch_workspace(1).unwrap();
+    let mut app = app_on(&s2.ws, None).unwrap();
+    app.run(Action::ShowRounds);
+    let scr = screen(&mut app, 100, 20);
+    assert!(scr.contains("no self-training rounds yet"), "{scr}");
+}
