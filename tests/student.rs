@@ -622,6 +622,45 @@ mod ast_head {
         }
     }
 
+    /// `n` generated 2-s segments of speech / music / noise in turn (the first `n_train` on train, the others on
+    /// dev) with gold labels, plus one unreadable file on train.
+    pub(super) fn labelled_segments(ws: &dams::workspace::Workspace, n: usize, n_train: usize) {
+        use dams::labels::{LabelSet, LabelSource, Split};
+        use dams::store::NewSegment;
+        let mut rng = Rng::new(4);
+        let mut rows = Vec::new();
+        let mut kinds = Vec::new();
+        for i in 0..n {
+            let kind = i % 3;
+            let (x, _) = wave(kind, &mut rng);
+            let rel = format!("segments/s{i:02}.wav");
+            dams::audio::decode::write_wav_16k(&ws.abs_data_path(&rel), &x).unwrap();
+            rows.push(NewSegment {
+                segment_path: rel,
+                raw_file: "raw/x.wav".into(),
+                start_time: i as f64 * 5.0,
+                end_time: i as f64 * 5.0 + 10.0,
+                split: if i < n_train { Split::Train } else { Split::Dev },
+                label_source: LabelSource::none(),
+                labels: None,
+                scores: [None; 3],
+                extra: None,
+            });
+            kinds.push(kind);
+        }
+        std::fs::write(ws.abs_data_path("segments/broken.wav"), b"not audio").unwrap();
+        rows.push(NewSegment { segment_path: "segments/broken.wav".into(), ..rows[0].clone() });
+        kinds.push(0);
+        let mut store = ws.open_store().unwrap();
+        store.upsert_segments(&rows).unwrap();
+        let ann = store.annotator_id("tester").unwrap();
+        for s in store.segments(None).unwrap() {
+            let i = rows.iter().position(|r| r.segment_path == s.segment_path).unwrap();
+            let k = kinds[i];
+            store.set_gold(s.id, ann, Some(LabelSet::new(k == 0, k == 1, k == 2)), false, true).unwrap();
+        }
+    }
+
     /// The tiny generated dataset: embeddings (frozen encoder) or audio (fine-tuning).
     fn head_dataset(ast: &mut AstTeacher, n_train: usize, n_dev: usize, waves: bool) -> HeadDataset {
         let mut rng = Rng::new(7);
@@ -815,8 +854,7 @@ mod ast_head {
     /// `student:<name>`, and a clear error once the AST it was trained on is gone.
     #[test]
     fn workspace_cache_is_computed_once_and_a_missing_ast_is_a_clear_error() {
-        use dams::labels::{LabelSet, LabelSource, Split};
-        use dams::store::NewSegment;
+        use dams::labels::Split;
 
         let tmp = tempfile::tempdir().unwrap();
         let ws = dams::workspace::Workspace::init(tmp.path().join("ws")).unwrap();
@@ -826,39 +864,8 @@ mod ast_head {
         for f in ["config.json", "model.safetensors"] {
             std::fs::copy(tiny().join(f), ast_dir.join(f)).unwrap();
         }
+        labelled_segments(&ws, 16, 10);
         let mut rng = Rng::new(4);
-        let mut rows = Vec::new();
-        let mut kinds = Vec::new();
-        for i in 0..16 {
-            let kind = i % 3;
-            let (x, _) = wave(kind, &mut rng);
-            let rel = format!("segments/s{i:02}.wav");
-            dams::audio::decode::write_wav_16k(&ws.abs_data_path(&rel), &x).unwrap();
-            rows.push(NewSegment {
-                segment_path: rel,
-                raw_file: "raw/x.wav".into(),
-                start_time: i as f64 * 5.0,
-                end_time: i as f64 * 5.0 + 10.0,
-                split: if i < 10 { Split::Train } else { Split::Dev },
-                label_source: LabelSource::none(),
-                labels: None,
-                scores: [None; 3],
-                extra: None,
-            });
-            kinds.push(kind);
-        }
-        std::fs::write(ws.abs_data_path("segments/broken.wav"), b"not audio").unwrap();
-        rows.push(NewSegment { segment_path: "segments/broken.wav".into(), ..rows[0].clone() });
-        kinds.push(0);
-        let mut store = ws.open_store().unwrap();
-        store.upsert_segments(&rows).unwrap();
-        let ann = store.annotator_id("tester").unwrap();
-        for s in store.segments(None).unwrap() {
-            let i = rows.iter().position(|r| r.segment_path == s.segment_path).unwrap();
-            let k = kinds[i];
-            store.set_gold(s.id, ann, Some(LabelSet::new(k == 0, k == 1, k == 2)), false, true).unwrap();
-        }
-        drop(store);
 
         let req = |name: &str| TrainRequest {
             name: name.into(),
@@ -972,8 +979,7 @@ mod ast_head {
 mod ina_head {
     use super::*;
     use dams::engine::Engine;
-    use dams::labels::{LabelSet, LabelSource, Split};
-    use dams::store::NewSegment;
+    use dams::labels::Split;
     use dams::student::ast_head::{self as ah, HeadDataset, HeadExample, HeadInput};
     use dams::student::ina_head::{self as ih, EMBEDDING_KIND};
     use dams::student::{DeviceChoice, StudentKind, TrainRequest};
@@ -1078,39 +1084,7 @@ mod ina_head {
     fn workspace_training_caches_embeddings_and_refuses_other_ina_weights() {
         let tmp = tempfile::tempdir().unwrap();
         let ws = dams::workspace::Workspace::init(tmp.path().join("ws")).unwrap();
-        let mut rng = Rng::new(4);
-        let mut rows = Vec::new();
-        let mut kinds = Vec::new();
-        for i in 0..12 {
-            let kind = i % 3;
-            let (x, _) = super::ast_head::wave(kind, &mut rng);
-            let rel = format!("segments/s{i:02}.wav");
-            dams::audio::decode::write_wav_16k(&ws.abs_data_path(&rel), &x).unwrap();
-            rows.push(NewSegment {
-                segment_path: rel,
-                raw_file: "raw/x.wav".into(),
-                start_time: i as f64 * 5.0,
-                end_time: i as f64 * 5.0 + 10.0,
-                split: if i < 8 { Split::Train } else { Split::Dev },
-                label_source: LabelSource::none(),
-                labels: None,
-                scores: [None; 3],
-                extra: None,
-            });
-            kinds.push(kind);
-        }
-        std::fs::write(ws.abs_data_path("segments/broken.wav"), b"not audio").unwrap();
-        rows.push(NewSegment { segment_path: "segments/broken.wav".into(), ..rows[0].clone() });
-        kinds.push(0);
-        let mut store = ws.open_store().unwrap();
-        store.upsert_segments(&rows).unwrap();
-        let ann = store.annotator_id("tester").unwrap();
-        for s in store.segments(None).unwrap() {
-            let i = rows.iter().position(|r| r.segment_path == s.segment_path).unwrap();
-            let k = kinds[i];
-            store.set_gold(s.id, ann, Some(LabelSet::new(k == 0, k == 1, k == 2)), false, true).unwrap();
-        }
-        drop(store);
+        super::ast_head::labelled_segments(&ws, 12, 8);
         let req = |name: &str, epochs: usize, resume: bool| TrainRequest {
             name: name.into(),
             sources: data::parse_sources("gold").unwrap(),

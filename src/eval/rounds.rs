@@ -125,38 +125,57 @@ pub fn list(experiments_dir: &Path) -> (Vec<LoopRecord>, Vec<String>) {
     (out, errors)
 }
 
+/// Records for tests (here and in the TUI's).
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn f(teacher: &str, split: &str, m: f64) -> TeacherF1 {
+    /// A figure with the same F1 for every class.
+    pub fn f(teacher: &str, split: &str, m: f64) -> TeacherF1 {
         TeacherF1 { teacher: teacher.into(), split: split.into(), n: 10, f1: [m; 3], macro_f1: m }
     }
 
-    #[test]
-    fn records_list_newest_first_with_margins_and_broken_files_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let rec = |seed: u64, student_dev: f64| LoopRecord {
+    /// A one-round ina-head, 1-vote run of `teachers` with student `student` and these figures.
+    pub fn record(
+        seed: u64,
+        teachers: &[&str],
+        student: &str,
+        pseudo_labelled: usize,
+        results: Vec<TeacherF1>,
+    ) -> LoopRecord {
+        let teachers: Vec<String> = teachers.iter().map(|t| t.to_string()).collect();
+        LoopRecord {
             file: String::new(),
             seed,
             backbone: "ina-head".into(),
             combine: "vote".into(),
             k: 1,
             epochs: 15,
-            teachers: vec!["a".into(), "b".into()],
+            teachers: teachers.clone(),
             rounds: vec![Round {
                 round: 1,
-                teachers: vec!["a".into(), "b".into()],
-                pseudo_run: 1,
-                pseudo_labelled: 5,
-                student: "s".into(),
-                results: vec![
-                    f("a", "dev", 0.9),
-                    f("b", "dev", 0.8),
-                    f("student:s", "dev", student_dev),
-                    f("a", "test", 0.7),
-                ],
+                teachers,
+                pseudo_run: 3,
+                pseudo_labelled,
+                student: student.into(),
+                results,
             }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{f, record};
+    use super::*;
+
+    #[test]
+    fn records_list_newest_first_with_margins_and_broken_files_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = |seed: u64, student_dev: f64| {
+            let results =
+                vec![f("a", "dev", 0.9), f("b", "dev", 0.8), f("student:s", "dev", student_dev), f("a", "test", 0.7)];
+            record(seed, &["a", "b"], "s", 5, results)
         };
         std::fs::write(dir.path().join("loop_0_20261207T100000.json"), serde_json::to_string(&rec(0, 0.95)).unwrap())
             .unwrap();

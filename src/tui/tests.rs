@@ -599,37 +599,17 @@ fn the_jobs_pane_shows_a_sharded_runs_progress_from_its_part_files() {
 
 #[test]
 fn the_rounds_screen_compares_each_loop_rounds_teachers_and_student() {
-    use crate::eval::rounds::{LoopRecord, Round, TeacherF1};
+    use crate::eval::rounds::fixtures::{f, record};
     let s = scratch_workspace(2).unwrap();
-    let f = |t: &str, split: &str, m: f64| TeacherF1 {
-        teacher: t.into(),
-        split: split.into(),
-        n: 9,
-        f1: [m; 3],
-        macro_f1: m,
-    };
-    let rec = |seed: u64, student: &str, dev: f64| LoopRecord {
-        file: String::new(),
-        seed,
-        backbone: "ina-head".into(),
-        combine: "vote".into(),
-        k: 1,
-        epochs: 15,
-        teachers: vec!["builtin".into(), "ina".into()],
-        rounds: vec![Round {
-            round: 1,
-            teachers: vec!["builtin".into(), "ina".into()],
-            pseudo_run: 3,
-            pseudo_labelled: 725,
-            student: student.into(),
-            results: vec![
-                f("builtin", "dev", 0.968),
-                f("ina", "dev", 0.887),
-                f(&format!("student:{student}"), "dev", dev),
-                f("builtin", "test", 0.861),
-                f("ina", "test", 0.922),
-            ],
-        }],
+    let rec = |seed: u64, student: &str, dev: f64| {
+        let results = vec![
+            f("builtin", "dev", 0.968),
+            f("ina", "dev", 0.887),
+            f(&format!("student:{student}"), "dev", dev),
+            f("builtin", "test", 0.861),
+            f("ina", "test", 0.922),
+        ];
+        record(seed, &["builtin", "ina"], student, 725, results)
     };
     let dir = s.ws.experiments_dir();
     std::fs::create_dir_all(&dir).unwrap();
