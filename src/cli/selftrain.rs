@@ -23,7 +23,7 @@ use crate::student::{DeviceChoice, StudentKind, TrainRequest};
 
 #[derive(Debug, Args)]
 pub struct LoopArgs {
-    /// Rounds of score → label model → train → score → eval.
+    /// Rounds of score → combine → train → score → eval.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
     /// The teachers of the first round (each later round adds the previous round's student).
