@@ -69,7 +69,7 @@ pub enum Command {
     Tui,
     /// Measure dams' speed against a reference (ratios in one run).
     Bench(bench::BenchArgs),
-    /// Rounds of self-training: score → combine the teachers (vote or label model) → train a student → score → eval, headless.
+    /// Rounds of self-training, headless: score → combine the teachers → train a student → score → eval.
     #[cfg(feature = "burn")]
     Loop(selftrain::LoopArgs),
     /// Build an unlabelled training pool of radio-like shows from speech, music and noise stems.
