@@ -3,6 +3,8 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::Ctx;
+#[cfg(feature = "burn")]
+use super::student::KindArg;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -73,7 +75,8 @@ pub enum BenchWhich {
     /// (the reference runs in the same invocation when python + torch + whisper-at exist).
     WhisperAt(super::whisper_at::BenchWhisperAtArgs),
     /// Training throughput (segments/s) of the CNN student on the CPU, vs the same net in PyTorch; with
-    /// `--kind ast-head`: AST embedding rate vs its forward pass, and head training on cached embeddings.
+    /// `--kind ast-head|ina-head`: the backbone's embedding rate vs its teacher pass, and head training on cached
+    /// embeddings.
     #[cfg(feature = "burn")]
     Student {
         #[arg(long, value_enum, default_value_t = super::student::KindArg::Cnn)]
@@ -117,8 +120,8 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         BenchWhich::Clap(b) => super::clap_teacher::bench(ctx, b),
         BenchWhich::WhisperAt(b) => super::whisper_at::bench(ctx, b),
         #[cfg(feature = "burn")]
-        BenchWhich::Student { kind: super::student::KindArg::AstHead, segments, batch, ast, .. } => {
-            crate::student::bench::run_ast_head(segments, batch, ast.as_deref())
+        BenchWhich::Student { kind: k @ (KindArg::AstHead | KindArg::InaHead), segments, batch, ast, .. } => {
+            crate::student::bench::run_head(k == KindArg::InaHead, segments, batch, ast.as_deref())
         }
         BenchWhich::Student { segments, batch, width, torch_script, .. } => {
             crate::student::bench::run(segments, batch, width, torch_script.as_deref())

@@ -122,40 +122,75 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     Ok(d)
 }
 
-/// `dams bench student --kind ast-head`: embedding throughput of the AST (segments/s, the one-off
-/// cost per segment) against the AST's full forward pass to logits on the same segments (the
-/// reference: a teacher scoring run), and head training on the cached embeddings against that
-/// embedding rate (how much cheaper an epoch is than recomputing the encoder).
-pub fn run_ast_head(segments: usize, batch: usize, ast_dir: Option<&Path>) -> Result<()> {
-    use super::ast_head::{self, HeadDataset, HeadExample, HeadInput};
-    let src = ast_head::locate_ast(ast_dir)?;
-    let (mut ast, am) = ast_head::open_ast(&src, crate::engine::Engine::cpu(), None)?;
+/// `dams bench student --kind ast-head|ina-head`: embedding throughput of the frozen backbone
+/// (segments/s, the one-off cost per segment) against the backbone's own teacher pass on the same
+/// segments (the reference: the AST's forward to logits, INA's analysis; a teacher scoring run),
+/// and head training on the cached embeddings against that embedding rate (how much cheaper an
+/// epoch is than recomputing the backbone).
+pub fn run_head(ina: bool, segments: usize, batch: usize, ast_dir: Option<&Path>) -> Result<()> {
+    use super::ast_head::{self, Backbone, HeadDataset, HeadExample, HeadInput};
+    use crate::teachers::Teacher;
     let segments = segments.max(2);
-    println!(
-        "AST {} ({} layers, hidden {}), {segments} generated 10-s segments, CPU",
-        &src.checksum[..src.checksum.len().min(19)],
-        am.num_hidden_layers,
-        am.hidden_size
-    );
+    let train_cfg = TrainConfig {
+        epochs: 2,
+        batch_size: batch,
+        lr: 1e-3,
+        patience: 0,
+        seed: 0,
+        threshold: 0.5,
+        augment: Augment::none(),
+        targets: Default::default(),
+    };
+    let sources = vec![SourceSpec { source: "gold".into(), weight: 1.0 }];
+    let (mut backbone, meta) = if ina {
+        let t = crate::teachers::ina::InaTeacher::open(crate::engine::Engine::cpu())?;
+        println!("INA {} (embedded), {segments} generated 10-s segments, CPU", ast_head::short(t.checksum()));
+        let meta = super::ina_head::new_meta(super::ina_head::ina_meta(&t), train_cfg, sources);
+        (Backbone::Ina(t), meta)
+    } else {
+        let src = ast_head::locate_ast(ast_dir)?;
+        let (ast, am) = ast_head::open_ast(&src, crate::engine::Engine::cpu(), None)?;
+        println!(
+            "AST {} ({} layers, hidden {}), {segments} generated 10-s segments, CPU",
+            ast_head::short(&src.checksum),
+            am.num_hidden_layers,
+            am.hidden_size
+        );
+        (Backbone::Ast(ast), ast_head::new_meta(am, train_cfg, sources))
+    };
+    let reference = |b: &mut Backbone, c: &[&[f32]]| -> Result<()> {
+        match b {
+            Backbone::Ast(a) => {
+                a.logits(c)?;
+            }
+            Backbone::Ina(i) => {
+                for w in c {
+                    i.analyze(w)?;
+                }
+            }
+        }
+        Ok(())
+    };
     let mut rng = Rng::new(3);
     let waves: Vec<Vec<f32>> =
         (0..segments).map(|_| (0..160_000).map(|_| (rng.unit() * 2.0 - 1.0) * 0.1).collect()).collect();
     let refs: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
     let chunk = 4;
     // Warm-up.
-    ast.logits(&refs[..1.min(refs.len())])?;
+    reference(&mut backbone, &refs[..1.min(refs.len())])?;
     let t0 = Instant::now();
     for c in refs.chunks(chunk) {
-        ast.logits(c)?;
+        reference(&mut backbone, c)?;
     }
     let forward = segments as f64 / t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
     let mut embs = Vec::with_capacity(segments);
     for c in refs.chunks(chunk) {
-        embs.extend(ast_head::embed_waves(&mut ast, c)?);
+        embs.extend(backbone.embed(c)?);
     }
     let embed = segments as f64 / t0.elapsed().as_secs_f64();
-    println!("AST forward to logits (reference): {forward:.2} segments/s");
+    let what = if ina { "INA analysis (teacher scoring, reference)" } else { "AST forward to logits (reference)" };
+    println!("{what}: {forward:.2} segments/s");
     println!(
         "embedding (pooled vector, cached once): {embed:.2} segments/s = {:.2}x the forward rate",
         embed / forward
@@ -176,20 +211,6 @@ pub fn run_ast_head(segments: usize, batch: usize, ast_dir: Option<&Path>) -> Re
         .collect();
     let n = train.len();
     let ds = HeadDataset { train, dev: Vec::new() };
-    let meta = ast_head::new_meta(
-        am,
-        TrainConfig {
-            epochs: 2,
-            batch_size: batch,
-            lr: 1e-3,
-            patience: 0,
-            seed: 0,
-            threshold: 0.5,
-            augment: Augment::none(),
-            targets: Default::default(),
-        },
-        vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
-    );
     let tmp = tempfile_dir()?;
     let mut runner = JobRunner::in_memory();
     let d = tmp.join("head");
