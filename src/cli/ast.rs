@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Ctx;
@@ -48,35 +48,13 @@ pub fn bench(ctx: &Ctx, a: BenchAstArgs) -> Result<()> {
     use crate::teachers::ast::AstTeacher;
     use crate::teachers::ast::features::Fbank;
 
-    let dir = match a.model {
-        Some(d) => d,
-        None => {
-            let c = ctx.dirs.model_cache();
-            if install::installed(&c).is_none() {
-                bail!("AST is not installed; pass --model DIR or run `dams teachers pull ast`");
-            }
-            install::install_dir(&c)
-        }
-    };
-    // Deterministic test signal: a chirp over pink-ish noise, 10 s at 16 kHz.
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut noise = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
-    let segs: Vec<Vec<f32>> = (0..a.batch.max(1))
-        .map(|k| {
-            (0..160_000)
-                .map(|i| {
-                    let t = i as f32 / 16_000.0;
-                    0.3 * (2.0 * std::f32::consts::PI * (200.0 + 50.0 * k as f32 + 300.0 * t) * t).sin()
-                        + 0.05 * noise()
-                })
-                .collect()
-        })
-        .collect();
+    let dir = super::bench::model_dir(
+        ctx,
+        a.model,
+        |c| install::installed(c).map(|_| install::install_dir(c)),
+        "AST is not installed; pass --model DIR or run `dams teachers pull ast`",
+    )?;
+    let segs: Vec<Vec<f32>> = (0..a.batch.max(1)).map(super::bench::test_signal).collect();
 
     // fbank.
     let cfg = crate::teachers::ast::config::AstConfig::from_file(&dir.join("config.json"))?;
@@ -159,5 +137,5 @@ pub fn bench(ctx: &Ctx, a: BenchAstArgs) -> Result<()> {
 
 #[cfg(not(feature = "burn"))]
 pub fn bench(_ctx: &Ctx, _a: BenchAstArgs) -> Result<()> {
-    bail!("this build of dams has no model engine (rebuild with the `burn` feature)")
+    anyhow::bail!("this build of dams has no model engine (rebuild with the `burn` feature)")
 }

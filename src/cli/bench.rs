@@ -128,3 +128,37 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         }
     }
 }
+
+/// A deterministic 10 s test signal at 16 kHz for the model benches: a chirp (its start frequency set by `k`) over
+/// noise.
+#[cfg(feature = "burn")]
+pub(super) fn test_signal(k: usize) -> Vec<f32> {
+    let mut seed = 0x2545_f491_4f6c_dd1du64 ^ k as u64;
+    let mut noise = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    (0..160_000)
+        .map(|i| {
+            let t = i as f32 / 16_000.0;
+            0.3 * (2.0 * std::f32::consts::PI * (200.0 + 50.0 * k as f32 + 300.0 * t) * t).sin() + 0.05 * noise()
+        })
+        .collect()
+}
+
+/// The checkpoint folder a model bench runs on: `--model DIR` when given, else the installed copy (`installed` maps
+/// the model cache to the model's folder when it is installed); `missing` is the error when neither exists.
+#[cfg(feature = "burn")]
+pub(super) fn model_dir(
+    ctx: &Ctx,
+    given: Option<std::path::PathBuf>,
+    installed: impl FnOnce(&std::path::Path) -> Option<std::path::PathBuf>,
+    missing: &str,
+) -> Result<std::path::PathBuf> {
+    match given {
+        Some(d) => Ok(d),
+        None => installed(&ctx.dirs.model_cache()).ok_or_else(|| anyhow::anyhow!("{missing}")),
+    }
+}

@@ -37,41 +37,20 @@ pub struct BenchClapArgs {
 pub fn bench(ctx: &Ctx, a: BenchClapArgs) -> Result<()> {
     use std::time::Instant;
 
-    use anyhow::{Context, bail};
+    use anyhow::Context;
 
     use crate::engine::{DeviceChoice, Engine};
     use crate::teachers::clap::prompts::PromptSet;
     use crate::teachers::clap::workbench::{Pool, Session};
     use crate::teachers::clap::{ClapTeacher, install};
 
-    let dir = match a.model {
-        Some(d) => d,
-        None => {
-            let c = ctx.dirs.model_cache();
-            if install::installed(&c).is_none() {
-                bail!("CLAP is not installed; pass --model DIR or run `dams teachers pull clap`");
-            }
-            install::install_dir(&c)
-        }
-    };
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut noise = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
-    let segs: Vec<Vec<f32>> = (0..a.batch.max(1))
-        .map(|k| {
-            (0..160_000)
-                .map(|i| {
-                    let t = i as f32 / 16_000.0;
-                    0.3 * (2.0 * std::f32::consts::PI * (200.0 + 50.0 * k as f32 + 300.0 * t) * t).sin()
-                        + 0.05 * noise()
-                })
-                .collect()
-        })
-        .collect();
+    let dir = super::bench::model_dir(
+        ctx,
+        a.model,
+        |c| install::installed(c).map(|_| install::install_dir(c)),
+        "CLAP is not installed; pass --model DIR or run `dams teachers pull clap`",
+    )?;
+    let segs: Vec<Vec<f32>> = (0..a.batch.max(1)).map(super::bench::test_signal).collect();
     let choice: DeviceChoice = a.device.parse().map_err(anyhow::Error::msg)?;
     let engine = Engine::select(choice).map_err(anyhow::Error::msg)?;
     let desc = engine.description.clone();
@@ -120,6 +99,8 @@ pub fn bench(ctx: &Ctx, a: BenchClapArgs) -> Result<()> {
     let n = a.workbench_segments.max(1);
     let d = cfg.projection_dim;
     let mut pool = Pool { dim: d, ..Default::default() };
+    let mut rng = crate::rng::SplitMix64::new(0x2545_f491_4f6c_dd1d);
+    let mut noise = move || rng.unit() - 0.5;
     for i in 0..n {
         let v: Vec<f32> = (0..d).map(|_| noise()).collect();
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);

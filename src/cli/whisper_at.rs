@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
 
 use super::Ctx;
@@ -32,23 +32,6 @@ pub struct BenchWhisperAtArgs {
     /// Python with torch + whisper-at for the reference (skipped when it cannot run).
     #[arg(long, default_value = "python3")]
     pub python: String,
-}
-
-/// A deterministic 10 s test signal: a chirp over noise.
-fn signal(k: usize) -> Vec<f32> {
-    let mut seed = 0x2545_f491_4f6c_dd1du64 ^ k as u64;
-    let mut noise = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
-    (0..160_000)
-        .map(|i| {
-            let t = i as f32 / 16_000.0;
-            0.3 * (2.0 * std::f32::consts::PI * (200.0 + 50.0 * k as f32 + 300.0 * t) * t).sin() + 0.05 * noise()
-        })
-        .collect()
 }
 
 /// CPU time (user + system, every thread) this process has used, in seconds (Linux `/proc/self/stat`): on a shared
@@ -81,16 +64,12 @@ pub fn bench(ctx: &Ctx, a: BenchWhisperAtArgs) -> Result<()> {
     use crate::teachers::whisper_at::WhisperAtTeacher;
     use crate::teachers::whisper_at::features::Context;
 
-    let dir = match a.model {
-        Some(d) => d,
-        None => {
-            let c = ctx.dirs.model_cache();
-            if install::installed(&c).is_none() {
-                bail!("Whisper-AT is not installed; pass --model DIR or run `dams teachers add whisper-at --from DIR`");
-            }
-            install::install_dir(&c)
-        }
-    };
+    let dir = super::bench::model_dir(
+        ctx,
+        a.model,
+        |c| install::installed(c).map(|_| install::install_dir(c)),
+        "Whisper-AT is not installed; pass --model DIR or run `dams teachers add whisper-at --from DIR`",
+    )?;
     let contexts: Vec<Context> =
         a.context.iter().map(|c| c.parse::<Context>().map_err(anyhow::Error::msg)).collect::<Result<_>>()?;
     let choice: DeviceChoice = a.device.parse().map_err(anyhow::Error::msg)?;
@@ -114,7 +93,7 @@ pub fn bench(ctx: &Ctx, a: BenchWhisperAtArgs) -> Result<()> {
     );
     let batch = a.batch.max(1);
     let n = a.segments.max(1).div_ceil(batch) * batch;
-    let segs: Vec<Vec<f32>> = (0..n).map(signal).collect();
+    let segs: Vec<Vec<f32>> = (0..n).map(super::bench::test_signal).collect();
     for context in contexts {
         t = t.with_context(context);
         let refs: Vec<&[f32]> = segs.iter().map(|s| s.as_slice()).collect();
@@ -173,5 +152,5 @@ pub fn bench(ctx: &Ctx, a: BenchWhisperAtArgs) -> Result<()> {
 
 #[cfg(not(feature = "burn"))]
 pub fn bench(_ctx: &Ctx, _a: BenchWhisperAtArgs) -> Result<()> {
-    bail!("this build of dams has no model engine (rebuild with the `burn` feature)")
+    anyhow::bail!("this build of dams has no model engine (rebuild with the `burn` feature)")
 }
