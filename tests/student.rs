@@ -1005,6 +1005,10 @@ mod ina_head {
             assert_eq!(e.len(), 516);
             assert!(e.iter().all(|v| v.is_finite()), "wave {k}");
             let a = t.analyze(x).unwrap();
+            // One pass gives both: the teacher's analysis to the bit, and the same embedding.
+            let (a2, e2) = t.analyze_with_embedding(x).unwrap();
+            assert_eq!((&a2.posteriors, &a2.labels, a2.scores()), (&a.posteriors, &a.labels, a.scores()), "wave {k}");
+            assert_eq!(e2, e, "wave {k}");
             let want = a.mean_posteriors();
             for c in 0..3 {
                 assert!((e[512 + c] - want[c]).abs() < 1e-5, "wave {k} class {c}: {} vs {}", e[512 + c], want[c]);
@@ -1078,6 +1082,43 @@ mod ina_head {
         assert!(s.score_features(&[&[0.0; 10]]).is_err());
     }
 
+    /// Scoring a workspace with the INA teacher fills the embedding cache on the way (one network pass): an ina-head
+    /// student trained afterwards computes no embedding.
+    #[test]
+    fn scoring_with_the_ina_teacher_fills_the_cache_the_head_student_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = dams::workspace::Workspace::init(tmp.path().join("ws")).unwrap();
+        super::ast_head::labelled_segments(&ws, 6, 4);
+        let mut store = ws.open_store().unwrap();
+        let mut t = dams::catalog::open("ina", &super::student_ctx(&ws)).unwrap();
+        let opts = dams::teachers::score::ScoreOptions { splits: None, batch_size: None, fresh: false };
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let r = dams::teachers::score::score_segments(&ws, &mut store, t.as_mut(), &opts, &cancel, |_| {}).unwrap();
+        assert_eq!((r.scored, r.failed.len()), (6, 1), "{:?}", r.failed);
+        let cached = store.embeddings(ina().checksum(), EMBEDDING_KIND, 516).unwrap();
+        assert_eq!(cached.len(), 6);
+        // The cached vector is the embedding of the segment's audio.
+        let seg = store.segments(None).unwrap().into_iter().find(|s| cached.contains_key(&s.id)).unwrap();
+        let x = dams::audio::decode::load_mono_16k(&ws.abs_data_path(&seg.segment_path)).unwrap();
+        assert_eq!(cached[&seg.id], ina().embedding(&x).unwrap());
+        drop((t, store));
+        let mut runner = JobRunner::in_memory();
+        let req = TrainRequest {
+            name: "after-ina".into(),
+            sources: data::parse_sources("gold").unwrap(),
+            train: TrainConfig { epochs: 1, batch_size: 4, patience: 0, seed: 1, ..TrainConfig::default() },
+            width: 4,
+            device: DeviceChoice::Cpu,
+            resume: false,
+            kind: StudentKind::InaHead,
+        };
+        let id = dams::student::spawn_training(&mut runner, &ws, req).unwrap();
+        let v = runner.wait(id).unwrap();
+        assert_eq!(v.state, JobState::Done, "{:?} {:?}", v.error, v.log);
+        let r = v.result.unwrap();
+        assert_eq!((r["embeddings_computed"].as_u64(), r["embeddings_cached"].as_u64()), (Some(0), Some(6)), "{r}");
+    }
+
     /// In a workspace through the job that `dams train --kind ina-head` starts: embeddings computed once, reused
     /// by a later student, scored as `student:<name>` from the cache; a student of other INA weights is refused.
     #[test]
@@ -1126,6 +1167,32 @@ mod ina_head {
         let id = dams::student::spawn_training(&mut runner, &ws, req("i2", 2, false)).unwrap();
         let r = runner.wait(id).unwrap().result.unwrap();
         assert_eq!((r["embeddings_computed"].as_u64(), r["embeddings_cached"].as_u64()), (Some(0), Some(12)), "{r}");
+
+        // A segment no training saw (test split): scoring it with one student puts its INA vector in the cache, so
+        // the next student on the same backbone scores it without the audio.
+        {
+            let mut store = ws.open_store().unwrap();
+            std::fs::copy(ws.abs_data_path("segments/s00.wav"), ws.abs_data_path("segments/t00.wav")).unwrap();
+            store
+                .upsert_segments(&[dams::store::NewSegment {
+                    segment_path: "segments/t00.wav".into(),
+                    raw_file: "raw/t.wav".into(),
+                    start_time: 0.0,
+                    end_time: 10.0,
+                    split: Split::Test,
+                    label_source: dams::labels::LabelSource::none(),
+                    labels: None,
+                    scores: [None; 3],
+                    extra: None,
+                }])
+                .unwrap();
+            let o = super::score_student(&ws, &mut store, "i1", Some(vec![Split::Test]));
+            assert_eq!((o.scored, o.failed.len()), (1, 0));
+            assert_eq!(store.embeddings(&checksum, EMBEDDING_KIND, 516).unwrap().len(), 13);
+            std::fs::remove_file(ws.abs_data_path("segments/t00.wav")).unwrap();
+            let o = super::score_student(&ws, &mut store, "i2", Some(vec![Split::Test]));
+            assert_eq!((o.scored, o.failed.len()), (1, 0), "scored from the cache, the audio being gone");
+        }
 
         // Scored as a teacher; a dev segment whose audio is gone is scored from the cache with the same scores.
         let mut store = ws.open_store().unwrap();

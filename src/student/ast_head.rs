@@ -984,29 +984,38 @@ impl HeadScorer {
 
     /// Sigmoid scores (speech, music, noise) of 16-kHz waveforms.
     pub fn score_waves(&self, waves: &[&[f32]]) -> Result<Vec<[f32; 3]>> {
+        Ok(self.score_waves_embedding(waves)?.0)
+    }
+
+    /// [`score_waves`](Self::score_waves), and the embeddings computed on the way with their cache key
+    /// `(backbone checksum, kind)` when the backbone is frozen (so scoring fills the workspace's embedding cache and
+    /// the next round's student scores these segments without the backbone).
+    #[allow(clippy::type_complexity)]
+    pub fn score_waves_embedding(
+        &self,
+        waves: &[&[f32]],
+    ) -> Result<(Vec<[f32; 3]>, Option<(String, &'static str, Vec<Vec<f32>>)>)> {
         let mut backbone = self.lock()?;
         if let Some(i) = waves.iter().position(|s| s.iter().any(|v| !v.is_finite())) {
             bail!("segment {i} of the batch holds non-finite samples");
         }
-        let examples: Vec<HeadExample> = if self.net.unfrozen() == 0 {
-            backbone
-                .embed(waves)?
-                .into_iter()
-                .map(|e| HeadExample { segment_id: 0, input: HeadInput::Embedding(e), target: [0.0; 3], weight: 1.0 })
-                .collect()
-        } else {
-            waves
-                .iter()
-                .map(|w| HeadExample {
-                    segment_id: 0,
-                    input: HeadInput::Wave(Wave::Samples(Arc::new(w.to_vec()))),
-                    target: [0.0; 3],
-                    weight: 1.0,
-                })
-                .collect()
-        };
+        if self.net.unfrozen() == 0 {
+            let embs = backbone.embed(waves)?;
+            let key = (backbone.checksum().to_string(), backbone.embedding_kind());
+            let scores = self.score_embeddings(&embs)?;
+            return Ok((scores, Some((key.0, key.1, embs))));
+        }
+        let examples: Vec<HeadExample> = waves
+            .iter()
+            .map(|w| HeadExample {
+                segment_id: 0,
+                input: HeadInput::Wave(Wave::Samples(Arc::new(w.to_vec()))),
+                target: [0.0; 3],
+                weight: 1.0,
+            })
+            .collect();
         let refs: Vec<&HeadExample> = examples.iter().collect();
-        predict(&self.net, backbone.ast_mut(), &refs, &self.device)
+        Ok((predict(&self.net, backbone.ast_mut(), &refs, &self.device)?, None))
     }
 
     /// Scores from the workspace's embedding cache, without audio: one entry per id, `None` where no vector of this

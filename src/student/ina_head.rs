@@ -32,8 +32,9 @@ use crate::workspace::Workspace;
 
 /// The kind recorded in `meta.json`.
 pub const KIND: &str = "ina-head";
-/// The kind of the pooled INA vectors in the shared embedding cache (`v1`: mean, std, posteriors, energetic share).
-pub const EMBEDDING_KIND: &str = "ina-pooled-v1";
+/// The kind of the pooled INA vectors in the shared embedding cache (`v1`: mean, std, posteriors, energetic share);
+/// INA's teacher runs fill it too.
+pub use crate::teachers::ina::EMBEDDING_KIND;
 /// The head's LayerNorm epsilon.
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 

@@ -111,6 +111,19 @@ impl Student {
         }
     }
 
+    /// [`score_waves`](Self::score_waves), and the embeddings a head student with a frozen backbone computed on the
+    /// way, with their cache key `(backbone checksum, kind)`; `None` for other students.
+    #[allow(clippy::type_complexity)]
+    pub fn score_waves_embedding(
+        &self,
+        waves: &[&[f32]],
+    ) -> Result<(Vec<[f32; 3]>, Option<(String, &'static str, Vec<Vec<f32>>)>)> {
+        match &self.net {
+            Net::Head(s) => s.score_waves_embedding(waves),
+            Net::Cnn(_) => Ok((self.score_waves(waves)?, None)),
+        }
+    }
+
     /// Sigmoid scores (speech, music, noise) of feature matrices from [`data::log_mel`] at the
     /// student's shape (CNN students).
     pub fn score_features(&self, feats: &[&[f32]]) -> Result<Vec<[f32; 3]>> {

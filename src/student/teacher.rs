@@ -51,6 +51,8 @@ pub struct StudentTeacher {
     checksum: String,
     settings: String,
     student: Student,
+    /// Embeddings computed by the last batch (head students with a frozen backbone), for the workspace's cache.
+    last_embeddings: Option<(String, &'static str, Vec<Vec<f32>>)>,
 }
 
 impl StudentTeacher {
@@ -77,7 +79,7 @@ impl StudentTeacher {
             (None, None) => serde_json::json!({ "kind": m.kind, "cnn": m.cnn, "device": desc }),
         }
         .to_string();
-        Ok(StudentTeacher { id, checksum, settings, student })
+        Ok(StudentTeacher { id, checksum, settings, student, last_embeddings: None })
     }
 }
 
@@ -98,11 +100,17 @@ impl Teacher for StudentTeacher {
         16
     }
     fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
-        let scores = self
+        let (scores, embeddings) = self
             .student
-            .score_waves(segments)
+            .score_waves_embedding(segments)
             .map_err(|e| TeacherError::Input { id: self.id.clone(), detail: format!("{e:#}") })?;
+        self.last_embeddings = embeddings;
         Ok(scores.into_iter().map(|s| TeacherOutput { scores: s, raw: None }).collect())
+    }
+    /// A head student's backbone embeddings of the last batch go to the workspace's cache: the next scoring (a later
+    /// round's student on the same backbone) reads them instead of running the backbone again.
+    fn take_embeddings(&mut self) -> Option<(String, &'static str, Vec<Vec<f32>>)> {
+        self.last_embeddings.take()
     }
     fn score_stored(
         &mut self,

@@ -31,7 +31,7 @@ pub mod weights;
 
 pub use export::{write_audacity_labels, write_segments_csv};
 #[cfg(feature = "burn")]
-pub use teacher::{InaTeacher, open_embedded, segment_file};
+pub use teacher::{EMBEDDING_KIND, InaTeacher, open_embedded, segment_file};
 
 /// The teacher id (label source `ina_pseudo`).
 pub const ID: &str = "ina";

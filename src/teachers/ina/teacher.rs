@@ -19,6 +19,10 @@ const CPU_BATCH: usize = 256;
 const GPU_BYTES_PER_WINDOW: u64 = 320 * 1024;
 const GPU_BATCH_CAP: usize = 2048;
 
+/// The kind of [`InaTeacher::embedding`]'s vectors in a workspace's embedding cache (`v1`: mean, std, posteriors,
+/// energetic share), under the weights' checksum; scoring fills it ([`Teacher::take_embeddings`]).
+pub const EMBEDDING_KIND: &str = "ina-pooled-v1";
+
 /// The INA speech/music/noise model, loaded on a device.
 ///
 /// As a [`Teacher`] it analyses each segment on its own (as inaSpeechSegmenter run on that clip would: the energy
@@ -36,6 +40,8 @@ pub struct InaTeacher {
     frontend: Frontend,
     checksum: String,
     batch: usize,
+    /// Embeddings of the last scored batch, for the workspace's cache.
+    last_embeddings: Vec<Vec<f32>>,
 }
 
 impl std::fmt::Debug for InaTeacher {
@@ -84,6 +90,7 @@ impl InaTeacher {
             frontend: Frontend::new(),
             checksum: format!("sha256:{}", sha256.trim().to_ascii_lowercase()),
             batch,
+            last_embeddings: Vec::new(),
         })
     }
 
@@ -204,21 +211,33 @@ impl InaTeacher {
     /// activations, the mean posteriors (speech, music, noise: the teacher's own scores) and the share of patches
     /// that are energetic — 516 values. A segment without energetic patches gives zeros.
     pub fn embedding(&self, samples: &[f32]) -> Result<Vec<f32>, InaError> {
+        Ok(self.analyze_with_embedding(samples)?.1)
+    }
+
+    /// INA's [analysis](Self::analyze) and the [embedding](Self::embedding) of the same samples from one pass of the
+    /// network (the analysis is the one [`analyze`](Self::analyze) gives: the posteriors are the same layers' output).
+    pub fn analyze_with_embedding(&self, samples: &[f32]) -> Result<(Analysis, Vec<f32>), InaError> {
         let f = self.features(samples)?;
         let n = features::num_patches(f.frames());
         let energy: Vec<bool> = viterbi::energy_activity(&f.loge).into_iter().step_by(2).collect();
         let which: Vec<usize> = (0..n).filter(|&p| energy[p]).collect();
-        let width = InaCnn::HIDDEN + 3;
-        let mut sum = vec![0f64; width];
-        let mut sq = vec![0f64; InaCnn::HIDDEN];
+        const H: usize = InaCnn::HIDDEN;
+        let (v, fin) =
+            if which.is_empty() { (Vec::new(), Vec::new()) } else { self.patch_outputs(&f.mspec, &which, true)? };
+        let mut posteriors = vec![[0f32; 3]; n];
+        let mut finite = vec![true; n];
+        let mut sum = vec![0f64; H + 3];
+        let mut sq = vec![0f64; H];
         let mut count = 0usize;
-        if !which.is_empty() {
-            let (v, finite) = self.patch_outputs(&f.mspec, &which, true)?;
-            for (row, _) in v.chunks_exact(width).zip(&finite).filter(|(_, ok)| **ok) {
+        for ((&p, row), &ok) in which.iter().zip(v.chunks_exact(H + 3)).zip(&fin) {
+            // As `posteriors`: a patch that is not finite gets [0.5; 3] and stays out of the pooled description.
+            posteriors[p] = if ok { [row[H], row[H + 1], row[H + 2]] } else { [0.5; 3] };
+            finite[p] = ok;
+            if ok {
                 count += 1;
                 for (k, &x) in row.iter().enumerate() {
                     sum[k] += x as f64;
-                    if k < InaCnn::HIDDEN {
+                    if k < H {
                         sq[k] += x as f64 * x as f64;
                     }
                 }
@@ -227,17 +246,17 @@ impl InaTeacher {
         let mut e = vec![0f32; Self::EMBEDDING_DIM];
         if count > 0 {
             let c = count as f64;
-            for k in 0..InaCnn::HIDDEN {
+            for k in 0..H {
                 let m = sum[k] / c;
                 e[k] = m as f32;
-                e[InaCnn::HIDDEN + k] = (sq[k] / c - m * m).max(0.0).sqrt() as f32;
+                e[H + k] = (sq[k] / c - m * m).max(0.0).sqrt() as f32;
             }
             for k in 0..3 {
-                e[2 * InaCnn::HIDDEN + k] = (sum[InaCnn::HIDDEN + k] / c) as f32;
+                e[2 * H + k] = (sum[H + k] / c) as f32;
             }
         }
-        e[2 * InaCnn::HIDDEN + 3] = which.len() as f32 / n.max(1) as f32;
-        Ok(e)
+        e[2 * H + 3] = which.len() as f32 / n.max(1) as f32;
+        Ok((Analysis::from_parts(f.frames(), energy, finite, posteriors), e))
     }
 
     /// [`posteriors`](Self::posteriors) the plain way, each patch normalised and run through the whole network
@@ -339,17 +358,26 @@ impl Teacher for InaTeacher {
     fn notice(&self) -> Option<String> {
         self.engine.notice.clone()
     }
+    /// Scores, and on the way each segment's [embedding](InaTeacher::embedding) for the workspace's cache (the same
+    /// network pass): an `ina-head` student trained or scored later on these segments does not run INA again.
     fn score_batch(&mut self, segments: &[&[f32]]) -> Result<Vec<TeacherOutput>, TeacherError> {
-        segments
+        let mut embeddings = Vec::with_capacity(segments.len());
+        let outs = segments
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let a = self
-                    .analyze(s)
+                let (a, e) = self
+                    .analyze_with_embedding(s)
                     .map_err(|e| TeacherError::Input { id: ID.into(), detail: format!("segment {i}: {e}") })?;
+                embeddings.push(e);
                 let raw: Vec<f32> = a.posteriors.iter().flat_map(|p| p.iter().copied()).collect();
                 Ok(TeacherOutput { scores: a.scores(), raw: Some(raw) })
             })
-            .collect()
+            .collect::<Result<Vec<_>, TeacherError>>()?;
+        self.last_embeddings = embeddings;
+        Ok(outs)
+    }
+    fn take_embeddings(&mut self) -> Option<(String, &'static str, Vec<Vec<f32>>)> {
+        Some((self.checksum.clone(), EMBEDDING_KIND, std::mem::take(&mut self.last_embeddings)))
     }
 }
