@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::Ctx;
-use crate::teachers::ast::install;
 
 #[derive(Debug, Args)]
 pub struct BenchAstArgs {
@@ -44,9 +43,12 @@ pub struct BenchAstArgs {
 pub fn bench(ctx: &Ctx, a: BenchAstArgs) -> Result<()> {
     use std::time::Instant;
 
+    use anyhow::Context as _;
+
     use crate::engine::{DeviceChoice, Engine};
     use crate::teachers::ast::AstTeacher;
     use crate::teachers::ast::features::Fbank;
+    use crate::teachers::ast::install;
 
     let dir = super::bench::model_dir(
         ctx,

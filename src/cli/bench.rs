@@ -123,6 +123,7 @@ pub fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         BenchWhich::Student { kind: k @ (KindArg::AstHead | KindArg::InaHead), segments, batch, ast, .. } => {
             crate::student::bench::run_head(k == KindArg::InaHead, segments, batch, ast.as_deref())
         }
+        #[cfg(feature = "burn")]
         BenchWhich::Student { segments, batch, width, torch_script, .. } => {
             crate::student::bench::run(segments, batch, width, torch_script.as_deref())
         }

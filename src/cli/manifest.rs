@@ -63,16 +63,20 @@ pub fn peak_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// CPU time (user + system) of this process so far, in seconds (Linux: /proc/self/stat, whose
-/// times are in USER_HZ = 100 ticks per second).
+/// CPU time (user + system, every thread) this process has used, in seconds (Linux `/proc/self/stat`): on a shared
+/// machine, wall time measures the neighbours as much as the work; CPU seconds measure the work.
 pub fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15, in clock ticks.
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    #[cfg(unix)]
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    #[cfg(not(unix))]
+    let hz = 100.0;
+    Some(ticks / if hz > 0.0 { hz } else { 100.0 })
 }
 
 pub fn run_import(ctx: &Ctx, a: ImportArgs) -> Result<()> {

@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::Ctx;
-use crate::teachers::whisper_at::install;
 
 #[derive(Debug, Args)]
 pub struct BenchWhisperAtArgs {
@@ -34,35 +33,16 @@ pub struct BenchWhisperAtArgs {
     pub python: String,
 }
 
-/// CPU time (user + system, every thread) this process has used, in seconds (Linux `/proc/self/stat`): on a shared
-/// machine, wall time measures the neighbours as much as the model; CPU seconds per segment measure the work.
-fn cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    #[cfg(unix)]
-    // SAFETY: sysconf only reads a system constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    #[cfg(not(unix))]
-    let hz = 100.0;
-    Some(ticks / if hz > 0.0 { hz } else { 100.0 })
-}
-
-/// Peak resident memory of this process so far (Linux `VmHWM`), in MB.
-fn peak_rss_mb() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    l.split_whitespace().nth(1)?.parse::<f64>().ok().map(|kb| kb / 1024.0)
-}
-
 #[cfg(feature = "burn")]
 pub fn bench(ctx: &Ctx, a: BenchWhisperAtArgs) -> Result<()> {
     use std::time::Instant;
 
+    use anyhow::Context as _;
+
     use crate::engine::{DeviceChoice, Engine};
     use crate::teachers::whisper_at::WhisperAtTeacher;
     use crate::teachers::whisper_at::features::Context;
+    use crate::teachers::whisper_at::install;
 
     let dir = super::bench::model_dir(
         ctx,
@@ -89,7 +69,7 @@ pub fn bench(ctx: &Ctx, a: BenchWhisperAtArgs) -> Result<()> {
         dims.n_audio_layer,
         dims.n_audio_state,
         t.head_kind().as_str(),
-        peak_rss_mb().unwrap_or(f64::NAN)
+        super::slurm::peak_rss_mib().unwrap_or(f64::NAN)
     );
     let batch = a.batch.max(1);
     let n = a.segments.max(1).div_ceil(batch) * batch;
@@ -99,19 +79,19 @@ pub fn bench(ctx: &Ctx, a: BenchWhisperAtArgs) -> Result<()> {
         let refs: Vec<&[f32]> = segs.iter().map(|s| s.as_slice()).collect();
         t.logits(&refs[..batch])?; // warm-up
         let t0 = Instant::now();
-        let c0 = cpu_seconds();
+        let c0 = super::manifest::cpu_seconds();
         for chunk in refs.chunks(batch) {
             t.logits(chunk)?;
         }
         let secs = t0.elapsed().as_secs_f64();
-        let cpu_per_seg = c0.zip(cpu_seconds()).map(|(a, b)| (b - a) / n as f64).unwrap_or(f64::NAN);
+        let cpu_per_seg = c0.zip(super::manifest::cpu_seconds()).map(|(a, b)| (b - a) / n as f64).unwrap_or(f64::NAN);
         let dams_sps = n as f64 / secs;
         println!(
             "context {}: dams on {desc} ({}): {dams_sps:.4} segments/s, {cpu_per_seg:.2} CPU-s per segment (batch \
              {batch}, {n} segments; peak RSS {:.0} MB)",
             context.as_str(),
             a.precision,
-            peak_rss_mb().unwrap_or(f64::NAN)
+            super::slurm::peak_rss_mib().unwrap_or(f64::NAN)
         );
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/whisper_at/bench_torch.py");
         let out = std::process::Command::new(&a.python)

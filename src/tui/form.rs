@@ -392,6 +392,7 @@ impl JobForm {
         }
     }
     /// A number field's value, refused outside its range.
+    #[cfg_attr(not(feature = "burn"), allow(dead_code))]
     fn number_in_range(&self, name: &str) -> Result<i64> {
         match self.field(name) {
             Some(Value::Number { value, min, max }) if (*min..=*max).contains(value) => Ok(*value),
@@ -409,6 +410,7 @@ impl JobForm {
         }
     }
     /// The weighted options that are on: `(name, weight)`.
+    #[cfg_attr(not(feature = "burn"), allow(dead_code))]
     fn weighted(&self) -> Vec<(String, f32)> {
         self.fields
             .iter()
