@@ -322,7 +322,7 @@ fn cancelled_training_resumes_from_its_checkpoint_without_redoing_epochs() {
 /// unreadable segment skipped with a log line, then scoring as teacher `student:<name>`.
 #[test]
 fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
-    use dams::labels::{LabelSet, LabelSource, Split};
+    use dams::labels::{LabelSet, Split};
     use dams::store::NewSegment;
     use dams::student::{DeviceChoice, TrainRequest};
 
@@ -341,17 +341,7 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
         let rel = format!("segments/s{i:02}.wav");
         dams::audio::decode::write_wav_16k(&ws.abs_data_path(&rel), &x[..16_000]).unwrap();
         let split = if i < 12 { Split::Train } else { Split::Dev };
-        rows.push(NewSegment {
-            segment_path: rel,
-            raw_file: "raw/x.wav".into(),
-            start_time: i as f64 * 5.0,
-            end_time: i as f64 * 5.0 + 10.0,
-            split,
-            label_source: LabelSource::none(),
-            labels: None,
-            scores: [None; 3],
-            extra: None,
-        });
+        rows.push(segment_row(&rel, split, i as f64 * 5.0));
         kinds.push(kind);
     }
     // An unreadable segment with a pseudo-label.
@@ -441,6 +431,21 @@ fn workspace_training_mixes_sources_and_the_student_scores_as_a_teacher() {
 }
 
 /// The teacher context of a test workspace: its students, a model cache inside it, the CPU.
+/// The store row of a 10-s segment at `rel` (data-relative) of recording `raw/x.wav` from `start` s, unlabelled.
+fn segment_row(rel: &str, split: dams::labels::Split, start: f64) -> dams::store::NewSegment {
+    dams::store::NewSegment {
+        segment_path: rel.into(),
+        raw_file: "raw/x.wav".into(),
+        start_time: start,
+        end_time: start + 10.0,
+        split,
+        label_source: dams::labels::LabelSource::none(),
+        labels: None,
+        scores: [None; 3],
+        extra: None,
+    }
+}
+
 fn student_ctx(ws: &dams::workspace::Workspace) -> dams::teachers::OpenContext {
     let mut ctx = dams::teachers::OpenContext::new(ws.root().join("model-cache")).with_device("cpu");
     ctx.models_dir = Some(ws.data_dir().join("models"));
@@ -625,7 +630,7 @@ mod ast_head {
     /// `n` generated 2-s segments of speech / music / noise in turn (the first `n_train` on train, the others on
     /// dev) with gold labels, plus one unreadable file on train.
     pub(super) fn labelled_segments(ws: &dams::workspace::Workspace, n: usize, n_train: usize) {
-        use dams::labels::{LabelSet, LabelSource, Split};
+        use dams::labels::{LabelSet, Split};
         use dams::store::NewSegment;
         let mut rng = Rng::new(4);
         let mut rows = Vec::new();
@@ -635,17 +640,7 @@ mod ast_head {
             let (x, _) = wave(kind, &mut rng);
             let rel = format!("segments/s{i:02}.wav");
             dams::audio::decode::write_wav_16k(&ws.abs_data_path(&rel), &x).unwrap();
-            rows.push(NewSegment {
-                segment_path: rel,
-                raw_file: "raw/x.wav".into(),
-                start_time: i as f64 * 5.0,
-                end_time: i as f64 * 5.0 + 10.0,
-                split: if i < n_train { Split::Train } else { Split::Dev },
-                label_source: LabelSource::none(),
-                labels: None,
-                scores: [None; 3],
-                extra: None,
-            });
+            rows.push(super::segment_row(&rel, if i < n_train { Split::Train } else { Split::Dev }, i as f64 * 5.0));
             kinds.push(kind);
         }
         std::fs::write(ws.abs_data_path("segments/broken.wav"), b"not audio").unwrap();
@@ -1173,19 +1168,7 @@ mod ina_head {
         {
             let mut store = ws.open_store().unwrap();
             std::fs::copy(ws.abs_data_path("segments/s00.wav"), ws.abs_data_path("segments/t00.wav")).unwrap();
-            store
-                .upsert_segments(&[dams::store::NewSegment {
-                    segment_path: "segments/t00.wav".into(),
-                    raw_file: "raw/t.wav".into(),
-                    start_time: 0.0,
-                    end_time: 10.0,
-                    split: Split::Test,
-                    label_source: dams::labels::LabelSource::none(),
-                    labels: None,
-                    scores: [None; 3],
-                    extra: None,
-                }])
-                .unwrap();
+            store.upsert_segments(&[super::segment_row("segments/t00.wav", Split::Test, 0.0)]).unwrap();
             let o = super::score_student(&ws, &mut store, "i1", Some(vec![Split::Test]));
             assert_eq!((o.scored, o.failed.len()), (1, 0));
             assert_eq!(store.embeddings(&checksum, EMBEDDING_KIND, 516).unwrap().len(), 13);

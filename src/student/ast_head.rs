@@ -833,12 +833,7 @@ pub fn run_training(
     ctx: &JobCtx,
 ) -> Result<serde_json::Value> {
     let dir = super::student_dir(ws, &req.name)?;
-    let engine = Engine::select(req.device).map_err(anyhow::Error::msg)?;
-    ctx.log(format!(
-        "device: {}{}",
-        engine.description,
-        engine.notice.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
-    ));
+    let engine = select_engine(req, ctx)?;
     let saved = if req.resume { checkpoint::read_meta(&dir).ok() } else { None };
     let (src, expect) = match saved.as_ref().and_then(|m| m.ast_head.clone()) {
         Some(old) => (ast_for(&old)?, Some(old)),
@@ -879,6 +874,17 @@ pub fn run_training(
         ));
     }
     fit(ws, req, &meta, &mut Backbone::Ast(ast), &dir, &engine.device, ctx)
+}
+
+/// The engine of a head student's training job (`req.device`), logged with its notice.
+pub(crate) fn select_engine(req: &super::TrainRequest, ctx: &JobCtx) -> Result<Engine> {
+    let engine = Engine::select(req.device).map_err(anyhow::Error::msg)?;
+    ctx.log(format!(
+        "device: {}{}",
+        engine.description,
+        engine.notice.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
+    ));
+    Ok(engine)
 }
 
 /// The common end of training a head student: its dataset (embeddings cached, or the audio when

@@ -49,19 +49,10 @@ pub fn run(segments: usize, batch: usize, width: usize, torch_script: Option<&Pa
     let meta = Meta {
         kind: "cnn".into(),
         cnn: CnnConfig { n_mels: ds.n_mels, frames: ds.frames, width },
-        train: TrainConfig {
-            epochs: 1,
-            batch_size: batch,
-            lr: 1e-3,
-            patience: 0,
-            seed: 0,
-            threshold: 0.5,
-            augment: Augment::none(),
-            targets: Default::default(),
-        },
+        train: bench_config(1, batch),
         ast_head: None,
         ina_head: None,
-        sources: vec![SourceSpec { source: "gold".into(), weight: 1.0 }],
+        sources: bench_sources(),
     };
     // Warm-up: one short epoch (allocators, thread pool), then the timed epoch.
     let warm = Dataset { train: ds.train[..batch].to_vec(), ..ds.clone() };
@@ -122,6 +113,24 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     Ok(d)
 }
 
+/// The training settings every student bench times: `epochs` of `batch`, no augmentation, seed 0.
+fn bench_config(epochs: usize, batch: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: batch,
+        lr: 1e-3,
+        patience: 0,
+        seed: 0,
+        threshold: 0.5,
+        augment: Augment::none(),
+        targets: Default::default(),
+    }
+}
+
+fn bench_sources() -> Vec<SourceSpec> {
+    vec![SourceSpec { source: "gold".into(), weight: 1.0 }]
+}
+
 /// `dams bench student --kind ast-head|ina-head`: embedding throughput of the frozen backbone
 /// (segments/s, the one-off cost per segment) against the backbone's own teacher pass on the same
 /// segments (the reference: the AST's forward to logits, INA's analysis; a teacher scoring run),
@@ -131,17 +140,7 @@ pub fn run_head(ina: bool, segments: usize, batch: usize, ast_dir: Option<&Path>
     use super::ast_head::{self, Backbone, HeadDataset, HeadExample, HeadInput};
     use crate::teachers::Teacher;
     let segments = segments.max(2);
-    let train_cfg = TrainConfig {
-        epochs: 2,
-        batch_size: batch,
-        lr: 1e-3,
-        patience: 0,
-        seed: 0,
-        threshold: 0.5,
-        augment: Augment::none(),
-        targets: Default::default(),
-    };
-    let sources = vec![SourceSpec { source: "gold".into(), weight: 1.0 }];
+    let (train_cfg, sources) = (bench_config(2, batch), bench_sources());
     let (mut backbone, meta) = if ina {
         let t = crate::teachers::ina::InaTeacher::open(crate::engine::Engine::cpu())?;
         println!("INA {} (embedded), {segments} generated 10-s segments, CPU", ast_head::short(t.checksum()));

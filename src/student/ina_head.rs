@@ -92,12 +92,7 @@ pub fn new_meta(im: InaHeadMeta, train: TrainConfig, sources: Vec<SourceSpec>) -
 /// Train an ina-head student of the workspace inside a job: INA's embeddings (cached), then the epochs.
 pub fn run_training(ws: &Workspace, req: &super::TrainRequest, ctx: &JobCtx) -> Result<serde_json::Value> {
     let dir = super::student_dir(ws, &req.name)?;
-    let engine = Engine::select(req.device).map_err(anyhow::Error::msg)?;
-    ctx.log(format!(
-        "device: {}{}",
-        engine.description,
-        engine.notice.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
-    ));
+    let engine = super::ast_head::select_engine(req, ctx)?;
     let saved = if req.resume { checkpoint::read_meta(&dir).ok().filter(|m| m.ina_head.is_some()) } else { None };
     ctx.phase("loading INA");
     let ina = open_ina(engine.clone(), saved.as_ref().and_then(|m| m.ina_head.as_ref()))?;
